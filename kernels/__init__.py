@@ -1,0 +1,1 @@
+"""Triton kernels, one per file, each with a shape-checked wrapper and a pure-torch `_ref`."""
