@@ -1,0 +1,51 @@
+"""Torch-free description of where things live in one family of Hugging Face MoE models.
+
+Paths are dotted attribute paths: model-level ones from the CausalLM root, layer-level ones from
+a decoder layer, block-level ones from the MoE block (the layer's `mlp`). Algorithms ask these
+descriptions; they never branch on `model_type` themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    model_types: tuple[str, ...]
+    # config attribute names (first present wins) — used to describe a checkpoint without torch
+    num_experts_attrs: tuple[str, ...] = ("num_local_experts", "num_experts", "n_routed_experts")
+    top_k_attrs: tuple[str, ...] = ("num_experts_per_tok",)
+    # model level
+    layers: str = "model.layers"
+    embed: str = "model.embed_tokens"
+    final_norm: str = "model.norm"
+    lm_head: str = "lm_head"
+    # layer level
+    input_norm: str = "input_layernorm"
+    post_attn_norm: str = "post_attention_layernorm"
+    # readers of the input-norm output; names missing in a given checkpoint are skipped
+    attn_inputs: tuple[str, ...] = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+    attn_output: str = "self_attn.o_proj"
+    mlp: str = "mlp"
+    # block level (inside `mlp` when it is an MoE block)
+    router: str = "gate"
+    experts: str = "experts"
+    shared_experts: str | None = None
+    shared_gate: str | None = None
+    shared_gate_act: Literal["sigmoid"] | None = None
+    # dense MLP (first dense layers, shared experts) projection names
+    mlp_inputs: tuple[str, ...] = ("gate_proj", "up_proj")
+    mlp_output: str = "down_proj"
+    # routing semantics, for descriptions and the router-alignment objective
+    routing: Literal["softmax_topk", "sigmoid_grouped_topk"] = "softmax_topk"
+    router_bias: str | None = None  # buffer on the router added only for expert choice
+    # capabilities
+    rotation: bool = True
+    notes: str = ""
+
+    @property
+    def has_shared_experts(self) -> bool:
+        return self.shared_experts is not None

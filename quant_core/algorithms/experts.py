@@ -1,0 +1,98 @@
+"""Quantize one MoE block's routed experts from their routed calibration tokens.
+
+gate/up share each expert's input, so they are solved together on the fused [n, 2I, d] view
+(GPTQ rows are independent given H); down is solved after, on inputs recomputed through the
+*quantized* gate/up. Experts below `min_tokens` routed tokens take the recorded fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from quant_core.adapters.model import MoEBlock
+from quant_core.algorithms.weights import Scheme, quantize_stacked
+from quant_core.functional.gptq import hessian
+from quant_core.quantized import QuantState
+from quant_core.techniques import GptqConfig
+
+
+@dataclass
+class RoutedTokens:
+    """Calibration tokens of one MoE layer with the dispatch the (final) router makes for them."""
+
+    x: torch.Tensor  # [T, d] MoE block input
+    index: torch.Tensor  # [T, k]
+    weights: torch.Tensor  # [T, k] gate weights
+    selection: list[torch.Tensor] | None = None  # per expert: chosen (token, slot) flat positions
+
+    def per_expert(self, num_experts: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each expert: (token indices, gate weights) of the tokens used to calibrate it."""
+        k = self.index.shape[1]
+        flat_w = self.weights.reshape(-1)
+        out = []
+        for e in range(num_experts):
+            if self.selection is not None:
+                pos = self.selection[e]
+            else:
+                pos = torch.nonzero(self.index.reshape(-1) == e).reshape(-1)
+            out.append((pos // k, flat_w[pos]))
+        return out
+
+    def routed_counts(self, num_experts: int) -> list[int]:
+        return torch.bincount(self.index.reshape(-1), minlength=num_experts).tolist()
+
+
+def _hessians(inputs: list[torch.Tensor], gate_w: list[torch.Tensor], affinity: bool, dim: int,
+              device) -> torch.Tensor:
+    H = torch.zeros(len(inputs), dim, dim, device=device)
+    for e, (x, c) in enumerate(zip(inputs, gate_w)):
+        if x.shape[0]:
+            H[e] = hessian(x, c if affinity else None)
+    return H
+
+
+@torch.no_grad()
+def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
+                            state: QuantState, key_prefix: str) -> None:
+    """Quantize gate_up then down of every expert of `block` in place; record tokens/fallbacks/errors."""
+    group = block.experts
+    n = group.num_experts
+    layer = block.layer_idx
+    gptq = isinstance(scheme.method, GptqConfig) and tokens is not None
+    fp_gu, fp_down = group.gate_up().float().clone(), group.down().float().clone()
+
+    per_expert = tokens.per_expert(n) if tokens is not None else [(torch.empty(0, dtype=torch.long),) * 2] * n
+    counts = [int(t.shape[0]) for t, _ in per_expert]
+    if tokens is not None:
+        state.tokens_per_expert[layer] = counts
+
+    use_gptq = torch.zeros(n, dtype=torch.bool)
+    H_gu = H_down = None
+    if gptq:
+        m: GptqConfig = scheme.method
+        enough = torch.tensor([c >= m.min_tokens for c in counts])
+        use_gptq = enough.clone()
+        xs = [tokens.x[t] for t, _ in per_expert]
+        cs = [w for _, w in per_expert]
+        if m.fallback == "all_tokens":
+            for e in torch.nonzero(~enough).reshape(-1).tolist():
+                xs[e], cs[e] = tokens.x, torch.ones(tokens.x.shape[0], device=tokens.x.device)
+            use_gptq[:] = True
+        for e in torch.nonzero(~enough).reshape(-1).tolist():
+            state.fallbacks.append({"layer": layer, "expert": e, "tokens": counts[e],
+                                    "reason": f"{counts[e]} routed calibration tokens < min_tokens {m.min_tokens}",
+                                    "fallback": m.fallback})
+        H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
+    state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
+                               bits, scheme, H_gu, use_gptq))
+    if gptq:
+        inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
+                 for e in range(n)]
+        H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
+    state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
+                               bits, scheme, H_down, use_gptq))
+    err = ((group.gate_up().float() - fp_gu).pow(2).sum((1, 2)) + (group.down().float() - fp_down).pow(2).sum((1, 2)))
+    norm = fp_gu.pow(2).sum((1, 2)) + fp_down.pow(2).sum((1, 2))
+    state.expert_error[layer] = (err / norm.clamp(min=1e-30)).sqrt().tolist()

@@ -1,0 +1,27 @@
+"""Public entry of the numeric core: run one recipe end to end and return the result dict.
+
+Contract (DESIGN.md §4.3): the returned dict has keys model, recipe, metrics, bits, calibration,
+timings, environment, expert_stats, diagnostics. The caller (jobs) adds run_id and status.
+User-fixable problems raise `quant_core.errors.MoeqError` subclasses; a cancel request raises
+`CancelledError` between decoder blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quant_core.context import RunContext
+from quant_core.recipe import Recipe, parse_recipe
+
+
+def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Quantize `recipe.model` with `recipe`, evaluate against FP, return the result dict."""
+    from quant_core.pipeline import run_pipeline
+
+    if not isinstance(recipe, Recipe):
+        recipe = parse_recipe(recipe)
+    if recipe.moqe is not None:
+        from quant_core.moqe.run import run_moqe
+
+        return run_moqe(recipe, ctx)
+    return run_pipeline(recipe, ctx)

@@ -1,0 +1,1 @@
+"""Calibration data: text → token windows (uniform | EBSS) → per-expert routed tokens."""

@@ -1,0 +1,1 @@
+"""Pure tensor math: (weight, statistics, scheme) → (quantized weight, scales, zeros). No models, no I/O."""

@@ -1,0 +1,115 @@
+"""Reload a model saved by `save_quantized`: verify checksums, restore the exact grid weights from
+the integer codes, reinstall activation quantization and the router's input quantization."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from quant_core.adapters.model import MoEModel, get_path
+from quant_core.errors import ArtifactError
+from quant_core.functional.affine import QuantParams, dequantize
+from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, FORMAT, META_FILE, sha256_file
+from kernels.backend import resolve_backend
+from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
+from quant_core.quantized import WeightRecord
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    meta: dict
+    moe: MoEModel
+    handles: list
+    records: dict
+
+
+def verify_checksums(path: Path) -> dict:
+    sums_file = path / CHECKSUMS_FILE
+    if not sums_file.is_file():
+        raise ArtifactError(f"{path} has no {CHECKSUMS_FILE}; not a moeq quantized model")
+    sums = json.loads(sums_file.read_text())
+    for name, digest in sums.items():
+        f = path / name
+        if not f.is_file():
+            raise ArtifactError(f"{path}: file {name} listed in {CHECKSUMS_FILE} is missing")
+        if sha256_file(f) != digest:
+            raise ArtifactError(f"{path}: file {name} does not match its recorded sha256 (corrupted or modified)")
+    return sums
+
+
+def _param_for_key(model: torch.nn.Module, key: str) -> torch.Tensor:
+    module_path, _, name = key.rpartition(".")
+    module = get_path(model, module_path)
+    if module is None or getattr(module, name, None) is None:
+        raise ArtifactError(f"saved tensor {key} has no counterpart in the model")
+    return getattr(module, name).data
+
+
+@torch.no_grad()
+def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str = "auto") -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    verify_checksums(path)
+    meta = json.loads((path / META_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: unknown format {meta.get('format')!r}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval()
+    model.requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tensors = load_file(str(path / CODES_FILE))
+    moe = MoEModel(model)
+    records: dict[str, WeightRecord] = {}
+    for key, info in meta["records"].items():
+        bits = tensors[f"{key}.bits"]
+        params = QuantParams(tensors[f"{key}.scale"], tensors[f"{key}.zero"], bits if bits.numel() > 1 else bits[0],
+                             info["group_size"], info["symmetric"])
+        target = _param_for_key(model, key)
+        if info["role"] in ("experts_gate_up", "experts_down"):
+            layer = info["layer"]
+            group = moe.blocks[layer].experts
+            target = group.gate_up() if info["role"] == "experts_gate_up" else group.down()
+        target.copy_(dequantize(tensors[f"{key}.codes"], params, target.dtype))
+        records[key] = WeightRecord(key, info["role"], info["layer"], tensors[f"{key}.codes"], params)
+    model.to(device)
+    handles = install_runtime(moe, meta, kernels, records, torch.device(device))
+    return LoadedModel(model, tokenizer, meta, moe, handles, records)
+
+
+def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | None = None,
+                    device: torch.device | None = None) -> list:
+    """Reinstall the activation quantization the pipeline installed (recorded in meta) and, when
+    kernels resolve to Triton on this device, the fused mixed-bit MoE kernel."""
+    handles = []
+    for path, fields in meta.get("input_quant", {}).items():
+        module = get_path(moe.model, path)
+        if module is None:
+            raise ArtifactError(f"input quantization recorded for missing module {path}")
+        handles.append(attach_input_quant(module, ActQuant(**{**fields, "backend": kernels})))
+    use_kernel = records is not None and device is not None and resolve_backend(kernels, device) == "triton"
+    for i, block in moe.blocks.items():
+        fields = meta.get("quant_experts", {}).get(str(i))
+        prefix = f"{moe.spec.layers}.{i}.{moe.spec.mlp}.{moe.spec.experts}"
+        kernel = None
+        if use_kernel and f"{prefix}.gate_up_proj" in records and QuantExperts.kernel_compatible(block.experts.module):
+            gate_up, down = records[f"{prefix}.gate_up_proj"], records[f"{prefix}.down_proj"]
+            kernel = tuple(k.to(device) for k in kernel_weights(gate_up, down))
+        if fields is not None or kernel is not None:
+            aq = ActQuant(**{**(fields or {}), "backend": kernels})
+            moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels))
+    return handles
+
+
+@torch.no_grad()
+def check_probe(loaded: LoadedModel, path: Path) -> bool:
+    """True when the reloaded model reproduces the saved probe logits bit for bit."""
+    tensors = load_file(str(Path(path) / CODES_FILE))
+    device = next(loaded.model.parameters()).device
+    logits = loaded.model(input_ids=tensors["probe.input_ids"].to(device), use_cache=False).logits.float().cpu()
+    return torch.equal(logits, tensors["probe.logits"])

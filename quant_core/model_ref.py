@@ -1,0 +1,25 @@
+"""Torch-free resolution of a model reference: zoo name or a local directory inside the allowed roots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from quant_core.errors import ModelError
+
+
+def resolve_local_path(ref: str, model_roots: tuple[Path, ...]) -> Path:
+    """Existing, readable directory for `ref`; refuses paths outside `model_roots` (when set)."""
+    path = Path(ref).expanduser()
+    try:
+        path = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        raise ModelError(f"model path {ref!r} does not exist (and is not a zoo name; see 'moeq zoo list')") from None
+    if model_roots and not any(path == r or r in path.parents for r in model_roots):
+        roots = ", ".join(str(r) for r in model_roots)
+        raise ModelError(f"model path {path} is outside the allowed model roots ({roots})")
+    if not path.is_dir():
+        raise ModelError(f"model path {path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ModelError(f"model directory {path} is not readable")
+    return path

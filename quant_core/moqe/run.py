@@ -1,0 +1,182 @@
+"""A MoQE run: build K quantized variants, label training windows with each one's lowest-loss
+variant, train the router, and evaluate the routed mixture against every single variant and the
+per-sample oracle on held-out windows and task items."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from quant_core.adapters.model import MoEModel
+from quant_core.calibration.data import token_windows
+from quant_core.context import RunContext
+from quant_core.errors import RecipeError
+from quant_core.evaluate.scoring import encode
+from quant_core.evaluate.task_sources import resolve_tasks
+from quant_core.evaluate.tasks import TaskScore, score_tasks
+from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
+from quant_core.moqe.router import MoqeRouter, train_router
+from quant_core.presets import merge
+from quant_core.recipe import Recipe, parse_recipe, recipe_summary
+from quant_core.result import environment, peak_memory_mb
+
+BATCH = 16
+
+
+@dataclass
+class VariantScores:
+    label: str
+    train_nll: torch.Tensor  # [N_train] mean NLL per window
+    eval_nll: torch.Tensor  # [N_eval]
+    eval_kl: torch.Tensor | None  # [N_eval] mean token KL(FP ‖ variant)
+    tasks: list[TaskScore]
+    bits: float
+    bits_with_overhead: float
+
+
+@torch.no_grad()
+def window_losses(model, windows: torch.Tensor, device, fp_logprobs: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(mean NLL per window, mean KL(FP‖model) per window or None, log-probs fp16 on CPU)."""
+    nll, kl, logps = [], [], []
+    for b0 in range(0, windows.shape[0], BATCH):
+        ids = windows[b0:b0 + BATCH].to(device)
+        logp = F.log_softmax(model(input_ids=ids, use_cache=False).logits.float()[:, :-1], -1)
+        nll.append(-logp.gather(-1, ids[:, 1:, None])[..., 0].mean(-1).cpu())
+        if fp_logprobs is not None:
+            p = fp_logprobs[b0:b0 + BATCH].float().to(device)
+            kl.append((p.exp() * (p - logp)).sum(-1).mean(-1).cpu())
+        logps.append(logp.to("cpu", torch.float16))
+    return torch.cat(nll), (torch.cat(kl) if kl else None), torch.cat(logps)
+
+
+def _variant_recipe(base: Recipe, variant) -> tuple[Recipe | None, str | None]:
+    if isinstance(variant, str):
+        if not variant.startswith("path:"):
+            raise RecipeError("moqe.variants", f"a variant is a recipe object or 'path:<saved model dir>', got {variant!r}")
+        return None, variant[5:]
+    if not isinstance(variant, dict):
+        raise RecipeError("moqe.variants", "each variant must be a recipe object or 'path:<dir>'")
+    shared = {"model": base.model, "calibration": base.to_dict()["calibration"], "eval": base.to_dict()["eval"],
+              "seed": base.seed}
+    return parse_recipe(merge(shared, variant)), None
+
+
+def _build_variant(base: Recipe, variant, path, ctx: RunContext, device, train, evalw, fp_logp, tasks) -> VariantScores:
+    from quant_core.pipeline import quantize_model
+
+    recipe, saved = _variant_recipe(base, variant)
+    if saved is not None:
+        from quant_core.io.load import load_quantized
+
+        loaded = load_quantized(saved, device=device)
+        model, tok, label = loaded.model, loaded.tokenizer, f"saved:{saved}"
+        bits = loaded.meta["summary"]["bits"]
+    else:
+        model, tok = load_model(path, ctx)
+        state, _ = quantize_model(MoEModel(model), tok, recipe, ctx, device, path)
+        label, bits = recipe_summary(recipe), state.bits_summary()
+    model.to(device)
+    tr, _, _ = window_losses(model, train, device)
+    ev, kl, _ = window_losses(model, evalw, device, fp_logp)
+    scores = score_tasks(model, tok, tasks, device)
+    return VariantScores(label, tr, ev, kl, scores, float(bits["avg_weight_bits"]),
+                         float(bits["bits_per_param_with_overhead"]))
+
+
+def _mixture_tasks(router: MoqeRouter, tokenizer, tasks, variants: list[VariantScores]) -> dict[str, float]:
+    out = {}
+    for ti, task in enumerate(tasks):
+        texts = [getattr(it, "context", None) or it.prompt for it in task.items]
+        picks = [int(router.choose(torch.tensor([encode(tokenizer, t, bos=True)]))[0]) for t in texts]
+        out[task.name] = sum(variants[k].tasks[ti].correct[i] for i, k in enumerate(picks)) / len(texts)
+    return out
+
+
+def _ppl(nll: torch.Tensor) -> float:
+    return float(torch.exp(nll.mean()))
+
+
+def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
+    spec = recipe.moqe
+    t0 = time.perf_counter()
+    path = resolve_model(recipe.model, ctx)
+    info = check_loadable(path, ctx)
+    device = pick_device(ctx.device)
+    fp_model, tok = load_model(path, ctx)
+    fp_model.to(device)
+    seq = recipe.eval.seq_len
+    train = token_windows(recipe.calibration.source, "calib", tok, spec.train_samples, seq, recipe.seed)
+    evalw = token_windows(recipe.eval.source, "heldout", tok, spec.eval_samples, seq, recipe.seed + 1000)
+    tasks = resolve_tasks(recipe.eval.tasks, recipe.eval.limit, 0)
+    fp_eval_nll, _, fp_logp = window_losses(fp_model, evalw, device)
+    fp_tasks = score_tasks(fp_model, tok, tasks, device)
+    embedding = fp_model.get_input_embeddings().weight.detach().cpu()
+    del fp_model
+    variants = []
+    for k, v in enumerate(spec.variants):
+        ctx.check_cancel()
+        ctx.progress(f"moqe: variant {k + 1}/{len(spec.variants)}", 0.05 + 0.7 * k / len(spec.variants))
+        variants.append(_build_variant(recipe, v, path, ctx, device, train, evalw, fp_logp, tasks))
+    labels = torch.stack([v.train_nll for v in variants], 1).argmin(1)
+    router = MoqeRouter(embedding, len(variants), layers=spec.encoder_layers, pad_id=tok.pad_token_id)
+    ctx.progress("moqe: train router", 0.8)
+    history = train_router(router, train, labels, epochs=spec.epochs, alpha=spec.alpha, seed=recipe.seed)
+    picks = router.choose(evalw)
+    eval_nll = torch.stack([v.eval_nll for v in variants], 1)
+    mix_nll = eval_nll.gather(1, picks[:, None])[:, 0]
+    kl = None
+    if all(v.eval_kl is not None for v in variants):
+        kl = float(torch.stack([v.eval_kl for v in variants], 1).gather(1, picks[:, None]).mean())
+    mix_acc = _mixture_tasks(router, tok, tasks, variants)
+    overhead = _router_overhead(router, evalw, path, ctx, device)
+    single = [{"label": v.label, "perplexity": _ppl(v.eval_nll), "bits": v.bits,
+               "accuracy": {t.name: t.acc for t in v.tasks},
+               "avg_accuracy": sum(t.acc for t in v.tasks) / len(v.tasks) if v.tasks else None,
+               "kl": None if v.eval_kl is None else float(v.eval_kl.mean())} for v in variants]
+    best = min(range(len(single)), key=lambda i: single[i]["perplexity"])
+    usage = torch.bincount(picks, minlength=len(variants)).float() / len(picks)
+    avg = lambda d: sum(d.values()) / len(d) if d else None  # noqa: E731
+    return {
+        "model": recipe.model, "model_info": info.to_dict(), "recipe": recipe.to_dict(),
+        "metrics": {"perplexity": _ppl(mix_nll), "fp_perplexity": _ppl(fp_eval_nll), "kl": kl,
+                    "accuracy": mix_acc, "fp_accuracy": {t.name: t.acc for t in fp_tasks},
+                    "avg_accuracy": avg(mix_acc), "fp_avg_accuracy": avg({t.name: t.acc for t in fp_tasks})},
+        "moqe": {"variants": single, "best_single": best,
+                 "oracle": {"perplexity": _ppl(eval_nll.min(1).values)},
+                 "usage": usage.tolist(),
+                 "train_label_distribution": (torch.bincount(labels, minlength=len(variants)).float()
+                                              / len(labels)).tolist(),
+                 "train_loss": history, "router_overhead": overhead},
+        "bits": {"avg_weight_bits": sum(v.bits for v in variants) / len(variants),
+                 "bits_per_param_with_overhead": sum(v.bits_with_overhead for v in variants) / len(variants),
+                 "experts": {}},
+        "calibration": {"tokens_per_expert": {}, "fallbacks": [], "num_sequences": int(train.shape[0])},
+        "timings": {"total_s": round(time.perf_counter() - t0, 3)},
+        "environment": environment(device), "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
+        "diagnostics": {},
+    }
+
+
+@torch.no_grad()
+def _router_overhead(router: MoqeRouter, windows: torch.Tensor, path, ctx: RunContext, device) -> dict:
+    """Router time relative to one forward of the FP model on the same batch (paper: < 8 %)."""
+    model, _ = load_model(path, ctx)
+    model.to(device)
+    batch = windows[:BATCH].to(device)
+    router.to(device)
+
+    def timed(fn) -> float:
+        fn()
+        t = time.perf_counter()
+        for _ in range(3):
+            fn()
+        return (time.perf_counter() - t) / 3
+
+    model_s = timed(lambda: model(input_ids=batch, use_cache=False))
+    router_s = timed(lambda: router(batch))
+    router.to("cpu")
+    return {"router_s": router_s, "model_s": model_s, "ratio": router_s / model_s}

@@ -1,0 +1,50 @@
+"""Named technique presets that expand into recipe fragments (used by the CLI and the web app)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+PRESETS = MappingProxyType({
+    # DuQuant-style baseline the EAQuant paper compares against
+    "duquant": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": 0.6},
+                               {"name": "rtn", "clip_search": True}]},
+    "eaquant": {"techniques": [{"name": "rotation"},
+                               {"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True},
+                               {"name": "rtn", "clip_search": True}],
+                "router": {"mode": "align"},
+                "calibration": {"balance": {"r": 2.0}}},
+    "moequant": {"techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],
+                 "calibration": {"sampler": "ebss"}},
+    "gptq_rotation": {"techniques": [{"name": "rotation"}, {"name": "gptq"}]},
+})
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        elif k == "techniques":
+            out[k] = [*out.get(k, []), *v]
+        else:
+            out[k] = v
+    return out
+
+
+def expand(names: list[str]) -> dict:
+    """Recipe fragment for a list of technique or preset names ('gptq', 'rotation', 'eaquant', ...)."""
+    fragment: dict = {"techniques": []}
+    for name in names:
+        name = name.strip()
+        if not name:
+            continue
+        if name in PRESETS:
+            fragment = _merge(fragment, PRESETS[name])
+        else:
+            fragment["techniques"].append({"name": name})
+    return fragment
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Deep-merge recipe fragments (technique lists are concatenated)."""
+    return _merge(base, extra)

@@ -1,0 +1,193 @@
+"""Sequential, block-by-block quantization of an MoE model according to a recipe.
+
+For each decoder layer: capture the attention linears' inputs on calibration data, smooth and
+quantize attention; capture the MLP input under the *quantized* attention, smooth the MoE side,
+set up the router, dispatch calibration tokens with the final router, quantize routed experts
+(batched), shared experts and dense MLPs; install activation quantization; then run the quantized
+layer to produce the next layer's inputs. Layers not being processed may stay on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from quant_core.adapters.model import MoEModel, get_path
+from quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input,
+                                           collect_linear_inputs, run_layer)
+from quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
+from quant_core.algorithms.mlp import quantize_mlp
+from quant_core.algorithms.weights import Scheme, quantize_linear
+from quant_core.context import RunContext
+from kernels.backend import resolve_backend
+from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
+from quant_core.quantized import QuantState
+from quant_core.recipe import Recipe
+from quant_core.techniques import GptqConfig, RotationConfig, RtnConfig, SmoothConfig
+
+log = logging.getLogger(__name__)
+
+
+def _linears_under(module: nn.Module, prefix: str) -> dict[str, nn.Linear]:
+    return {f"{prefix}.{n}" if n else prefix: m for n, m in module.named_modules() if isinstance(m, nn.Linear)}
+
+
+class ModelQuantizer:
+    """Holds one run's settings and state while it walks the layers."""
+
+    def __init__(self, moe: MoEModel, recipe: Recipe, ctx: RunContext, state: QuantState,
+                 device: torch.device, expert_bits: dict[int, torch.Tensor]) -> None:
+        self.moe = moe
+        self.recipe = recipe
+        self.ctx = ctx
+        self.state = state
+        self.device = device
+        self.expert_bits = expert_bits
+        w = recipe.weights
+        self.quantize_weights = w.bits < 16
+        self.scheme = Scheme(w.group_size, w.symmetric, w.clip_ratio, recipe.weight_quantizer or RtnConfig())
+        self.other_bits = recipe.allocation.other_bits if recipe.allocation else w.bits
+        a = recipe.activations
+        self.aq = ActQuant(a.bits, a.clip_ratio, a.symmetric, backend=ctx.kernels)
+        self.smooth: SmoothConfig | None = recipe.technique(SmoothConfig)
+        self.gptq = isinstance(self.scheme.method, GptqConfig)
+        self.use_kernels = self.quantize_weights and resolve_backend(ctx.kernels, device) == "triton"
+        self.handles: list = []
+        self.n_main = 0
+
+    @property
+    def layers_path(self) -> str:
+        return self.moe.spec.layers
+
+    def run(self, calib_windows: torch.Tensor | None, batch_size: int,
+            reserve_windows: torch.Tensor | None = None) -> None:
+        rot = self.recipe.technique(RotationConfig)
+        if rot is not None:
+            from quant_core.algorithms.rotation import rotate_model
+
+            self.state.diagnostics["rotation"] = rotate_model(self.moe, rot)
+        batches = None
+        if self.device.type != "cpu":
+            self._offload()
+        if calib_windows is not None:
+            self.ctx.progress("calibrate: capture layer-0 inputs", 0.0)
+            batches = capture_first_layer_inputs(self.moe, calib_windows, batch_size, self.device)
+            self.n_main = len(batches)
+            if reserve_windows is not None and reserve_windows.shape[0]:
+                batches += capture_first_layer_inputs(self.moe, reserve_windows, batch_size, self.device)
+        n = len(self.moe.layers)
+        for i, layer in enumerate(self.moe.layers):
+            self.ctx.check_cancel()
+            self.ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
+            layer.to(self.device)
+            self.quantize_layer(i, layer, batches)
+            if batches is not None:
+                batches = run_layer(layer, batches)
+            if self.device.type != "cpu":
+                layer.to("cpu")
+        self.ctx.progress("quantize: done", 1.0)
+
+    def _offload(self) -> None:
+        """Keep decoder layers on CPU; put the embedding/rotary/mask modules on the device."""
+        self.moe.model.to("cpu")
+        base_path, _, layers_name = self.layers_path.rpartition(".")
+        base = get_path(self.moe.model, base_path) if base_path else self.moe.model
+        for name, child in base.named_children():
+            if name != layers_name:
+                child.to(self.device)
+
+    def quantize_layer(self, i: int, layer: nn.Module, batches: list[LayerBatch] | None) -> None:
+        prefix = f"{self.layers_path}.{i}"
+        attn_path = self.moe.spec.attn_output.split(".")[0]
+        attn = _linears_under(getattr(layer, attn_path), attn_path)
+        hess = {}
+        if batches is not None and (self.gptq or self.smooth is not None):
+            stats = collect_linear_inputs(layer, attn, batches[:self.n_main], want_hessian=self.gptq,
+                                          stop_at=self.moe.spec.post_attn_norm)
+            if self.smooth is not None and self.smooth.attention:
+                from quant_core.algorithms.smoothing import smooth_attention
+
+                stats = smooth_attention(self.moe, i, stats, self.smooth, self.state)
+            hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
+        if self.quantize_weights:
+            for key, mod in attn.items():
+                self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
+                                               hess.get(key)))
+        x = capture_module_input(layer, self.moe.spec.mlp, batches) if batches is not None else None
+        n_main_tokens = sum(b.hidden.shape[0] * b.hidden.shape[1] for b in batches[:self.n_main]) if batches else 0
+        block = self.moe.blocks.get(i)
+        if block is None:
+            self._quantize_dense_mlp(i, layer, None if x is None else x[:n_main_tokens], prefix)
+        else:
+            self._quantize_moe(i, block, x, n_main_tokens, prefix)
+        if self.aq.enabled:
+            for key, mod in attn.items():
+                self._attach(f"{prefix}.{key}", mod, self.aq)
+
+    def _quantize_dense_mlp(self, i: int, layer: nn.Module, x: torch.Tensor | None, prefix: str) -> None:
+        spec = self.moe.spec
+        mlp = getattr(layer, spec.mlp)
+        if self.quantize_weights:
+            quantize_mlp(mlp, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme, self.state,
+                         f"{prefix}.{spec.mlp}", i)
+        if self.aq.enabled:
+            for key, mod in _linears_under(mlp, spec.mlp).items():
+                self._attach(f"{prefix}.{key}", mod, self.aq)
+
+    def _quantize_moe(self, i: int, block, x: torch.Tensor | None, n_main: int, prefix: str) -> None:
+        spec = self.moe.spec
+        if x is not None and self.smooth is not None:
+            from quant_core.algorithms.smoothing import smooth_moe
+
+            # the (balanced) per-expert token sets under the FP router feed the smoothing statistics
+            sets = self._routed(block, x, n_main, i) if self.recipe.calibration.balance is not None else None
+            s = smooth_moe(self.moe, block, x[:n_main], self.smooth, self.state, sets)
+            x = (x.float() / s).to(x.dtype)
+        from quant_core.algorithms.router import prepare_router
+
+        router_aq = prepare_router(block, None if x is None else x[:n_main], self.recipe.router, self.state,
+                                   self.ctx.kernels)
+        if router_aq is not None and router_aq.enabled:
+            self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
+        tokens = None
+        if x is not None:
+            tokens = self._routed(block, x, n_main, i)  # dispatch by the final (possibly quantized) router
+            x = x[:n_main]
+        if self.quantize_weights:
+            quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
+                                    f"{prefix}.{spec.mlp}.{spec.experts}")
+            if block.shared is not None:
+                agq = self.gptq and self.scheme.method.affinity and x is not None
+                weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None
+                quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,
+                             self.state, f"{prefix}.{spec.mlp}.{spec.shared_experts}", i, token_weights=weights)
+        kernel = None
+        if self.use_kernels and QuantExperts.kernel_compatible(block.experts.module):
+            key = f"{prefix}.{spec.mlp}.{spec.experts}"
+            kernel = kernel_weights(self.state.records[f"{key}.gate_up_proj"], self.state.records[f"{key}.down_proj"])
+        if self.aq.enabled or kernel is not None:
+            self.moe.replace_experts(i, QuantExperts(block.experts.module, self.aq, kernel, self.ctx.kernels))
+            self.state.quant_experts[i] = asdict(self.aq)
+            if block.shared is not None:
+                for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
+                    self._attach(f"{prefix}.{key}", mod, self.aq)
+
+    def _routed(self, block, x: torch.Tensor, n_main: int, i: int) -> RoutedTokens:
+        """Calibration tokens dispatched by the block's current router, balanced when the recipe asks."""
+        with torch.no_grad():
+            _, weights, index = block.router(x)
+        tokens = RoutedTokens(x, index, weights.float())
+        balance = self.recipe.calibration.balance
+        if balance is not None:
+            from quant_core.algorithms.balance import balance_tokens
+
+            tokens = balance_tokens(tokens, n_main, block.num_experts, balance, self.state, i, self.recipe.seed)
+        return tokens
+
+    def _attach(self, path: str, module: nn.Module, aq: ActQuant) -> None:
+        """Fake-quantize `module`'s input from now on, and record it so a reload does the same."""
+        self.handles.append(attach_input_quant(module, aq))
+        self.state.input_quant[path] = asdict(aq)

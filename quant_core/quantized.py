@@ -1,0 +1,76 @@
+"""Records of what was quantized (integer codes + scales per tensor) and bit accounting.
+
+A `QuantState` belongs to one run; the model's weights hold the dequantized grid values and the
+records hold the integers, so that saving, bit statistics and the packed kernels agree exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from quant_core.functional.affine import QuantParams, dequantize
+
+Role = Literal["linear", "experts_gate_up", "experts_down", "router"]
+SCALE_BITS = 16
+
+
+@dataclass
+class WeightRecord:
+    """Integer form of one weight tensor: [out, in], or [n_experts, out, in] for fused experts."""
+
+    key: str  # parameter name in the model's state dict
+    role: Role
+    layer: int
+    codes: torch.Tensor  # uint8
+    params: QuantParams
+
+    def dequant(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return dequantize(self.codes, self.params, dtype)
+
+    def per_matrix_bits(self) -> torch.Tensor:
+        """Bit width of each [out, in] matrix (one entry, or one per expert)."""
+        lead = self.codes.shape[:-2]
+        return self.params.bits.expand(lead) if self.params.bits.dim() == 0 else self.params.bits
+
+    def bit_totals(self) -> tuple[float, float, int]:
+        """(payload bits, overhead bits for scales and zero points, number of weights)."""
+        rows, cols = self.codes.shape[-2:]
+        groups_per_matrix = rows * (cols // self.params.group_size)
+        bits = self.per_matrix_bits().reshape(-1).double()
+        payload = float((bits * rows * cols).sum())
+        zero_bits = 0.0 if self.params.symmetric else float(bits.sum()) * groups_per_matrix
+        overhead = SCALE_BITS * groups_per_matrix * bits.numel() + zero_bits
+        return payload, overhead, int(rows * cols * bits.numel())
+
+
+@dataclass
+class QuantState:
+    records: dict[str, WeightRecord] = field(default_factory=dict)
+    fallbacks: list[dict] = field(default_factory=list)
+    tokens_per_expert: dict[int, list[int]] = field(default_factory=dict)
+    expert_error: dict[int, list[float]] = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+    input_quant: dict[str, dict] = field(default_factory=dict)  # module path → ActQuant fields
+    quant_experts: dict[int, dict] = field(default_factory=dict)  # layer → ActQuant fields
+
+    def add(self, record: WeightRecord) -> None:
+        self.records[record.key] = record
+
+    def bits_summary(self) -> dict:
+        payload = overhead = 0.0
+        count = 0
+        experts: dict[str, dict[str, int]] = {}
+        for rec in self.records.values():
+            p, o, n = rec.bit_totals()
+            payload, overhead, count = payload + p, overhead + o, count + n
+            if rec.role == "experts_gate_up":
+                experts[str(rec.layer)] = {str(e): int(b) for e, b in enumerate(rec.per_matrix_bits().tolist())}
+        return {
+            "avg_weight_bits": payload / count if count else 16.0,
+            "bits_per_param_with_overhead": (payload + overhead) / count if count else 16.0,
+            "quantized_params": count,
+            "experts": experts,
+        }

@@ -1,0 +1,90 @@
+"""Assemble the result dict of DESIGN.md §4.3 from one run's evaluations and quantization state."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+
+import torch
+
+from quant_core import __version__
+from quant_core.adapters.describe import ModelInfo
+from quant_core.evaluate.compare import routing_report, token_kl
+from quant_core.evaluate.run import EvalResult
+from quant_core.quantized import QuantState
+from quant_core.recipe import Recipe
+
+
+def environment(device: torch.device) -> dict:
+    import transformers
+
+    env = {"device": str(device), "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
+           "moeq": __version__, "python": sys.version.split()[0], "host": platform.node()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
+
+
+def _metrics(recipe: Recipe, fp: EvalResult, q: EvalResult, num_experts: dict[int, int]) -> dict:
+    m: dict = {
+        "accuracy": q.accuracy(), "fp_accuracy": fp.accuracy(),
+        "accuracy_norm": {t.name: t.acc_norm for t in q.tasks if t.acc_norm is not None},
+        "accuracy_stderr": {t.name: t.stderr for t in q.tasks},
+        "avg_accuracy": q.avg_accuracy(), "fp_avg_accuracy": fp.avg_accuracy(),
+        "kl": token_kl(fp.probe, q.probe),
+    }
+    if recipe.eval.perplexity:
+        m["perplexity"] = q.probe.perplexity
+        m["fp_perplexity"] = fp.probe.perplexity
+    if recipe.eval.routing:
+        m["routing"] = routing_report(fp.probe, q.probe, num_experts)
+    return m
+
+
+def _expert_stats(state: QuantState, info_experts: dict[int, int], group_size: int | None) -> list[dict]:
+    bits = state.bits_summary()["experts"]
+    fallback = {(f["layer"], f["expert"]): f["fallback"] for f in state.fallbacks}
+    rows = []
+    for layer, n in info_experts.items():
+        tokens = state.tokens_per_expert.get(layer)
+        errors = state.expert_error.get(layer)
+        for e in range(n):
+            rows.append({"layer": layer, "expert": e, "bits": bits.get(str(layer), {}).get(str(e)),
+                         "group_size": group_size, "calib_tokens": None if tokens is None else tokens[e],
+                         "weight_error": None if errors is None else errors[e],
+                         "fallback": fallback.get((layer, e))})
+    return rows
+
+
+def build_result(recipe: Recipe, info: ModelInfo, fp: EvalResult, q: EvalResult, state: QuantState,
+                 num_experts: dict[int, int], timings: dict, device: torch.device, calibration: dict) -> dict:
+    peak, kind = peak_memory_mb(device)
+    bits = state.bits_summary()
+    return {
+        "model": recipe.model,
+        "model_info": info.to_dict(),
+        "recipe": recipe.to_dict(),
+        "metrics": _metrics(recipe, fp, q, num_experts),
+        "tasks": [{"name": t.name, "kind": t.kind, "acc": t.acc, "acc_norm": t.acc_norm, "stderr": t.stderr,
+                   "n": t.n, "chance": t.chance, "fp_acc": f.acc} for t, f in zip(q.tasks, fp.tasks)],
+        "bits": bits,
+        "calibration": {
+            **calibration,
+            "tokens_per_expert": {str(layer): {str(e): c for e, c in enumerate(counts)}
+                                  for layer, counts in state.tokens_per_expert.items()},
+            "fallbacks": state.fallbacks,
+        },
+        "expert_stats": _expert_stats(state, num_experts, recipe.weights.group_size),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "environment": environment(device),
+        "peak_memory_mb": round(peak, 1),
+        "peak_memory_kind": kind,
+        "diagnostics": state.diagnostics,
+    }

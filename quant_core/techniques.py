@@ -1,0 +1,98 @@
+"""Frozen configs of every technique a recipe can name, and the registry name → config.
+
+Torch-free so that the web app can validate recipes. The functions that *apply* a technique to a
+model live in `quant_core.algorithms` and are looked up by config type there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from quant_core.errors import RecipeError
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise RecipeError(key, message)
+
+
+@dataclass(frozen=True)
+class RtnConfig:
+    """Round-to-nearest on the affine grid; optional per-channel clip search (ALGORITHMS.md)."""
+
+    clip_search: bool = False
+    clip_min: float = 0.35
+    clip_steps: int = 14
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.clip_min <= 1.0, "clip_min", "must be in (0, 1]")
+        _check(1 <= self.clip_steps <= 200, "clip_steps", "must be in [1, 200]")
+
+
+@dataclass(frozen=True)
+class GptqConfig:
+    """GPTQ with error feedback; `affinity` turns on MoEQuant AGQ (gate-weighted Hessians)."""
+
+    block_size: int = 128
+    damp: float = 0.01
+    act_order: bool = False
+    affinity: bool = False
+    min_tokens: int = 16
+    fallback: Literal["rtn_clip", "all_tokens"] = "rtn_clip"
+    batched: bool = True
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.block_size <= 4096, "block_size", "must be in [1, 4096]")
+        _check(0.0 < self.damp < 1.0, "damp", "must be in (0, 1)")
+        _check(self.min_tokens >= 1, "min_tokens", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SmoothConfig:
+    """SmoothQuant-style channel scaling folded into norms.
+
+    aggregate="all": one factor per channel from all tokens and all consumer weights (SmoothQuant).
+    aggregate="router": the factor the router alone would ask for (all tokens, router weight only) —
+    the per-router-only smoothing EAQuant improves on.
+    aggregate="expert": EAQuant expert-aware aggregation (max over per-expert factors computed
+    from each expert's routed tokens, plus the router term unless include_router is false).
+    """
+
+    alpha: float = 0.5
+    aggregate: Literal["all", "router", "expert"] = "all"
+    include_router: bool = True
+    attention: bool = True
+    down_proj: bool = False
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """Offline randomized Hadamard rotation of the residual stream (QuaRot-style)."""
+
+    seed: int = 0
+
+
+TechniqueConfig = RtnConfig | GptqConfig | SmoothConfig | RotationConfig
+
+TECHNIQUES: dict[str, type] = {
+    "rtn": RtnConfig,
+    "gptq": GptqConfig,
+    "smooth": SmoothConfig,
+    "rotation": RotationConfig,
+}
+
+# Names accepted in recipes that stand for a configured technique.
+ALIASES: dict[str, tuple[str, dict]] = {
+    "smoothquant": ("smooth", {"aggregate": "all", "alpha": 0.5}),
+    "agq": ("gptq", {"affinity": True}),
+    "hadamard": ("rotation", {}),
+}
+
+WEIGHT_QUANTIZERS = (RtnConfig, GptqConfig)
+
+# Canonical execution order; recipes may list techniques in any order.
+ORDER = (RotationConfig, SmoothConfig, RtnConfig, GptqConfig)
