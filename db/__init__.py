@@ -1,0 +1,1 @@
+"""Shared store: SQLAlchemy models, engine/session from a URL, repository functions, migrations."""

@@ -1,0 +1,1 @@
+"""Repository functions over a Session: users/projects, runs lifecycle, results, queries."""

@@ -1,0 +1,90 @@
+"""Users, projects and membership; passwords hashed with scrypt (salted, constant-time check)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Project, ProjectMember, User
+from quant_core.errors import MoeqError
+
+LOCAL_USER = "local"
+DEFAULT_PROJECT = "default"
+_SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+
+
+class AuthError(MoeqError):
+    """Unknown user, wrong password, or no access to a project."""
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    if not stored or not stored.startswith("scrypt$"):
+        return False
+    _, n, r, p, salt, digest = stored.split("$")
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def get_user(s: Session, name: str) -> User | None:
+    return s.scalar(select(User).where(User.name == name))
+
+
+def ensure_user(s: Session, name: str, password: str | None = None, admin: bool = False) -> User:
+    user = get_user(s, name)
+    if user is None:
+        user = User(name=name, is_admin=admin)
+        s.add(user)
+    if password is not None:
+        user.password_hash = hash_password(password)
+    s.flush()
+    return user
+
+
+def verify_user(s: Session, name: str, password: str) -> bool:
+    user = get_user(s, name)
+    return user is not None and check_password(password, user.password_hash)
+
+
+def ensure_project(s: Session, name: str) -> Project:
+    project = s.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        project = Project(name=name)
+        s.add(project)
+        s.flush()
+    return project
+
+
+def add_member(s: Session, project: str, user: str, role: str = "member") -> None:
+    p, u = ensure_project(s, project), get_user(s, user)
+    if u is None:
+        raise AuthError(f"unknown user {user!r}")
+    if s.get(ProjectMember, (p.id, u.id)) is None:
+        s.add(ProjectMember(project_id=p.id, user_id=u.id, role=role))
+        s.flush()
+
+
+def user_projects(s: Session, user: str) -> list[str]:
+    """Projects a user may see; admins see all."""
+    u = get_user(s, user)
+    if u is None:
+        return []
+    if u.is_admin:
+        return list(s.scalars(select(Project.name).order_by(Project.name)))
+    q = select(Project.name).join(ProjectMember, ProjectMember.project_id == Project.id) \
+        .where(ProjectMember.user_id == u.id).order_by(Project.name)
+    return list(s.scalars(q))
+
+
+def require_access(s: Session, user: str, project: str) -> None:
+    if project not in user_projects(s, user):
+        raise AuthError(f"user {user!r} is not a member of project {project!r}")
