@@ -1,0 +1,1 @@
+"""Job execution: settings, Celery app and tasks, the local runner used by the CLI."""

@@ -1,0 +1,87 @@
+"""Create runs from recipe dicts (validated before anything is stored or queued) and start them."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from db.repository.runs import create_run, get_run, request_cancel, set_task_id
+from db.repository.users import DEFAULT_PROJECT, LOCAL_USER
+from db.store import Store
+from jobs.settings import Settings
+from quant_core import __version__
+from quant_core.recipe import parse_recipe, recipe_summary, technique_to_dict
+
+TASK_NAME = "moeq.run_recipe"
+QUEUE = "gpu"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus the git commit of the checkout, when there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        sha = out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def create(store: Store, recipe: dict, *, user: str | None = None, project: str | None = None,
+           save_model: bool = False) -> str:
+    """Validate `recipe` (RecipeError names the key) and insert a queued run; returns its id."""
+    parsed = parse_recipe(recipe)
+    names = ",".join(technique_to_dict(t)["name"] for t in parsed.techniques)
+    if parsed.router.mode != "fp":
+        names += f",router:{parsed.router.mode}"
+    if parsed.allocation is not None:
+        names += f",alloc:{parsed.allocation.method}"
+    if parsed.moqe is not None:
+        names += ",moqe"
+    with store.session() as s:
+        run = create_run(s, parsed.to_dict(), summary=recipe_summary(parsed), techniques=names,
+                         user=user or LOCAL_USER, project=project or DEFAULT_PROJECT, code_version=code_version())
+        run.save_model = save_model
+        return run.id
+
+
+def enqueue(settings: Settings, store: Store, run_id: str, celery_app=None) -> str:
+    """Send the run to the `gpu` queue by name with only its id; records the Celery task id."""
+    from jobs.celery_app import make_celery
+
+    app = celery_app or make_celery(settings)
+    res = app.send_task(TASK_NAME, args=[run_id], queue=QUEUE)
+    with store.session() as s:
+        set_task_id(s, run_id, res.id)
+    return res.id
+
+
+def submit(settings: Settings, store: Store, recipe: dict, *, user: str | None = None, project: str | None = None,
+           save_model: bool = False, celery_app=None) -> str:
+    run_id = create(store, recipe, user=user, project=project, save_model=save_model)
+    enqueue(settings, store, run_id, celery_app)
+    return run_id
+
+
+def cancel(settings: Settings, store: Store, run_id: str, celery_app=None) -> str:
+    """Flag the run (the pipeline stops between blocks) and revoke its queued message."""
+    with store.session() as s:
+        status = request_cancel(s, run_id)
+        task_id = get_run(s, run_id).celery_task_id
+    if task_id and status == "cancelled":
+        from jobs.celery_app import make_celery
+
+        (celery_app or make_celery(settings)).control.revoke(task_id)
+    return status
+
+
+def create_and_execute(settings: Settings, recipe: dict, *, user: str | None = None, project: str | None = None,
+                       save_dir: Path | None = None, store: Store | None = None, progress=None) -> dict:
+    """`moeq run`: validate, record the run, execute it in this process, return the result JSON."""
+    from jobs.execute import execute_run
+
+    store = store or Store(settings.database_url)
+    run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None)
+    return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress)
