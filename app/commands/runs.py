@@ -1,0 +1,105 @@
+"""`moeq runs list | show ID | compare ID ID... | cancel ID` — the history the web page shows."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list, show, compare or cancel recorded runs")
+    rsub = p.add_subparsers(dest="runs_command", required=True)
+    ls = rsub.add_parser("list", help="recorded runs, newest first")
+    for flag in ("model", "user", "project", "status", "technique", "search"):
+        ls.add_argument(f"--{flag}")
+    ls.add_argument("--sort", default="created", help="created|accuracy|bits|kl|perplexity|agreement|model|status")
+    ls.add_argument("--asc", action="store_true")
+    ls.add_argument("--limit", type=int, default=30)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=handle_list)
+    show = rsub.add_parser("show", help="one run's result JSON")
+    show.add_argument("run_id")
+    show.set_defaults(handler=handle_show)
+    cmp_ = rsub.add_parser("compare", help="side-by-side table of runs")
+    cmp_.add_argument("run_ids", nargs="+")
+    cmp_.add_argument("--json", action="store_true")
+    cmp_.set_defaults(handler=handle_compare)
+    cancel = rsub.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(handler=handle_cancel)
+
+
+def _fmt(v, spec=".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def handle_list(args, settings) -> int:
+    from db.repository.queries import RunFilter, list_runs
+    from db.store import Store
+
+    f = RunFilter(model=args.model, user=args.user, project=args.project, status=args.status,
+                  technique=args.technique, search=args.search, sort=args.sort, descending=not args.asc,
+                  limit=args.limit)
+    with Store(settings.database_url).session() as s:
+        rows, total = list_runs(s, f)
+    if args.json:
+        print(json.dumps({"total": total, "runs": rows}, indent=1))
+        return 0
+    print(f"{'run':<10} {'status':<10} {'model':<18} {'recipe':<42} {'bits':>5} {'acc':>6} {'KL':>7} {'agree':>6}  created")
+    for r in rows:
+        print(f"{r['run_id'][:8]:<10} {r['status']:<10} {r['model'][-18:]:<18} {r['recipe_summary'][:42]:<42} "
+              f"{_fmt(r['avg_weight_bits'], '.2f'):>5} {_fmt(r['avg_accuracy']):>6} {_fmt(r['kl'], '.4f'):>7} "
+              f"{_fmt(r['mean_topk_agreement']):>6}  {r['created_at'][:19]}")
+    print(f"({len(rows)} of {total})")
+    return 0
+
+
+def _resolve(s, prefix: str) -> str:
+    from sqlalchemy import select
+
+    from db.models import Run
+    from db.repository.runs import RunNotFound
+
+    ids = list(s.scalars(select(Run.id).where(Run.id.like(f"{prefix}%")).limit(2)))
+    if len(ids) != 1:
+        raise RunNotFound(f"no unique run matches {prefix!r}")
+    return ids[0]
+
+
+def handle_show(args, settings) -> int:
+    from db.repository.results import result_json
+    from db.repository.runs import get_run
+    from db.store import Store
+
+    with Store(settings.database_url).session() as s:
+        print(json.dumps(result_json(get_run(s, _resolve(s, args.run_id))), indent=1))
+    return 0
+
+
+def handle_compare(args, settings) -> int:
+    from db.repository.queries import compare_runs
+    from db.store import Store
+
+    with Store(settings.database_url).session() as s:
+        runs = compare_runs(s, [_resolve(s, r) for r in args.run_ids])
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return 0
+    keys = [("status", "status", None), ("model", "model", None), ("recipe", "recipe_summary", None),
+            ("avg bits", "avg_weight_bits", ".3f"), ("avg accuracy", "avg_accuracy", ".3f"),
+            ("perplexity", "perplexity", ".3f"), ("KL", "kl", ".4f"), ("top-k agreement", "mean_topk_agreement", ".3f")]
+    print(f"{'':<16}" + "".join(f"{r['run_id'][:8]:>44}" for r in runs))
+    for label, key, spec in keys:
+        cells = [(_fmt(r[key], spec) if spec else str(r[key]))[:42] for r in runs]
+        print(f"{label:<16}" + "".join(f"{c:>44}" for c in cells))
+    return 0
+
+
+def handle_cancel(args, settings) -> int:
+    from db.store import Store
+    from jobs.submit import cancel
+
+    store = Store(settings.database_url)
+    with store.session() as s:
+        run_id = _resolve(s, args.run_id)
+    print(f"{run_id}: {cancel(settings, store, run_id)}")
+    return 0

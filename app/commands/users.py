@@ -1,0 +1,51 @@
+"""`moeq users add NAME [--password-stdin] [--project P] [--admin] | list` — team accounts."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+from quant_core.errors import MoeqError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("users", help="manage users and project membership")
+    usub = p.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="create a user (or reset the password) and add to projects")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--project", action="append", default=[], help="project to join (repeatable)")
+    add.add_argument("--admin", action="store_true", help="may see every project")
+    add.set_defaults(handler=handle_add)
+    ls = usub.add_parser("list", help="list users and their projects")
+    ls.set_defaults(handler=handle_list)
+
+
+def handle_add(args, settings) -> int:
+    from db.repository.users import add_member, ensure_user
+    from db.store import Store
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if len(password) < 8:
+        raise MoeqError("password must have at least 8 characters")
+    store = Store(settings.database_url)
+    with store.session() as s:
+        ensure_user(s, args.name, password, admin=args.admin)
+        for project in args.project:
+            add_member(s, project, args.name)
+    print(f"user {args.name} saved" + (f", member of {', '.join(args.project)}" if args.project else ""))
+    return 0
+
+
+def handle_list(args, settings) -> int:
+    from sqlalchemy import select
+
+    from db.models import User
+    from db.repository.users import user_projects
+    from db.store import Store
+
+    store = Store(settings.database_url)
+    with store.session() as s:
+        for user in s.scalars(select(User).order_by(User.name)):
+            print(f"{user.name:<20} {'admin' if user.is_admin else '':<6} {', '.join(user_projects(s, user.name))}")
+    return 0

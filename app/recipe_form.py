@@ -1,0 +1,87 @@
+"""Launch-form values → recipe dict (pure; unit-tested). The page shows the JSON before launch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from quant_core.presets import expand, merge
+
+TECHNIQUE_CHOICES = ("rtn", "gptq", "agq (affinity-guided GPTQ)", "rotation", "smoothquant",
+                     "expert-aware smoothing (EAQuant)", "down_proj smoothing", "clip search")
+PRESET_CHOICES = ("none", "duquant", "eaquant", "moequant", "gptq_rotation")
+
+
+@dataclass
+class LaunchForm:
+    model: str
+    weight_bits: int = 4
+    group_size: str = "128"
+    symmetric: bool = True
+    act_bits: int = 16
+    router: str = "fp"
+    preset: str = "none"
+    techniques: list[str] = field(default_factory=lambda: ["gptq"])
+    calib_source: str = "auto"
+    calib_samples: int = 128
+    calib_seq_len: int = 512
+    sampler: str = "uniform"
+    balance_r: float = 0.0
+    allocation: str = "none"
+    avg_bits: float = 3.0
+    tiers: str = "2,3,4"
+    eval_tasks: str = "testbed"
+    eval_limit: int = 0
+    seed: int = 0
+
+
+def _techniques(names: list[str]) -> list[dict]:
+    """Checkbox names → technique dicts (one weight quantizer, at most one smoothing)."""
+    out: list[dict] = [{"name": "rotation"}] if "rotation" in names else []
+    smooth = None
+    if "expert-aware smoothing (EAQuant)" in names:
+        smooth = {"name": "smooth", "aggregate": "expert", "alpha": 0.6}
+    elif "smoothquant" in names:
+        smooth = {"name": "smooth", "aggregate": "all", "alpha": 0.5}
+    if "down_proj smoothing" in names:
+        smooth = {**(smooth or {"name": "smooth", "aggregate": "all", "alpha": 0.5}), "down_proj": True}
+    if smooth:
+        out.append(smooth)
+    if any(n.startswith("agq") for n in names):
+        out.append({"name": "gptq", "affinity": True})
+    elif "gptq" in names:
+        out.append({"name": "gptq"})
+    elif "rtn" in names or "clip search" in names:
+        out.append({"name": "rtn", "clip_search": "clip search" in names})
+    return out
+
+
+def form_to_recipe(f: LaunchForm) -> dict:
+    """The recipe the form describes; a preset contributes its techniques and settings first."""
+    group = None if str(f.group_size).lower() in ("channel", "none", "-1", "0") else int(f.group_size)
+    recipe: dict = {
+        "model": f.model.strip(),
+        "weights": {"bits": int(f.weight_bits), "group_size": group, "symmetric": bool(f.symmetric)},
+        "activations": {"bits": int(f.act_bits)},
+        "router": f.router,
+        "calibration": {"source": f.calib_source, "samples": int(f.calib_samples), "seq_len": int(f.calib_seq_len),
+                        "sampler": f.sampler, "balance": {"r": float(f.balance_r)} if f.balance_r > 0 else None},
+        "techniques": [],
+        "allocation": None,
+        "eval": {"tasks": [t.strip() for t in f.eval_tasks.split(",") if t.strip()],
+                 "limit": int(f.eval_limit) or None},
+        "seed": int(f.seed),
+    }
+    if f.preset and f.preset != "none":
+        preset = expand([f.preset])
+        recipe = merge(recipe, {k: v for k, v in preset.items() if k != "techniques"})
+        recipe["techniques"] = preset["techniques"]
+    own = _techniques(list(f.techniques))
+    kinds = {t["name"] for t in recipe["techniques"]}
+    for t in own:  # the form's explicit choices override the preset's technique of the same kind
+        same = {"rtn", "gptq"} if t["name"] in ("rtn", "gptq") else {t["name"]}
+        recipe["techniques"] = [x for x in recipe["techniques"] if x["name"] not in same] + [t]
+        kinds.add(t["name"])
+    if f.allocation != "none":
+        tiers = [int(x) for x in f.tiers.split(",") if x.strip()]
+        recipe["allocation"] = {"method": f.allocation, "avg_bits": float(f.avg_bits), "tiers": tiers}
+    return recipe

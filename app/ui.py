@@ -1,0 +1,30 @@
+"""Assemble the Gradio workbench from one builder per tab."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.services import AppServices
+from app.tabs import compare, launch, runs, team
+
+TITLE = "moeq — MoE quantization workbench"
+
+
+def build_ui(svc: AppServices) -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"## {TITLE}\nQuantize Mixture-of-Experts models and see what each recipe does to the experts "
+                    "and the router.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Launch", id="launch"):
+                launch_parts = launch.build(svc)
+            with gr.Tab("Runs", id="runs"):
+                runs_parts = runs.build(svc, launch_parts)
+            with gr.Tab("Compare", id="compare"):
+                compare.build(svc)
+            with gr.Tab("Team", id="team"):
+                team_parts = team.build(svc)
+        runs_parts["rerun"].click(runs_parts["do_rerun"], runs_parts["selected"], [launch_parts["recipe_json"], tabs])
+        demo.load(team_parts["load"], None, [team_parts["who"], launch_parts["project"]])
+        demo.load(launch_parts["render"], launch_parts["form_inputs"],
+                  [launch_parts["recipe_json"], launch_parts["problem"]])
+    return demo
