@@ -1,0 +1,71 @@
+"""`moeq run` end to end from the command line: JSON contract and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import main
+from tests.contract import validate_result
+
+SMALL = {"calibration": {"source": "random", "samples": 4, "seq_len": 32},
+         "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32}}
+
+
+@pytest.fixture()
+def recipe_file(tmp_path):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(SMALL))
+    return path
+
+
+def test_run_json_validates_against_the_contract(moeq_home, recipe_file, capsys):
+    rc = main(["run", "--model", "tiny-mixtral", "--recipe", str(recipe_file), "--bits", "W4A16g16",
+               "--techniques", "gptq", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    result = json.loads(out)
+    validate_result(result)
+    assert result["status"] == "succeeded"
+    assert result["recipe"]["techniques"][0]["name"] == "gptq"
+    assert result["bits"]["avg_weight_bits"] == 4.0
+    assert set(result["calibration"]["tokens_per_expert"]) == {"0", "1", "2"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/no/such/model"], "model path '/no/such/model' does not exist"),
+    (["--model", "tiny-mixtral", "--bits", "W5A16"], "recipe.weights.bits: must be one of"),
+    (["--model", "tiny-mixtral", "--bits", "W4A16g7"], "group size 7 does not divide the input dimension 64"),
+    (["--model", "tiny-mixtral", "--techniques", "magic"], "unknown technique 'magic'"),
+])
+def test_bad_input_exits_nonzero_with_one_line_error(moeq_home, recipe_file, capsys, args, message):
+    rc = main(["run", "--recipe", str(recipe_file), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and err[0].startswith("moeq: error:") and message in err[0]
+
+
+def test_unknown_family_is_named(moeq_home, tmp_path, capsys):
+    model_dir = tmp_path / "llama"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    rc = main(["run", "--model", str(model_dir), "--bits", "W4A16"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "model_type 'llama' is not a supported MoE family" in err
+
+
+def test_json_errors_are_a_failed_result(moeq_home, capsys):
+    rc = main(["run", "--model", "/nope", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc != 0 and out["status"] == "failed" and out["error"]["type"] == "ModelError"
+
+
+def test_cli_entry_point_runs_as_a_process(moeq_home):
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "zoo", "list", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = {row["name"] for row in json.loads(proc.stdout)}
+    assert {"testbed-mixtral", "testbed-shared", "tiny-deepseek_v3"} <= names
