@@ -10,7 +10,7 @@ from app.services import AppServices
 def build(svc: AppServices) -> dict:
     who = gr.Markdown(elem_id="team-who")
     gr.Markdown("Add a user from a shell on the server: `moeq users add NAME --project PROJECT` "
-                "(password asked for, stored hashed with scrypt). Runs are visible to members of their project.")
+                "(password asked for, stored hashed with Argon2id). Runs are visible to members of their project.")
 
     def load(request: gr.Request):
         user = svc.user_of(request)

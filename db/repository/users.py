@@ -1,11 +1,9 @@
-"""Users, projects and membership; passwords hashed with scrypt (salted, constant-time check)."""
+"""Users, projects and membership; passwords hashed with Argon2id (salted, constant-time check)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,25 +12,27 @@ from quant_core.errors import MoeqError
 
 LOCAL_USER = "local"
 DEFAULT_PROJECT = "default"
-_SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 
 
 class AuthError(MoeqError):
     """Unknown user, wrong password, or no access to a project."""
 
 
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
+
+
 def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+    return _hasher().hash(password)
 
 
 def check_password(password: str, stored: str | None) -> bool:
-    if not stored or not stored.startswith("scrypt$"):
+    if not stored:
         return False
-    _, n, r, p, salt, digest = stored.split("$")
-    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
-    return hmac.compare_digest(got.hex(), digest)
+    try:
+        return _hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def get_user(s: Session, name: str) -> User | None:
@@ -52,7 +52,11 @@ def ensure_user(s: Session, name: str, password: str | None = None, admin: bool 
 
 def verify_user(s: Session, name: str, password: str) -> bool:
     user = get_user(s, name)
-    return user is not None and check_password(password, user.password_hash)
+    if user is None or not check_password(password, user.password_hash):
+        return False
+    if _hasher().check_needs_rehash(user.password_hash):  # parameters were raised since it was stored
+        user.password_hash = hash_password(password)
+    return True
 
 
 def ensure_project(s: Session, name: str) -> Project:

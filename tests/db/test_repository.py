@@ -150,7 +150,7 @@ def test_users_passwords_and_project_membership(store):
         assert not verify_user(s, "mallory", "x")
         assert s.scalar(select(Run).limit(1)) is None
         stored = ensure_user(s, "alice").password_hash
-        assert "correct horse" not in stored and stored.startswith("scrypt$")
+        assert "correct horse" not in stored and stored.startswith("$argon2id$")
         assert user_projects(s, "alice") == ["moe", "vision"] and user_projects(s, "bob") == ["moe"]
         assert user_projects(s, "root") == ["moe", "vision"]
         require_access(s, "bob", "moe")
