@@ -41,3 +41,17 @@ def test_gptq_results_are_reproducible_with_the_same_seed(testbed_ctx):
     a = run_on_testbed(testbed_ctx, "testbed-shared", weights={"bits": 3, "group_size": 32}, techniques=["gptq"])
     b = run_on_testbed(testbed_ctx, "testbed-shared", weights={"bits": 3, "group_size": 32}, techniques=["gptq"])
     assert a["metrics"]["kl"] == b["metrics"]["kl"] and a["bits"] == b["bits"]
+
+
+def test_router_norm_mixed_precision_beats_uniform_two_bit_for_a_quarter_bit(testbed_ctx):
+    """ALGORITHMS.md: router-norm allocation → accuracy vs uniform at (nearly) equal average bits.
+    The paper's stronger claim — better than a random allocation with the same tier counts — does
+    not hold on this testbed (benchmarks/RESULTS.md), so it is reported there, not asserted here."""
+    w = {"bits": 2, "group_size": None}
+    uniform = run_on_testbed(testbed_ctx, "testbed-mixtral", weights=w, techniques=["gptq"])
+    mixed = run_on_testbed(testbed_ctx, "testbed-mixtral", weights=w, techniques=["gptq"],
+                           allocation={"method": "router_norm", "avg_bits": 2.25, "tiers": [2, 3]})
+    expert_bits = [b for layer in mixed["bits"]["experts"].values() for b in layer.values()]
+    assert sum(expert_bits) / len(expert_bits) == 2.25 and set(expert_bits) == {2, 3}
+    assert mixed["metrics"]["kl"] < 0.7 * uniform["metrics"]["kl"]
+    assert mixed["metrics"]["avg_accuracy"] > uniform["metrics"]["avg_accuracy"]
