@@ -11,7 +11,7 @@ from pathlib import Path
 
 from db.repository.queries import RunFilter, compare_runs, distinct_values, list_runs
 from db.repository.results import run_to_dict
-from db.repository.runs import RunNotFound, get_run, set_notes
+from db.repository.runs import get_run, resolve_run_id, set_notes
 from db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, ensure_project, ensure_user,
                                  require_access, user_projects, verify_user)
 from db.store import Store
@@ -101,13 +101,14 @@ class AppServices:
         with self.store.session() as s:
             return list_runs(s, RunFilter(**{**f.__dict__, "projects": self._scope(user)}))
 
+    def resolve(self, user: str, ref: str) -> str:
+        """Full run id for a whole id or unique prefix among the runs `user` may see."""
+        with self.store.session() as s:
+            return resolve_run_id(s, ref, self._scope(user))
+
     def run(self, user: str, run_id: str) -> dict:
         with self.store.session() as s:
-            run = get_run(s, run_id)
-            scope = self._scope(user)
-            if scope is not None and (run.project is None or run.project.name not in scope):
-                raise RunNotFound(f"no run with id {run_id!r}")
-            return run_to_dict(run)
+            return run_to_dict(get_run(s, resolve_run_id(s, run_id, self._scope(user))))
 
     def cancel(self, user: str, run_id: str) -> str:
         from jobs.submit import cancel
@@ -116,16 +117,17 @@ class AppServices:
         if self.settings.auth:
             with self.store.session() as s:
                 require_access(s, user, run["project"])
-        return cancel(self.settings, self.store, run_id, self.celery_app)
+        return cancel(self.settings, self.store, run["run_id"], self.celery_app)
 
     def annotate(self, user: str, run_id: str, notes: str, tags: str) -> None:
-        self.run(user, run_id)
+        rid = self.run(user, run_id)["run_id"]
         with self.store.session() as s:
-            set_notes(s, run_id, notes=notes, tags=[t for t in tags.split(",")])
+            set_notes(s, rid, notes=notes, tags=[t for t in tags.split(",")])
 
     def compare(self, user: str, run_ids: list[str]) -> list[dict]:
         with self.store.session() as s:
-            return compare_runs(s, run_ids, projects=self._scope(user))
+            scope = self._scope(user)
+            return compare_runs(s, [resolve_run_id(s, r, scope) for r in run_ids], projects=scope)
 
     def model_runs(self, user: str, model: str, limit: int = 1000) -> list[dict]:
         rows, _ = self.runs(user, RunFilter(model=model, status="succeeded", limit=limit))

@@ -54,15 +54,9 @@ def handle_list(args, settings) -> int:
 
 
 def _resolve(s, prefix: str) -> str:
-    from sqlalchemy import select
+    from db.repository.runs import resolve_run_id
 
-    from db.models import Run
-    from db.repository.runs import RunNotFound
-
-    ids = list(s.scalars(select(Run.id).where(Run.id.like(f"{prefix}%")).limit(2)))
-    if len(ids) != 1:
-        raise RunNotFound(f"no unique run matches {prefix!r}")
-    return ids[0]
+    return resolve_run_id(s, prefix)
 
 
 def handle_show(args, settings) -> int:

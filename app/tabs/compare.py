@@ -8,7 +8,6 @@ import gradio as gr
 from app import charts
 from app.compare_table import compare_html
 from app.services import AppServices
-from db.repository.queries import RunFilter
 
 
 def build(svc: AppServices) -> dict:
@@ -34,15 +33,7 @@ def build(svc: AppServices) -> dict:
     state = gr.State([])
 
     def resolve(text: str, who: str) -> list[str]:
-        tokens = [t for t in text.replace(",", " ").split() if t]
-        ids = []
-        for t in tokens:
-            rows, _ = svc.runs(who, RunFilter(search=t, limit=2))
-            exact = [r["run_id"] for r in rows if r["run_id"].startswith(t)]
-            if len(exact) != 1:
-                raise ValueError(f"no unique run matches {t!r}")
-            ids.append(exact[0])
-        return ids
+        return [svc.resolve(who, t) for t in text.replace(",", " ").split() if t]
 
     def compare(text, request: gr.Request):
         who = svc.user_of(request)

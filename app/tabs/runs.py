@@ -9,8 +9,13 @@ import gradio as gr
 from app.services import AppServices
 from db.repository.queries import SORTABLE, RunFilter
 
-COLUMNS = ["run_id", "status", "progress", "model", "recipe_summary", "avg_weight_bits", "avg_accuracy", "kl",
-           "mean_topk_agreement", "user", "project", "created_at", "tags"]
+# (field of the run dict, column header); the run id is shown as its first 8 characters, which
+# every run box of the app accepts (a unique prefix)
+COLUMNS = [("run_id", "run"), ("status", "status"), ("progress", "progress"), ("model", "model"),
+           ("recipe_summary", "recipe"), ("avg_weight_bits", "bits"), ("avg_accuracy", "acc"), ("kl", "KL"),
+           ("mean_topk_agreement", "top-k agree"), ("user", "user"), ("project", "project"),
+           ("created_at", "created (UTC)"), ("tags", "tags")]
+SHORT_ID = 8
 
 
 def progress_html(run: dict) -> str:
@@ -24,10 +29,28 @@ def progress_html(run: dict) -> str:
             f"<small>{run['status']} — {run.get('stage') or ''}{detail}</small></div>")
 
 
+def _panel(run: dict) -> dict:
+    """What the result panel shows: the result JSON of DESIGN §4.3 once there is one, else the run."""
+    result = run.get("result")
+    return {"run_id": run["run_id"], "status": run["status"], **result} if result else run
+
+
+def _cell(field: str, v):
+    if v is None:
+        return ""
+    if field == "run_id":
+        return v[:SHORT_ID]
+    if field == "created_at":
+        return v[:16].replace("T", " ")
+    if field == "progress":
+        return f"{100 * v:.0f}%"
+    if isinstance(v, float):
+        return round(v, 4)
+    return ",".join(v) if isinstance(v, list) else v
+
+
 def _rows(rows: list[dict]) -> list[list]:
-    def fmt(v):
-        return round(v, 4) if isinstance(v, float) else (",".join(v) if isinstance(v, list) else v)
-    return [[fmt(r.get(c)) for c in COLUMNS] for r in rows]
+    return [[_cell(field, r.get(field)) for field, _ in COLUMNS] for r in rows]
 
 
 def build(svc: AppServices, launch: dict) -> dict:
@@ -40,10 +63,10 @@ def build(svc: AppServices, launch: dict) -> dict:
         technique = gr.Textbox(label="technique")
         search = gr.Textbox(label="search", elem_id="runs-search")
         sort = gr.Dropdown(list(SORTABLE), value="created", label="sort by")
-    table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, elem_id="runs-table", wrap=True)
+    table = gr.Dataframe(headers=[h for _, h in COLUMNS], value=[], interactive=False, elem_id="runs-table", wrap=True)
     total = gr.Markdown()
     with gr.Row():
-        selected = gr.Textbox(label="selected run id", elem_id="runs-selected")
+        selected = gr.Textbox(label="selected run (id or unique prefix; click a row)", elem_id="runs-selected")
         cancel = gr.Button("Cancel run", variant="stop")
         rerun = gr.Button("Re-run with edits (opens in Launch)")
     progress = gr.HTML(elem_id="runs-progress")
@@ -51,7 +74,7 @@ def build(svc: AppServices, launch: dict) -> dict:
         notes = gr.Textbox(label="notes", lines=2)
         tags = gr.Textbox(label="tags (comma-separated)")
         save_notes = gr.Button("Save notes/tags")
-    detail = gr.JSON(label="result")
+    detail = gr.JSON(label="result", elem_id="runs-result")
     with gr.Row():
         export_fmt = gr.Radio(["csv", "json"], value="csv", label="export the filtered runs")
         export = gr.Button("Export")
@@ -59,21 +82,26 @@ def build(svc: AppServices, launch: dict) -> dict:
     timer = gr.Timer(2.0)
     filters = [model, status, user, project, technique, search, sort]
 
-    def refresh(m, st, u, p, t, q, srt, sel, request: gr.Request):
+    shown = gr.State("")  # "run_id:status" of the result panel, to refresh it when the run moves on
+
+    def refresh(m, st, u, p, t, q, srt, sel, seen, request: gr.Request):
         who = svc.user_of(request)
         rows, n = svc.runs(who, RunFilter(model=m or None, status=st or None, user=u or None, project=p or None,
                                           technique=t or None, search=q or None, sort=srt, limit=200))
-        prog = ""
+        prog, panel, now = "", gr.update(), seen
         if sel:
             try:
-                prog = progress_html(svc.run(who, sel.strip()))
+                run = svc.run(who, sel.strip())
+                prog, now = progress_html(run), f"{run['run_id']}:{run['status']}"
+                if now != seen:
+                    panel = _panel(run)
             except Exception as exc:  # unknown id: say so in place of the bar
                 prog = f"⚠ {exc}"
-        return _rows(rows), f"{len(rows)} of {n} runs", prog
+        return _rows(rows), f"{len(rows)} of {n} runs", prog, panel, now
 
     for comp in filters:
-        comp.change(refresh, [*filters, selected], [table, total, progress])
-    timer.tick(refresh, [*filters, selected], [table, total, progress])
+        comp.change(refresh, [*filters, selected, shown], [table, total, progress, detail, shown])
+    timer.tick(refresh, [*filters, selected, shown], [table, total, progress, detail, shown])
 
     def pick(evt: gr.SelectData, data):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -83,11 +111,15 @@ def build(svc: AppServices, launch: dict) -> dict:
 
     def show(sel, request: gr.Request):
         if not sel:
-            return "", None, "", ""
-        run = svc.run(svc.user_of(request), sel.strip())
-        return progress_html(run), run.get("result") or run, run.get("notes", ""), ",".join(run.get("tags", []))
+            return "", None, "", "", ""
+        try:
+            run = svc.run(svc.user_of(request), sel.strip())
+        except Exception as exc:  # unknown or ambiguous id while typing
+            return f"⚠ {exc}", None, "", "", ""
+        return (progress_html(run), _panel(run), run.get("notes", ""), ",".join(run.get("tags", [])),
+                f"{run['run_id']}:{run['status']}")
 
-    selected.change(show, selected, [progress, detail, notes, tags])
+    selected.change(show, selected, [progress, detail, notes, tags, shown])
     def do_cancel(sel, request: gr.Request):
         return f"cancel {sel}: {svc.cancel(svc.user_of(request), sel.strip())}" if sel else "select a run first"
 
@@ -111,5 +143,4 @@ def build(svc: AppServices, launch: dict) -> dict:
         return str(svc.export(rows, fmt))
 
     export.click(do_export, [export_fmt, *filters], export_file)
-    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun, "refresh": refresh, "filters": filters,
-            "table": table, "total": total, "progress": progress}
+    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun}

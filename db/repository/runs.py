@@ -64,6 +64,25 @@ def get_run(s: Session, run_id: str) -> Run:
     return run
 
 
+def resolve_run_id(s: Session, ref: str, projects: tuple[str, ...] | None = None) -> str:
+    """The full id of the run that `ref` names: a whole id or a unique prefix of at least 4
+    characters, among the runs of `projects` (None: all). Anything else is RunNotFound."""
+    from db.models import Project
+
+    ref = ref.strip().lower()
+    q = select(Run.id)
+    if projects is not None:
+        q = q.join(Project, Run.project_id == Project.id).where(Project.name.in_(projects))
+    exact = s.scalar(q.where(Run.id == ref))
+    if exact:
+        return exact
+    ids = list(s.scalars(q.where(Run.id.like(f"{ref}%")).limit(2))) if len(ref) >= 4 and ref.isalnum() else []
+    if len(ids) != 1:
+        why = "is ambiguous" if ids else "matches no run"
+        raise RunNotFound(f"run id {ref!r} {why}" + (" (give at least 4 characters)" if len(ref) < 4 else ""))
+    return ids[0]
+
+
 def set_task_id(s: Session, run_id: str, task_id: str) -> None:
     s.execute(update(Run).where(Run.id == run_id).values(celery_task_id=task_id, enqueued_at=utcnow()))
 

@@ -102,6 +102,9 @@ def test_launch_follow_and_compare_in_the_browser(server):
         second = _launch(page, {**RECIPE, "weights": {"bits": 2, "group_size": 32}}, previous=first)
         _wait_done(page, first)
         _wait_done(page, second)
+        page.wait_for_function(  # the result panel followed the run to its end (no stale "running")
+            "document.querySelector('#runs-result').innerText.includes('succeeded')", timeout=30_000)
+        assert page.locator("#runs-table").get_by_text(second[:8]).count() >= 1  # short ids in the table
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         page.get_by_role("tab", name="Compare").click()
         page.locator("#compare-ids textarea, #compare-ids input").first.fill(f"{first[:8]} {second[:8]}")

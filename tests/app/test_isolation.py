@@ -58,3 +58,19 @@ def test_users_see_launch_and_cancel_only_in_their_projects(team):
         team.compare("alice", [alice_run, bob_run])
     assert team.cancel("bob", bob_run) == "cancelled"
     assert team.run("alice", alice_run)["status"] == "queued"
+
+
+def test_short_run_ids_resolve_only_within_the_users_projects(team):
+    from jobs.submit import create
+
+    alice_run = create(team.store, RECIPE, user="alice", project="vision")
+    bob_run = create(team.store, RECIPE, user="bob", project="moe")
+    assert team.run("alice", alice_run[:8])["run_id"] == alice_run
+    assert team.resolve("alice", alice_run.upper()) == alice_run
+    with pytest.raises(RunNotFound, match="matches no run"):
+        team.resolve("alice", bob_run[:8])  # exists, but not in alice's projects
+    with pytest.raises(RunNotFound, match="at least 4 characters"):
+        team.resolve("bob", bob_run[:3])
+    with pytest.raises(RunNotFound):
+        team.resolve("bob", "%")  # no LIKE wildcards from user input
+    assert [r["run_id"] for r in team.compare("bob", [bob_run[:8], bob_run])] == [bob_run, bob_run]

@@ -11,8 +11,8 @@ from db.models import ExpertStat, RoutingStat, Run, RunMetric
 from db.repository.queries import RunFilter, compare_runs, list_runs
 from db.repository.results import result_json, store_result
 from db.repository.runs import (RunNotFound, Superseded, cancel_requested, claim_run, create_run, get_run,
-                                heartbeat, mark_failed, progress_history, reap_stale, request_cancel, set_notes,
-                                update_progress)
+                                heartbeat, mark_failed, progress_history, reap_stale, request_cancel, resolve_run_id,
+                                set_notes, update_progress)
 from db.repository.users import (AuthError, add_member, ensure_user, require_access, user_projects,
                                  verify_user)
 
@@ -195,3 +195,13 @@ def test_a_superseded_attempt_can_no_longer_write(store):
         run = get_run(s, rid)
         assert run.status == "succeeded" and run.progress == 1.0
         assert [st for _, st in progress_history(s, rid)] == ["quantize"]
+
+
+def test_run_ids_resolve_from_unique_prefixes(store):
+    a, b = _new(store, run_id="abcd0000" + "0" * 24), _new(store, run_id="abcd1111" + "1" * 24)
+    with store.session() as s:
+        assert resolve_run_id(s, "abcd0") == a and resolve_run_id(s, b) == b
+        with pytest.raises(RunNotFound, match="ambiguous"):
+            resolve_run_id(s, "abcd")
+        with pytest.raises(RunNotFound, match="matches no run"):
+            resolve_run_id(s, "ffff")
