@@ -9,6 +9,10 @@ from quant_core.presets import expand, merge
 TECHNIQUE_CHOICES = ("rtn", "gptq", "agq (affinity-guided GPTQ)", "rotation", "smoothquant",
                      "expert-aware smoothing (EAQuant)", "down_proj smoothing", "clip search")
 PRESET_CHOICES = ("none", "duquant", "eaquant", "moequant", "gptq_rotation")
+# short names for MoQE variants typed as 'rtn; gptq; rotation+gptq; rtn+clip' (or 'path:<saved dir>')
+VARIANT_WORDS = {"rtn": "rtn", "gptq": "gptq", "agq": "agq (affinity-guided GPTQ)", "rotation": "rotation",
+                 "smoothquant": "smoothquant", "eaquant-smooth": "expert-aware smoothing (EAQuant)",
+                 "clip": "clip search"}
 
 
 @dataclass
@@ -32,6 +36,7 @@ class LaunchForm:
     eval_tasks: str = "testbed"
     eval_limit: int = 0
     seed: int = 0
+    moqe_variants: str = ""
 
 
 def _techniques(names: list[str]) -> list[dict]:
@@ -84,4 +89,23 @@ def form_to_recipe(f: LaunchForm) -> dict:
     if f.allocation != "none":
         tiers = [int(x) for x in f.tiers.split(",") if x.strip()]
         recipe["allocation"] = {"method": f.allocation, "avg_bits": float(f.avg_bits), "tiers": tiers}
+    if f.moqe_variants.strip():
+        return _moqe_recipe(recipe, f.moqe_variants)
     return recipe
+
+
+def _moqe_recipe(recipe: dict, text: str) -> dict:
+    """MoQE: each ';'-separated variant is '+'-joined technique words at the form's weight setting."""
+    variants: list = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        if part.startswith("path:"):
+            variants.append(part)
+            continue
+        words = [w.strip().lower() for w in part.split("+") if w.strip()]
+        unknown = [w for w in words if w not in VARIANT_WORDS]
+        if unknown:
+            raise ValueError(f"MoQE variant {part!r}: unknown {unknown[0]!r} (use {', '.join(VARIANT_WORDS)})")
+        variants.append({"weights": dict(recipe["weights"]), "activations": dict(recipe["activations"]),
+                         "techniques": _techniques([VARIANT_WORDS[w] for w in words])})
+    keep = ("model", "calibration", "eval", "seed")
+    return {**{k: recipe[k] for k in keep}, "moqe": {"variants": variants}}

@@ -38,8 +38,8 @@ def create(store: Store, recipe: dict, *, user: str | None = None, project: str 
         names += f",router:{parsed.router.mode}"
     if parsed.allocation is not None:
         names += f",alloc:{parsed.allocation.method}"
-    if parsed.moqe is not None:
-        names += ",moqe"
+    if parsed.moqe is not None:  # the top-level techniques do not apply; the variants carry their own
+        names = "moqe"
     with store.session() as s:
         run = create_run(s, parsed.to_dict(), summary=recipe_summary(parsed), techniques=names,
                          user=user or LOCAL_USER, project=project or DEFAULT_PROJECT, code_version=code_version())

@@ -260,6 +260,8 @@ def parse_recipe(data: Any) -> Recipe:
     parsed = tuple(_parse_technique(t, f"techniques[{i}]") for i, t in enumerate(techniques))
     recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_parse_router(router))
     _check_consistency(recipe)
+    if recipe.moqe is not None:
+        _check_variants(recipe)
     return recipe
 
 
@@ -287,6 +289,23 @@ def _check_consistency(recipe: Recipe) -> None:
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
 
 
+def _check_variants(recipe: Recipe) -> None:
+    """Each MoQE variant recipe is validated now, before anything is queued, not in the worker."""
+    from quant_core.presets import merge
+
+    for i, variant in enumerate(recipe.moqe.variants):
+        if isinstance(variant, str):
+            continue  # 'path:<dir>', checked when loaded (moqe/run.py)
+        if not isinstance(variant, dict):
+            raise RecipeError(f"moqe.variants[{i}]", "must be a recipe object or 'path:<saved model dir>'")
+        if "moqe" in variant or "model" in variant:
+            raise RecipeError(f"moqe.variants[{i}]", "a variant takes the run's model; no 'model' or nested 'moqe'")
+        try:
+            parse_recipe(merge({"model": recipe.model}, variant))
+        except RecipeError as exc:
+            raise RecipeError(f"moqe.variants[{i}].{exc.key}", exc.detail) from None
+
+
 def parse_bits(spec: str) -> dict:
     """'W4A16' / 'W3A4g32' / 'W4A8g-1' → partial recipe dict (weights + activations)."""
     m = re.fullmatch(r"[Ww](\d+)[Aa](\d+)(?:[Gg](-?\d+))?", spec.strip())
@@ -300,7 +319,14 @@ def parse_bits(spec: str) -> dict:
 
 
 def recipe_summary(recipe: Recipe) -> str:
-    """One line such as 'W4A16 g128 gptq+rotation router=fp' for tables and logs."""
+    """One line such as 'W4A16 g128 gptq+rotation router=fp' for tables and logs; a MoQE run lists
+    its variants: 'MoQE[W3A16 pc rtn router=fp | W3A16 pc gptq router=fp]'."""
+    if recipe.moqe is not None:
+        from quant_core.presets import merge
+
+        parts = [v if isinstance(v, str) else recipe_summary(parse_recipe(merge({"model": recipe.model}, v)))
+                 for v in recipe.moqe.variants]
+        return f"MoQE[{' | '.join(parts)}]"
     w = recipe.weights
     g = ("pc" if w.group_size is None else f"g{w.group_size}") + ("" if w.symmetric else " asym")
 

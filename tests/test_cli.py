@@ -69,3 +69,36 @@ def test_cli_entry_point_runs_as_a_process(moeq_home):
     assert proc.returncode == 0, proc.stderr
     names = {row["name"] for row in json.loads(proc.stdout)}
     assert {"testbed-mixtral", "testbed-shared", "tiny-deepseek_v3"} <= names
+
+
+MOQE = {**SMALL, "moqe": {"variants": [{"weights": {"bits": 2, "group_size": 16}, "techniques": ["rtn"]},
+                                       {"weights": {"bits": 2, "group_size": 16}, "techniques": ["gptq"]},
+                                       {"weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}],
+                          "train_samples": 16, "eval_samples": 8, "epochs": 3}}
+
+
+def test_a_moqe_run_is_a_run_like_any_other(moeq_home, tmp_path, capsys):
+    path = tmp_path / "moqe.json"
+    path.write_text(json.dumps(MOQE))
+    assert main(["run", "--model", "tiny-mixtral", "--recipe", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    validate_result(result)
+    q, ppl = result["moqe"], result["metrics"]["perplexity"]
+    singles = [v["perplexity"] for v in q["variants"]]
+    assert len(singles) == 3 and abs(sum(q["usage"]) - 1) < 1e-6
+    assert q["oracle"]["perplexity"] <= min(singles) + 1e-4 and q["oracle"]["perplexity"] <= ppl <= max(singles) + 1e-4
+    assert q["stored_weight_bits"] == 8.0
+    assert main(["runs", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["runs"]
+    assert row["techniques"] == "moqe" and row["recipe_summary"] == (
+        "MoQE[W2A16 g16 rtn router=fp | W2A16 g16 gptq router=fp | W4A16 g16 rtn router=fp]")
+
+
+def test_a_bad_moqe_variant_is_rejected_before_anything_runs(moeq_home, tmp_path, capsys):
+    bad = {**MOQE, "moqe": {**MOQE["moqe"], "variants": [{"weights": {"bits": 5}}, {"techniques": ["gptq"]}]}}
+    path = tmp_path / "moqe.json"
+    path.write_text(json.dumps(bad))
+    assert main(["run", "--model", "tiny-mixtral", "--recipe", str(path)]) != 0
+    assert "recipe.moqe.variants[0].weights.bits: must be one of" in capsys.readouterr().err
+    assert main(["runs", "list"]) == 0
+    assert "(0 of 0)" in capsys.readouterr().out

@@ -37,6 +37,9 @@ def build(svc: AppServices) -> dict:
                     alloc = gr.Dropdown(["none", "router_norm", "random", "uniform"], value="none", label="method")
                     avg_bits = gr.Number(3.0, label="average bits")
                     tiers = gr.Textbox("2,3,4", label="tiers")
+            with gr.Accordion("MoQE (mixture of quantized variants)", open=False):
+                moqe = gr.Textbox("", label="variants at the bits above, ';'-separated, e.g. "
+                                  "'rtn; gptq; rotation+gptq; rtn+clip' (empty = off; 'path:<saved dir>' reuses one)")
             with gr.Accordion("evaluation", open=False):
                 with gr.Row():
                     tasks = gr.Textbox("testbed", label="tasks (testbed, file:<jsonl>, lm_eval:<task>)")
@@ -52,7 +55,7 @@ def build(svc: AppServices) -> dict:
             launched = gr.Markdown(elem_id="launch-result")
 
     form_inputs = [model, wbits, group, sym, abits, router, preset, techniques, source, samples, seq_len, sampler,
-                   balance, alloc, avg_bits, tiers, tasks, limit, seed]
+                   balance, alloc, avg_bits, tiers, tasks, limit, seed, moqe]
 
     def render(*values):
         form = LaunchForm(*values)

@@ -148,6 +148,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
         "moqe": {"variants": single, "best_single": best,
                  "oracle": {"perplexity": _ppl(eval_nll.min(1).values)},
                  "usage": usage.tolist(),
+                 "stored_weight_bits": sum(v.bits for v in variants),  # all K variants stay in memory
                  "train_label_distribution": (torch.bincount(labels, minlength=len(variants)).float()
                                               / len(labels)).tolist(),
                  "train_loss": history, "router_overhead": overhead},

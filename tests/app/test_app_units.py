@@ -89,3 +89,15 @@ def test_the_web_app_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_launch_form_builds_a_moqe_recipe_from_variant_words():
+    recipe = form_to_recipe(LaunchForm(model="testbed-mixtral", weight_bits=3, group_size="channel",
+                                       moqe_variants="rtn; gptq; rotation+gptq; rtn+clip"))
+    parsed = parse_recipe(recipe)
+    names = [[t["name"] for t in v["techniques"]] for v in parsed.moqe.variants]
+    assert names == [["rtn"], ["gptq"], ["rotation", "gptq"], ["rtn"]]
+    assert parsed.moqe.variants[3]["techniques"][0]["clip_search"] is True
+    assert all(v["weights"]["bits"] == 3 and v["weights"]["group_size"] is None for v in parsed.moqe.variants)
+    with pytest.raises(ValueError, match="unknown 'awq'"):
+        form_to_recipe(LaunchForm(model="m", moqe_variants="rtn; awq"))
