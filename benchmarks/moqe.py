@@ -2,25 +2,44 @@
 each variant vs the per-sample oracle on held-out windows, usage and router overhead.
 
     python benchmarks/moqe.py --model testbed-mixtral --bits 3 --out benchmarks/moqe.json
+
+`--windows per-domain` makes every training and held-out window hold documents of one domain only
+(the default corpus stream mixes ~7 short documents of different domains into each window), to see
+whether the router can use a per-input signal about which variant wins when there is one.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from common import context, run_recipe, write_json
+
+
+def per_domain_text(path: Path, n_windows: int, body: int, seed: int, split: str) -> str:
+    """Write single-domain blocks of `body` characters (one window each) to `path`; 'file:<path>'."""
+    from quant_core.zoo.corpus import domain_blocks
+
+    path.write_text(domain_blocks(seed, n_windows, body, split), encoding="utf-8")
+    return f"file:{path}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="testbed-mixtral")
     ap.add_argument("--bits", type=int, default=3)
+    ap.add_argument("--windows", choices=("mixed", "per-domain"), default="mixed")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     w = {"bits": args.bits, "group_size": None}
-    recipe = {"model": args.model, "calibration": {"samples": 64, "seq_len": 256},
-              "eval": {"tasks": ["testbed"], "limit": 50, "seq_len": 128},
+    train_src = eval_src = "auto"
+    if args.windows == "per-domain":
+        tmp = Path(tempfile.mkdtemp(prefix="moqe-windows-"))
+        train_src = per_domain_text(tmp / "train.txt", 512, 127, 1, "calib")
+        eval_src = per_domain_text(tmp / "heldout.txt", 256, 127, 2, "heldout")
+    recipe = {"model": args.model, "calibration": {"source": train_src, "samples": 64, "seq_len": 256},
+              "eval": {"source": eval_src, "tasks": ["testbed"], "limit": 50, "seq_len": 128},
               "moqe": {"variants": [{"weights": w, "techniques": ["rtn"]},
                                     {"weights": w, "techniques": ["gptq"]},
                                     {"weights": w, "techniques": ["rotation", "gptq"]},
@@ -28,7 +47,7 @@ def main() -> None:
                        "train_samples": 512, "eval_samples": 256, "epochs": 40}}
     result, seconds = run_recipe(recipe, context())
     m, q = result["metrics"], result["moqe"]
-    print(f"# MoQE on {args.model}, W{args.bits} variants ({seconds:.0f} s)")
+    print(f"# MoQE on {args.model}, W{args.bits} variants, {args.windows} windows ({seconds:.0f} s)")
     print("| model | perplexity | avg acc | KL |\n|---|---|---|---|")
     for v in q["variants"]:
         print(f"| {v['label']} | {v['perplexity']:.4f} | {v['avg_accuracy']:.3f} | {v['kl']:.4f} |")

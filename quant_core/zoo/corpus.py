@@ -149,6 +149,24 @@ def domain_documents(seed: int, n: int, domain: str, split: Split = "heldout") -
     return [(ex := spec.make(r)).prompt + ex.answer for _ in range(n)]
 
 
+def domain_blocks(seed: int, n_blocks: int, block_chars: int, split: Split) -> str:
+    """`n_blocks` blocks of exactly `block_chars` characters, each made of documents of a single
+    domain (drawn with the mixture weights) — unlike `text_stream`, whose windows mix ~7 short
+    documents of different domains. With the character tokenizer a block is one token window."""
+    r = _rng(seed, split, stream=len(DOMAINS) + 1)
+    pools: dict[str, list[str]] = {}
+    blocks = []
+    for _ in range(n_blocks):
+        domain = sample_domain(r).name
+        text = ""
+        while len(text) < block_chars:
+            pool = pools.get(domain) or domain_documents(seed + len(blocks), 64, domain, split)
+            text += pool.pop() + "\n"
+            pools[domain] = pool
+        blocks.append(text[:block_chars])
+    return "".join(blocks)
+
+
 def text_stream(seed: int, n_chars: int, split: Split) -> str:
     """Documents joined by newlines until at least `n_chars` characters."""
     r = _rng(seed, split)
