@@ -13,6 +13,9 @@ def resolve_local_path(ref: str, model_roots: tuple[Path, ...]) -> Path:
     path = Path(ref).expanduser()
     try:
         path = path.resolve(strict=True)
+    except PermissionError:
+        raise ModelError(f"model path {ref!r} is not readable (a directory on the way is closed to this user)") \
+            from None
     except (FileNotFoundError, RuntimeError):
         raise ModelError(f"model path {ref!r} does not exist (and is not a zoo name; see 'moeq zoo list')") from None
     if model_roots and not any(path == r or r in path.parents for r in model_roots):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ from quant_core.api import run
 from quant_core.context import RunContext
 from quant_core.errors import CalibrationError, ModelError, RecipeError
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = {"weights": {"bits": 4, "group_size": 16}, "eval": {"source": "random", "tasks": [], "ppl_windows": 1,
                                                           "seq_len": 16}}
 
@@ -29,16 +33,34 @@ def _copy_tiny(tiny_zoo, tmp_path, name="model"):
     return dst
 
 
-def test_unreadable_model_directory(tiny_zoo, tmp_path):
-    model = _copy_tiny(tiny_zoo, tmp_path)
-    os.chmod(model, 0)
+def _unprivileged(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    """`moeq ARGS` in a process that file permissions apply to: root (as on CI) runs it without the
+    capabilities that bypass them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), via util-linux setpriv."""
+    prefix: list[str] = []
+    if os.getuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions cannot be enforced")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    env = {**os.environ, "MOEQ_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*prefix, sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("closed", ["model", "parent"])
+def test_unreadable_model_directory(tiny_zoo, tmp_path, closed):
+    """A model directory (or one on its path) that the user may not read: one-line error, no traceback."""
+    model = tmp_path / "outer" / "model"
+    shutil.copytree(tiny_zoo / "tiny-mixtral", model)
+    locked = model if closed == "model" else tmp_path / "outer"
+    os.chmod(locked, 0)
     try:
-        if os.access(model, os.R_OK):  # root ignores permissions; nothing to test then
-            pytest.skip("running as root: permissions are not enforced")
-        with pytest.raises(ModelError, match="not readable"):
-            run({**TINY, "model": str(model)}, _ctx(tiny_zoo, tmp_path))
+        proc = _unprivileged(["run", "--model", str(model), "--bits", "W4A16"], tmp_path / "home")
     finally:
-        os.chmod(model, 0o755)
+        os.chmod(locked, 0o755)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert err and "not readable" in err[-1] and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_directory_without_config_is_not_a_checkpoint(tiny_zoo, tmp_path):
