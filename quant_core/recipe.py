@@ -261,7 +261,7 @@ def parse_recipe(data: Any) -> Recipe:
     recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_parse_router(router))
     _check_consistency(recipe)
     if recipe.moqe is not None:
-        _check_variants(recipe)
+        moqe_variants(recipe)
     return recipe
 
 
@@ -289,21 +289,29 @@ def _check_consistency(recipe: Recipe) -> None:
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
 
 
-def _check_variants(recipe: Recipe) -> None:
-    """Each MoQE variant recipe is validated now, before anything is queued, not in the worker."""
+def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
+    """Each MoQE variant as a full recipe — the run's model, calibration, evaluation and seed plus the
+    variant's own keys — or, for a 'path:<dir>' variant, the saved model directory. Errors name
+    `moqe.variants[i]…`; parse_recipe calls this, so a bad variant is refused before queuing."""
     from quant_core.presets import merge
 
+    d = recipe.to_dict()
+    shared = {"model": recipe.model, "calibration": d["calibration"], "eval": d["eval"], "seed": recipe.seed}
+    out: list[Recipe | str] = []
     for i, variant in enumerate(recipe.moqe.variants):
-        if isinstance(variant, str):
-            continue  # 'path:<dir>', checked when loaded (moqe/run.py)
+        key = f"moqe.variants[{i}]"
+        if isinstance(variant, str) and variant.startswith("path:"):
+            out.append(variant[5:])
+            continue
         if not isinstance(variant, dict):
-            raise RecipeError(f"moqe.variants[{i}]", "must be a recipe object or 'path:<saved model dir>'")
+            raise RecipeError(key, f"must be a recipe object or 'path:<saved model dir>', got {variant!r}")
         if "moqe" in variant or "model" in variant:
-            raise RecipeError(f"moqe.variants[{i}]", "a variant takes the run's model; no 'model' or nested 'moqe'")
+            raise RecipeError(key, "a variant takes the run's model; no 'model' or nested 'moqe'")
         try:
-            parse_recipe(merge({"model": recipe.model}, variant))
+            out.append(parse_recipe(merge(shared, variant)))
         except RecipeError as exc:
-            raise RecipeError(f"moqe.variants[{i}].{exc.key}", exc.detail) from None
+            raise RecipeError(f"{key}.{exc.key}", exc.detail) from None
+    return out
 
 
 def parse_bits(spec: str) -> dict:
@@ -322,10 +330,7 @@ def recipe_summary(recipe: Recipe) -> str:
     """One line such as 'W4A16 g128 gptq+rotation router=fp' for tables and logs; a MoQE run lists
     its variants: 'MoQE[W3A16 pc rtn router=fp | W3A16 pc gptq router=fp]'."""
     if recipe.moqe is not None:
-        from quant_core.presets import merge
-
-        parts = [v if isinstance(v, str) else recipe_summary(parse_recipe(merge({"model": recipe.model}, v)))
-                 for v in recipe.moqe.variants]
+        parts = [f"path:{v}" if isinstance(v, str) else recipe_summary(v) for v in moqe_variants(recipe)]
         return f"MoQE[{' | '.join(parts)}]"
     w = recipe.weights
     g = ("pc" if w.group_size is None else f"g{w.group_size}") + ("" if w.symmetric else " asym")

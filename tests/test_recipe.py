@@ -72,3 +72,13 @@ def test_bits_shorthand():
     assert parse_bits("W4A8g-1")["weights"]["group_size"] is None
     with pytest.raises(RecipeError):
         parse_bits("4-bit")
+
+
+def test_moqe_variants_are_checked_when_the_recipe_is_parsed():
+    ok = {"weights": {"bits": 3}, "techniques": ["gptq"]}
+    parsed = parse_recipe({"model": "m", "calibration": {"samples": 8}, "moqe": {"variants": [ok, "path:/saved"]}})
+    assert "MoQE[W3A16 g128 gptq router=fp | path:/saved]" == recipe_summary(parsed)
+    with pytest.raises(RecipeError, match=r"moqe.variants\[1\]: must be a recipe object or 'path:"):
+        parse_recipe({"model": "m", "moqe": {"variants": [ok, "/saved"]}})
+    with pytest.raises(RecipeError, match=r"moqe.variants\[0\]: a variant takes the run's model"):
+        parse_recipe({"model": "m", "moqe": {"variants": [{**ok, "model": "other"}, ok]}})

@@ -53,28 +53,23 @@ def handle_list(args, settings) -> int:
     return 0
 
 
-def _resolve(s, prefix: str) -> str:
-    from db.repository.runs import resolve_run_id
-
-    return resolve_run_id(s, prefix)
-
-
 def handle_show(args, settings) -> int:
     from db.repository.results import result_json
-    from db.repository.runs import get_run
+    from db.repository.runs import get_run, resolve_run_id
     from db.store import Store
 
     with Store(settings.database_url).session() as s:
-        print(json.dumps(result_json(get_run(s, _resolve(s, args.run_id))), indent=1))
+        print(json.dumps(result_json(get_run(s, resolve_run_id(s, args.run_id))), indent=1))
     return 0
 
 
 def handle_compare(args, settings) -> int:
     from db.repository.queries import compare_runs
+    from db.repository.runs import resolve_run_id
     from db.store import Store
 
     with Store(settings.database_url).session() as s:
-        runs = compare_runs(s, [_resolve(s, r) for r in args.run_ids])
+        runs = compare_runs(s, [resolve_run_id(s, r) for r in args.run_ids])
     if args.json:
         print(json.dumps(runs, indent=1))
         return 0
@@ -89,11 +84,12 @@ def handle_compare(args, settings) -> int:
 
 
 def handle_cancel(args, settings) -> int:
+    from db.repository.runs import resolve_run_id
     from db.store import Store
     from jobs.submit import cancel
 
     store = Store(settings.database_url)
     with store.session() as s:
-        run_id = _resolve(s, args.run_id)
+        run_id = resolve_run_id(s, args.run_id)
     print(f"{run_id}: {cancel(settings, store, run_id)}")
     return 0

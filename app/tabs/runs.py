@@ -29,6 +29,11 @@ def progress_html(run: dict) -> str:
             f"<small>{run['status']} — {run.get('stage') or ''}{detail}</small></div>")
 
 
+def _panel_key(run: dict) -> str:
+    """What the result panel was last drawn for; it is redrawn when this changes."""
+    return f"{run['run_id']}:{run['status']}"
+
+
 def _panel(run: dict) -> dict:
     """What the result panel shows: the result JSON of DESIGN §4.3 once there is one, else the run."""
     result = run.get("result")
@@ -92,7 +97,7 @@ def build(svc: AppServices, launch: dict) -> dict:
         if sel:
             try:
                 run = svc.run(who, sel.strip())
-                prog, now = progress_html(run), f"{run['run_id']}:{run['status']}"
+                prog, now = progress_html(run), _panel_key(run)
                 if now != seen:
                     panel = _panel(run)
             except Exception as exc:  # unknown id: say so in place of the bar
@@ -117,7 +122,7 @@ def build(svc: AppServices, launch: dict) -> dict:
         except Exception as exc:  # unknown or ambiguous id while typing
             return f"⚠ {exc}", None, "", "", ""
         return (progress_html(run), _panel(run), run.get("notes", ""), ",".join(run.get("tags", [])),
-                f"{run['run_id']}:{run['status']}")
+                _panel_key(run))
 
     selected.change(show, selected, [progress, detail, notes, tags, shown])
     def do_cancel(sel, request: gr.Request):

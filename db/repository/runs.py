@@ -29,8 +29,9 @@ class Superseded(MoeqError):
     """This worker's attempt no longer owns the run (it was requeued, reclaimed or finished)."""
 
 
-def owns(run: Run, attempt: int | None) -> bool:
-    """True when `attempt` (None: unfenced caller) may still write to the running `run`."""
+def owns(run, attempt: int | None) -> bool:
+    """True when `attempt` (None: unfenced caller) may still write to the running `run` (a Run, or
+    any row with its `status` and `attempts`)."""
     return run.status == "running" and (attempt is None or run.attempts == attempt)
 
 
@@ -142,9 +143,8 @@ def request_cancel(s: Session, run_id: str) -> str:
 
 def cancel_requested(s: Session, run_id: str, attempt: int | None = None) -> bool:
     """The user asked to cancel, or (with `attempt`) this attempt lost the run: either way, stop."""
-    flag, status, attempts = s.execute(select(Run.cancel_requested, Run.status, Run.attempts)
-                                       .where(Run.id == run_id)).one()
-    return bool(flag) or (attempt is not None and (status != "running" or attempts != attempt))
+    row = s.execute(select(Run.cancel_requested, Run.status, Run.attempts).where(Run.id == run_id)).one()
+    return bool(row.cancel_requested) or (attempt is not None and not owns(row, attempt))
 
 
 def reap_stale(s: Session, lease_seconds: float, requeue: bool = False) -> list[str]:

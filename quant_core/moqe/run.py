@@ -13,14 +13,12 @@ import torch.nn.functional as F
 from quant_core.adapters.model import MoEModel
 from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
-from quant_core.errors import RecipeError
 from quant_core.evaluate.scoring import encode
 from quant_core.evaluate.task_sources import resolve_tasks
 from quant_core.evaluate.tasks import TaskScore, score_tasks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.moqe.router import MoqeRouter, train_router
-from quant_core.presets import merge
-from quant_core.recipe import Recipe, parse_recipe, recipe_summary
+from quant_core.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.result import environment, peak_memory_mb
 
 BATCH = 16
@@ -53,32 +51,21 @@ def window_losses(model, windows: torch.Tensor, device, fp_logprobs: torch.Tenso
     return torch.cat(nll), (torch.cat(kl) if kl else None), torch.cat(logps)
 
 
-def _variant_recipe(base: Recipe, variant) -> tuple[Recipe | None, str | None]:
-    if isinstance(variant, str):
-        if not variant.startswith("path:"):
-            raise RecipeError("moqe.variants", f"a variant is a recipe object or 'path:<saved model dir>', got {variant!r}")
-        return None, variant[5:]
-    if not isinstance(variant, dict):
-        raise RecipeError("moqe.variants", "each variant must be a recipe object or 'path:<dir>'")
-    shared = {"model": base.model, "calibration": base.to_dict()["calibration"], "eval": base.to_dict()["eval"],
-              "seed": base.seed}
-    return parse_recipe(merge(shared, variant)), None
-
-
-def _build_variant(base: Recipe, variant, path, ctx: RunContext, device, train, evalw, fp_logp, tasks) -> VariantScores:
+def _build_variant(variant: Recipe | str, path, ctx: RunContext, device, train, evalw, fp_logp, tasks
+                   ) -> VariantScores:
+    """Quantize (or load, for a saved-model directory) one variant and score it."""
     from quant_core.pipeline import quantize_model
 
-    recipe, saved = _variant_recipe(base, variant)
-    if saved is not None:
+    if isinstance(variant, str):
         from quant_core.io.load import load_quantized
 
-        loaded = load_quantized(saved, device=device)
-        model, tok, label = loaded.model, loaded.tokenizer, f"saved:{saved}"
+        loaded = load_quantized(variant, device=device)
+        model, tok, label = loaded.model, loaded.tokenizer, f"saved:{variant}"
         bits = loaded.meta["summary"]["bits"]
     else:
         model, tok = load_model(path, ctx)
-        state, _ = quantize_model(MoEModel(model), tok, recipe, ctx, device, path)
-        label, bits = recipe_summary(recipe), state.bits_summary()
+        state, _ = quantize_model(MoEModel(model), tok, variant, ctx, device, path)
+        label, bits = recipe_summary(variant), state.bits_summary()
     model.to(device)
     tr, _, _ = window_losses(model, train, device)
     ev, kl, _ = window_losses(model, evalw, device, fp_logp)
@@ -117,10 +104,11 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     embedding = fp_model.get_input_embeddings().weight.detach().cpu()
     del fp_model
     variants = []
-    for k, v in enumerate(spec.variants):
+    todo = moqe_variants(recipe)
+    for k, v in enumerate(todo):
         ctx.check_cancel()
-        ctx.progress(f"moqe: variant {k + 1}/{len(spec.variants)}", 0.05 + 0.7 * k / len(spec.variants))
-        variants.append(_build_variant(recipe, v, path, ctx, device, train, evalw, fp_logp, tasks))
+        ctx.progress(f"moqe: variant {k + 1}/{len(todo)}", 0.05 + 0.7 * k / len(todo))
+        variants.append(_build_variant(v, path, ctx, device, train, evalw, fp_logp, tasks))
     labels = torch.stack([v.train_nll for v in variants], 1).argmin(1)
     router = MoqeRouter(embedding, len(variants), layers=spec.encoder_layers, pad_id=tok.pad_token_id)
     ctx.progress("moqe: train router", 0.8)
