@@ -19,7 +19,16 @@ def make_context(settings: Settings, progress: ProgressFn | None = None, should_
         kwargs["should_stop"] = should_stop
     return RunContext(zoo_dir=settings.zoo_dir, cache_dir=settings.cache_dir, model_roots=settings.model_roots,
                       allow_remote_code=settings.allow_remote_code, device=settings.device,
-                      kernels=settings.kernels, save_dir=save_dir, **kwargs)
+                      kernels=settings.kernels, save_dir=save_dir, data_roots=settings.data_roots,
+                      task_roots=settings.task_roots, saved_roots=saved_roots(settings), **kwargs)
+
+
+def saved_roots(settings: Settings) -> tuple[Path, ...] | None:
+    """Where MoQE 'path:' variants may load saved models from: the model roots and the run artifacts
+    (which run's artifacts a user may name is checked before queuing, jobs.admission)."""
+    if not settings.team and not settings.model_roots:
+        return None
+    return (*settings.model_roots, settings.artifacts_dir.expanduser().resolve())
 
 
 def build_zoo_model(settings: Settings, name: str, retrain: bool = False) -> Path:

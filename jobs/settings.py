@@ -2,8 +2,9 @@
 
 The frozen `Settings` object is created by the entry point and passed down; nothing reads the
 environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
-MOEQ_MODEL_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE, MOEQ_KERNELS, MOEQ_AUTH,
-MOEQ_DEVICE.
+MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
+MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
+MOEQ_LOGIN_LOCK_S. See docs/security.md for what the roots and switches guarantee.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ class Settings:
     lease_s: float = 60.0
     max_attempts: int = 2
     requeue_s: float = 600.0
+    # where recipes may name files (quant_core.sources): None = anywhere (embedded mode, one local
+    # user); () = nowhere. Team mode (a broker or MOEQ_AUTH) defaults to () until the operator sets them.
+    data_roots: tuple[Path, ...] | None = None
+    task_roots: tuple[Path, ...] | None = None
+    allow_unauthenticated: bool = False  # serve a non-loopback address without MOEQ_AUTH
+    login_max_failures: int = 5  # per user and window; an address gets 4x as many
+    login_lock_s: float = 300.0
+
+    @property
+    def team(self) -> bool:
+        """Shared use: a real broker (several hosts) or logins."""
+        return not self.embedded or self.auth
 
     @property
     def embedded(self) -> bool:
@@ -106,25 +119,40 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
 
     home = Path(get("MOEQ_HOME", "home", str(Path.home() / ".moeq"))).expanduser()
     db_url = get("MOEQ_DATABASE_URL", "database_url") or f"sqlite:///{home / 'moeq.sqlite'}"
-    roots = tuple(Path(p).expanduser().resolve() for p in (get("MOEQ_MODEL_ROOTS", "model_roots") or "")
-                  .split(os.pathsep) if p)
+    def paths(value: str | None) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser().resolve() for p in (value or "").split(os.pathsep) if p)
+
+    roots = paths(get("MOEQ_MODEL_ROOTS", "model_roots"))
+    broker = get("MOEQ_BROKER_URL", "broker_url") or None
+    auth = _bool("MOEQ_AUTH", get("MOEQ_AUTH", "auth", "0"))
+    team = broker is not None or auth
+    data_env, task_env = get("MOEQ_DATA_ROOTS", "data_roots"), get("MOEQ_TASK_ROOTS", "task_roots")
+    data_roots = paths(data_env) if data_env is not None else (() if team else None)
+    task_roots = paths(task_env) if task_env is not None else (() if team else None)
     kernels = get("MOEQ_KERNELS", "kernels", "auto")
     if kernels not in KERNEL_MODES:
         raise SettingsError(f"MOEQ_KERNELS: must be one of {KERNEL_MODES}, got {kernels!r}")
     return Settings(
         home=home,
         database_url=db_url,
-        broker_url=get("MOEQ_BROKER_URL", "broker_url") or None,
+        broker_url=broker,
         result_backend=get("MOEQ_RESULT_BACKEND", "result_backend") or None,
         model_roots=roots,
         allow_remote_code=_bool("MOEQ_ALLOW_REMOTE_CODE", get("MOEQ_ALLOW_REMOTE_CODE", "allow_remote_code", "0")),
         kernels=kernels,
-        auth=_bool("MOEQ_AUTH", get("MOEQ_AUTH", "auth", "0")),
+        auth=auth,
         device=get("MOEQ_DEVICE", "device", "auto"),
         heartbeat_s=_number("MOEQ_HEARTBEAT_S", get("MOEQ_HEARTBEAT_S", "heartbeat_s", "5")),
         lease_s=_number("MOEQ_LEASE_S", get("MOEQ_LEASE_S", "lease_s", "60")),
         max_attempts=int(_number("MOEQ_MAX_ATTEMPTS", get("MOEQ_MAX_ATTEMPTS", "max_attempts", "2"))),
         requeue_s=_number("MOEQ_REQUEUE_S", get("MOEQ_REQUEUE_S", "requeue_s", "600")),
+        data_roots=data_roots,
+        task_roots=task_roots,
+        allow_unauthenticated=_bool("MOEQ_ALLOW_UNAUTHENTICATED",
+                                    get("MOEQ_ALLOW_UNAUTHENTICATED", "allow_unauthenticated", "0")),
+        login_max_failures=int(_number("MOEQ_LOGIN_MAX_FAILURES", get("MOEQ_LOGIN_MAX_FAILURES",
+                                                                      "login_max_failures", "5"))),
+        login_lock_s=_number("MOEQ_LOGIN_LOCK_S", get("MOEQ_LOGIN_LOCK_S", "login_lock_s", "300")),
     )
 
 

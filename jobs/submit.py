@@ -30,9 +30,15 @@ def code_version() -> str:
 
 
 def create(store: Store, recipe: dict, *, user: str | None = None, project: str | None = None,
-           save_model: bool = False) -> str:
-    """Validate `recipe` (RecipeError names the key) and insert a queued run; returns its id."""
-    parsed = parse_recipe(recipe)
+           save_model: bool = False, settings: Settings | None = None, scope: tuple[str, ...] | None = None) -> str:
+    """Validate `recipe` (RecipeError names the key; with `settings`, everything jobs.admission checks
+    before queuing) and insert a queued run; returns its id."""
+    if settings is not None:
+        from jobs.admission import admit
+
+        parsed = admit(settings, store, recipe, scope)
+    else:
+        parsed = parse_recipe(recipe)
     names = ",".join(technique_to_dict(t)["name"] for t in parsed.techniques)
     if parsed.router.mode != "fp":
         names += f",router:{parsed.router.mode}"
@@ -59,8 +65,9 @@ def enqueue(settings: Settings, store: Store, run_id: str, celery_app=None) -> s
 
 
 def submit(settings: Settings, store: Store, recipe: dict, *, user: str | None = None, project: str | None = None,
-           save_model: bool = False, celery_app=None) -> str:
-    run_id = create(store, recipe, user=user, project=project, save_model=save_model)
+           save_model: bool = False, celery_app=None, scope: tuple[str, ...] | None = None) -> str:
+    run_id = create(store, recipe, user=user, project=project, save_model=save_model, settings=settings,
+                    scope=scope)
     enqueue(settings, store, run_id, celery_app)
     return run_id
 
@@ -83,5 +90,5 @@ def create_and_execute(settings: Settings, recipe: dict, *, user: str | None = N
     from jobs.execute import execute_run
 
     store = store or Store(settings.database_url)
-    run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None)
+    run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None, settings=settings)
     return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress)

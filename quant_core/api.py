@@ -18,8 +18,12 @@ def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Quantize `recipe.model` with `recipe`, evaluate against FP, return the result dict."""
     from quant_core.pipeline import run_pipeline
 
+    from quant_core.sources import confine_recipe
+
     if not isinstance(recipe, Recipe):
         recipe = parse_recipe(recipe)
+    recipe = confine_recipe(recipe, data_roots=ctx.data_roots, task_roots=ctx.task_roots,
+                            saved_roots=ctx.saved_roots)
     if recipe.moqe is not None:
         from quant_core.moqe.run import run_moqe
 

@@ -30,6 +30,10 @@ class RunContext:
     progress: ProgressFn = field(default=_no_progress)
     should_stop: Callable[[], bool] = field(default=_never)
     save_dir: Path | None = None
+    # where recipe-named files may come from (quant_core.sources); None = unrestricted
+    data_roots: tuple[Path, ...] | None = None
+    task_roots: tuple[Path, ...] | None = None
+    saved_roots: tuple[Path, ...] | None = None
 
     def with_progress(self, progress: ProgressFn) -> "RunContext":
         return replace(self, progress=progress)

@@ -29,11 +29,15 @@ def resolve_model(ref: str, ctx: RunContext) -> Path:
 
 def check_loadable(path: Path, ctx: RunContext) -> ModelInfo:
     """Describe the checkpoint and refuse remote code unless the operator allowed it."""
+    from quant_core.checkpoint_check import check_checkpoint_files
+
     config = read_config(path)
     if config.get("auto_map") and not ctx.allow_remote_code:
         raise ModelError(f"{path} needs trust_remote_code (custom modeling code); refused — an operator can "
                          "allow it with MOEQ_ALLOW_REMOTE_CODE=1")
-    return describe_config(config)
+    info = describe_config(config)
+    check_checkpoint_files(path)
+    return info
 
 
 def pick_device(requested: str) -> torch.device:
@@ -54,8 +58,9 @@ def load_model(path: Path, ctx: RunContext, dtype: torch.dtype | None = None):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=ctx.allow_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype or "auto", trust_remote_code=ctx.allow_remote_code, low_cpu_mem_usage=True)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load model from {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 — a broken checkpoint: one line, never a raw library error
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(f"cannot load model from {path}: {type(exc).__name__}: {first}") from None
     model.eval()
     model.requires_grad_(False)
     if hasattr(model, "set_experts_implementation") and pick_device(ctx.device).type == "cpu":

@@ -7,7 +7,6 @@ need the model (group size divides the dimension, family supports a technique) l
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -242,13 +241,12 @@ def _parse_router(value: Any) -> RouterSpec:
 
 def parse_recipe(data: Any) -> Recipe:
     """Validate a recipe dict (or JSON text) and return the frozen Recipe."""
+    from quant_core import limits
+
+    limits.check_raw(data)
     if isinstance(data, (str, bytes)):
-        if len(data) > MAX_RECIPE_BYTES:
-            raise RecipeError("<root>", f"recipe is larger than {MAX_RECIPE_BYTES} bytes")
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise RecipeError("<root>", f"not valid JSON: {exc}") from None
+        data = limits.loads(data)
+        limits.check_raw(data)
     if not isinstance(data, dict):
         raise RecipeError("<root>", "a recipe must be a JSON object")
     data = dict(data)
@@ -260,6 +258,7 @@ def parse_recipe(data: Any) -> Recipe:
     parsed = tuple(_parse_technique(t, f"techniques[{i}]") for i, t in enumerate(techniques))
     recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_parse_router(router))
     _check_consistency(recipe)
+    limits.check_bounds(recipe)
     if recipe.moqe is not None:
         moqe_variants(recipe)
     return recipe

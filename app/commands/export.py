@@ -18,16 +18,21 @@ def register(sub) -> None:
 
 def handle(args, settings) -> int:
     from quant_core.io.load import verify_checksums
+    from quant_core.io.atomic import check_target, write_dir_atomically
 
+    check_target(args.out_dir)  # before any work: an existing non-empty folder is never touched
     verify_checksums(args.saved_dir)
-    if args.format == "hf":
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        for f in args.saved_dir.iterdir():
-            if not f.name.startswith(("moeq", "checksums")):
-                shutil.copy2(f, args.out_dir / f.name)
-    else:
-        from quant_core.io.export_ct import export_compressed_tensors
 
-        export_compressed_tensors(args.saved_dir, args.out_dir)
+    def fill(tmp: Path) -> None:
+        if args.format == "hf":
+            for f in args.saved_dir.iterdir():
+                if f.is_file() and not f.name.startswith(("moeq", "checksums")):
+                    shutil.copy2(f, tmp / f.name)
+        else:
+            from quant_core.io.export_ct import export_compressed_tensors
+
+            export_compressed_tensors(args.saved_dir, tmp)
+
+    write_dir_atomically(args.out_dir, fill)
     print(f"{args.format} checkpoint written to {args.out_dir}")
     return 0

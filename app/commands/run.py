@@ -103,6 +103,10 @@ def handle(args, settings) -> int:
     try:
         recipe = build_recipe_dict(args)
         parse_recipe(recipe)
+        if args.save is not None:
+            from quant_core.io.atomic import check_target
+
+            check_target(args.save)  # refused before any work, never deleted or overwritten
         result = _execute(settings, recipe, args.save, args.user, args.project)
     except MoeqError as exc:
         if args.json:

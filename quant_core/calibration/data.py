@@ -6,8 +6,6 @@ Sources: "auto"/"testbed" (the project's generated corpus, split "calib" or "hel
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from quant_core.errors import CalibrationError
@@ -20,12 +18,10 @@ def _text(source: str, split: str, n_chars: int, seed: int) -> str:
         from quant_core.zoo.corpus import text_stream
 
         return text_stream(seed, n_chars, split)
-    if source.startswith("file:"):
-        path = Path(source[5:]).expanduser()
-        try:
-            return path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise CalibrationError(f"cannot read calibration file {path}: {exc}") from None
+    if source.startswith("file:"):  # resolved and confined to the data roots by quant_core.sources
+        from quant_core.sources import read_text_file
+
+        return read_text_file(source[5:], "source", max_bytes=4 * n_chars + 4096)
     raise CalibrationError(f"unknown text source {source!r}")
 
 

@@ -14,10 +14,12 @@ def load_task_file(path: Path) -> Task:
     {"type": "gen", "prompt", "answer", ["stop", "max_new_tokens"]}; all lines of one type."""
     items = []
     kinds = set()
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise RecipeError("eval.tasks", f"cannot read task file {path}: {exc}") from None
+    from quant_core.sources import MAX_TASK_FILE_BYTES, read_capped
+
+    data = read_capped(Path(path), "eval.tasks", MAX_TASK_FILE_BYTES + 1)
+    if len(data) > MAX_TASK_FILE_BYTES:
+        raise RecipeError("eval.tasks", f"task file {path} is larger than {MAX_TASK_FILE_BYTES >> 20} MB")
+    lines = data.decode("utf-8", errors="replace").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -8,7 +8,7 @@ Layout of DIR:
   moeq.json                                         — format, recipe, records, runtime settings, result summary
   checksums.json                                    — sha256 of every file above
 Written into a temporary sibling directory and renamed, so a failure (e.g. a full disk) leaves no
-half-written model behind.
+half-written model behind; an existing non-empty DIR is refused, never replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from quant_core.errors import ArtifactError
+from quant_core.io.atomic import apply_umask, check_target
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
 
@@ -75,6 +76,7 @@ def save_quantized(save_dir: Path, model, tokenizer, state: QuantState, recipe: 
                    probe_ids: torch.Tensor | None = None) -> list[dict]:
     """Write DIR atomically; returns artifact rows (kind, path, bytes, sha256) for each file."""
     save_dir = Path(save_dir).expanduser().resolve()
+    check_target(save_dir)
     save_dir.parent.mkdir(parents=True, exist_ok=True)
     if probe_ids is None:
         probe_ids = torch.arange(4, 4 + 16).remainder(model.config.vocab_size)[None]
@@ -89,8 +91,10 @@ def save_quantized(save_dir: Path, model, tokenizer, state: QuantState, recipe: 
         (tmp / META_FILE).write_text(json.dumps(_meta(state, recipe, result), indent=1, default=str))
         sums = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
+        apply_umask(tmp)
+        check_target(save_dir)
         if save_dir.exists():
-            shutil.rmtree(save_dir)
+            save_dir.rmdir()  # empty (checked above); rmdir refuses if something appeared since
         tmp.rename(save_dir)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
