@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from app.escape import h
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
 def run_label(run: dict) -> str:
-    return f"{run['run_id'][:8]} {run.get('recipe_summary', '')}".strip()
+    return h(f"{run['run_id'][:8]} {run.get('recipe_summary', '')}".strip())  # plotly reads tags in text
 
 
 def _result(run: dict) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+from app.escape import h
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -37,16 +37,16 @@ def compare_html(runs: list[dict]) -> str:
     diff = differing_keys(runs)
     keys = sorted(set().union(*flat)) if flat else []
     head = "<tr><th></th>" + "".join(
-        f"<th>{html.escape(r['run_id'][:8])}<br><small>{html.escape(r.get('status', ''))}</small></th>" for r in runs) \
+        f"<th>{h(r['run_id'][:8])}<br><small>{h(r.get('status', ''))}</small></th>" for r in runs) \
         + "</tr>"
 
     def row(key: str, cls: str) -> str:
-        cells = "".join(f"<td>{html.escape(str(f.get(key, '')))}</td>" for f in flat)
-        return f"<tr class='{cls}'><th>{html.escape(key)}</th>{cells}</tr>"
+        cells = "".join(f"<td>{h(f.get(key, ''))}</td>" for f in flat)
+        return f"<tr class='{cls}'><th>{h(key)}</th>{cells}</tr>"
     metrics = []
     for label, key, fmt in METRIC_ROWS:
         cells = "".join(f"<td>{'-' if r.get(key) is None else fmt.format(r[key])}</td>" for r in runs)
-        metrics.append(f"<tr class='metric'><th>{label}</th>{cells}</tr>")
+        metrics.append(f"<tr class='metric'><th>{h(label)}</th>{cells}</tr>")
     differing = [row(k, "diff") for k in keys if k in diff]
     same = [row(k, "same") for k in keys if k not in diff]
     style = ("<style>.moeq-cmp td,.moeq-cmp th{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}"

@@ -1,20 +1,73 @@
-"""`moeq serve`: the web workbench; in embedded mode it also starts and stops a local worker."""
+"""`moeq serve`: the web workbench; in embedded mode it also starts, supervises and stops a local worker.
+
+Before anything starts: the address must be free (else one line and a non-zero exit) and, without
+MOEQ_AUTH, only a loopback address is served unless the operator sets MOEQ_ALLOW_UNAUTHENTICATED=1.
+SIGTERM and SIGINT stop the server and its worker together.
+"""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
+import signal
+import socket
+import threading
 
 from app.services import AppServices
 from app.ui import TITLE, build_ui
 from db.store import Store
 from jobs.settings import Settings, ensure_home
+from quant_core.errors import MoeqError
 
 log = logging.getLogger(__name__)
+
+
+class ServeError(MoeqError):
+    """The server cannot start as asked (address in use, unsafe exposure)."""
 
 
 def make_services(settings: Settings) -> AppServices:
     ensure_home(settings)
     return AppServices(settings=settings, store=Store(settings.database_url))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, host: str) -> str | None:
+    """Refuse a non-loopback address without logins unless allowed; returns a warning to show, if any."""
+    if settings.auth:
+        return None
+    if not is_loopback(host):
+        if not settings.allow_unauthenticated:
+            raise ServeError(f"refusing to serve {host} without logins: anyone who reaches it could read and launch "
+                             "every run. Set MOEQ_AUTH=1 (see docs/security.md), bind 127.0.0.1, or set "
+                             "MOEQ_ALLOW_UNAUTHENTICATED=1 to accept that risk")
+        return f"WARNING: serving {host} WITHOUT logins (MOEQ_ALLOW_UNAUTHENTICATED=1): every visitor is trusted"
+    if settings.team:
+        return ("WARNING: team mode without MOEQ_AUTH: every local user of this host can read and launch every "
+                "project's runs (set MOEQ_AUTH=1)")
+    return None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """One-line error when (host, port) cannot be bound — checked before the worker or the UI starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} on {host} is already in use (another moeq serve?); "
+                                 "choose another with --port") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, worker: bool | None = None,
@@ -23,29 +76,63 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, worker:
     from jobs.embedded import LocalWorker
     from jobs.reaper import ReaperThread
 
+    warning = check_exposure(settings, host)
+    check_port_free(host, port)
+    if warning:
+        log.warning("%s", warning)
+        print(f"moeq: {warning}")
     svc = make_services(settings)
+    app_kwargs = {}
+    if settings.auth:
+        from starlette.middleware import Middleware
+
+        from app.login_guard import LoginGuardMiddleware, LoginThrottle, SessionRegistry
+
+        svc.sessions = SessionRegistry()
+        throttle = LoginThrottle(settings.login_max_failures, settings.login_lock_s)
+        app_kwargs["middleware"] = [Middleware(LoginGuardMiddleware, throttle=throttle, sessions=svc.sessions)]
     demo = build_ui(svc)
     start_worker = settings.embedded if worker is None else worker
     local = LocalWorker(settings).start() if start_worker else None
+    svc.worker = local
     reaper = ReaperThread(settings, svc.store).start()
     auth = svc.authenticate if settings.auth else None
-    demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
-                auth_message=f"{TITLE}: sign in" if auth else None, show_error=True)
-    log.info("moeq web app on http://%s:%d (%s mode)", host, port, "embedded" if settings.embedded else "team")
+    done = threading.Event()
 
     def cleanup() -> None:
-        demo.close()
-        reaper.stop()
-        if local is not None:
-            local.stop()
-        svc.store.dispose()
+        if done.is_set():
+            return
+        done.set()
+        try:
+            demo.close()
+        finally:
+            reaper.stop()
+            if local is not None:
+                local.stop()
+            svc.close()
+            svc.store.dispose()
 
+    try:
+        demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
+                    auth_message=f"{TITLE}: sign in" if auth else None, show_error=True, app_kwargs=app_kwargs)
+    except BaseException as exc:
+        cleanup()
+        if isinstance(exc, OSError):
+            raise ServeError(f"cannot start the web server on {host}:{port}: {exc}") from None
+        raise
+    log.info("moeq web app on http://%s:%d (%s mode)", host, port, "embedded" if settings.embedded else "team")
     if not block:
         return demo, cleanup
+
+    def on_signal(signum, frame):  # SIGTERM like Ctrl-C: leave block_thread, then clean up
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         cleanup()
     return None

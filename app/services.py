@@ -6,28 +6,35 @@ import csv
 import io
 import json
 import tempfile
-from dataclasses import dataclass
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.repository.queries import RunFilter, compare_runs, distinct_values, list_runs
 from db.repository.results import run_to_dict
 from db.repository.runs import get_run, resolve_run_id, set_notes
 from db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, ensure_project, ensure_user,
-                                 require_access, user_projects, verify_user)
+                                 password_hash, require_access, user_projects, verify_user)
 from db.store import Store
 from jobs.settings import Settings
 from quant_core.adapters.describe import describe_dir
 from quant_core.errors import MoeqError
 from quant_core.model_ref import resolve_local_path
-from quant_core.recipe import parse_recipe
 from quant_core.zoo import ZOO, zoo_path
 
+log = logging.getLogger(__name__)
+EXPORT_KEEP_S = 600.0  # a download link lives this long; older export files are removed
 
 @dataclass
 class AppServices:
     settings: Settings
     store: Store
     celery_app: object | None = None
+    worker: object | None = None  # the supervised local worker (embedded mode), for its health line
+    sessions: object | None = None  # app.login_guard.SessionRegistry (team mode)
+    _export_dir: list = field(default_factory=list)
 
     # -- identity -------------------------------------------------------------------------------
     def user_of(self, request) -> str:
@@ -36,11 +43,36 @@ class AppServices:
         name = getattr(request, "username", None)
         if not name:
             raise AuthError("not logged in")
+        if self.sessions is not None:
+            cookies = getattr(request, "cookies", None) or {}
+            token = next((v for k, v in cookies.items() if k.startswith("access-token")), None)
+            with self.store.session() as s:
+                current = password_hash(s, name)
+            if not self.sessions.valid(token, name, current):
+                self._end_session(request, token)
+                raise AuthError("your session has ended (password changed or user removed); sign in again")
         return name
+
+    @staticmethod
+    def _end_session(request, token: str | None) -> None:
+        tokens = getattr(getattr(getattr(request, "request", None), "app", None), "tokens", None)
+        if token and isinstance(tokens, dict):
+            tokens.pop(token, None)
 
     def authenticate(self, username: str, password: str) -> bool:
         with self.store.session() as s:
-            return verify_user(s, username, password)
+            ok = verify_user(s, username, password)
+            current = password_hash(s, username) if ok else None
+        if ok and self.sessions is not None:
+            self.sessions.logged_in(username, current)
+        return ok
+
+    def worker_health(self) -> str:
+        """One line on the local worker (embedded mode) or where the workers are (team mode)."""
+        if self.worker is None:
+            return "workers: external (team mode: `moeq worker` on the GPU hosts)" if not self.settings.embedded \
+                else "worker: not started by this server (--no-worker)"
+        return self.worker.health()
 
     def projects(self, user: str) -> list[str]:
         with self.store.session() as s:
@@ -54,7 +86,10 @@ class AppServices:
         return None if not self.settings.auth else tuple(self.projects(user))
 
     # -- models ---------------------------------------------------------------------------------
-    def model_choices(self) -> list[str]:
+    def model_choices(self, local: bool = True) -> list[str]:
+        """Zoo names, plus (with `local`, only for a logged-in page) the model folders in the roots."""
+        if not local:
+            return list(ZOO)
         local = []
         for root in self.settings.model_roots:
             if root.is_dir():
@@ -80,12 +115,18 @@ class AppServices:
                 f"top-{info.top_k}{shared}, hidden {info.hidden_size}")
 
     # -- runs -----------------------------------------------------------------------------------
-    def validate(self, recipe: dict) -> str | None:
-        """None when the recipe is valid, else the message naming the key."""
+    def validate(self, recipe: dict, user: str | None = None) -> str | None:
+        """None when the recipe would be queued (everything jobs.admission checks), else one line."""
+        from jobs.admission import admit
+
+        scope = self._scope(user) if user is not None else (() if self.settings.auth else None)
         try:
-            parse_recipe(recipe)
+            admit(self.settings, self.store, recipe, scope)
         except MoeqError as exc:
             return str(exc)
+        except Exception:  # never a raw driver or Python error on the page
+            log.exception("validating a recipe failed")
+            return "internal error while checking the recipe (see the server log)"
         return None
 
     def launch(self, user: str, project: str, recipe: dict, save_model: bool = False) -> str:
@@ -94,8 +135,14 @@ class AppServices:
         with self.store.session() as s:
             if self.settings.auth:
                 require_access(s, user, project)
-        return submit(self.settings, self.store, recipe, user=user, project=project, save_model=save_model,
-                      celery_app=self.celery_app)
+        try:
+            return submit(self.settings, self.store, recipe, user=user, project=project, save_model=save_model,
+                          celery_app=self.celery_app, scope=self._scope(user))
+        except MoeqError:
+            raise
+        except Exception:  # a raw driver/broker error would show SQL or URLs: log it, say one line
+            log.exception("launch failed")
+            raise MoeqError("the run could not be queued (internal error; see the server log)") from None
 
     def runs(self, user: str, f: RunFilter) -> tuple[list[dict], int]:
         with self.store.session() as s:
@@ -133,13 +180,32 @@ class AppServices:
         rows, _ = self.runs(user, RunFilter(model=model, status="succeeded", limit=limit))
         return rows
 
-    def filter_values(self) -> dict[str, list[str]]:
+    def filter_values(self, user: str) -> dict[str, list[str]]:
+        """Models and statuses of the runs `user` may see (for the filter dropdowns)."""
         with self.store.session() as s:
-            return {"model": distinct_values(s, "model"), "status": distinct_values(s, "status")}
+            scope = self._scope(user)
+            return {"model": distinct_values(s, "model", scope), "status": distinct_values(s, "status", scope)}
+
+    def export_dir(self) -> Path:
+        """One private temporary folder per server for download files; old files are pruned."""
+        if not self._export_dir:
+            self._export_dir.append(Path(tempfile.mkdtemp(prefix="moeq-export-")))
+        folder = self._export_dir[0]
+        for old in folder.iterdir():
+            if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
+                old.unlink(missing_ok=True)
+        return folder
+
+    def close(self) -> None:
+        """Remove this server's temporary files."""
+        for folder in self._export_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._export_dir.clear()
 
     def export(self, rows: list[dict], fmt: str) -> Path:
-        """Write `rows` to a temporary CSV or JSON file for download."""
-        out = Path(tempfile.mkdtemp(prefix="moeq-export-")) / f"runs.{fmt}"
+        """Write `rows` to a CSV or JSON file for download (in `export_dir`)."""
+        fmt = "json" if fmt == "json" else "csv"
+        out = self.export_dir() / f"runs-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}.{fmt}"
         if fmt == "json":
             out.write_text(json.dumps(rows, indent=1))
         else:

@@ -25,6 +25,10 @@ def build_ui(svc: AppServices) -> gr.Blocks:
                 team_parts = team.build(svc)
         runs_parts["rerun"].click(runs_parts["do_rerun"], runs_parts["selected"], [launch_parts["recipe_json"], tabs])
         demo.load(team_parts["load"], None, [team_parts["who"], launch_parts["project"]])
+        # per-user choices are filled in only after login: nothing about runs or local models is in
+        # the page (or its API description) an anonymous visitor gets
+        demo.load(runs_parts["load_filters"], None, runs_parts["model_filter"])
+        demo.load(lambda: gr.update(choices=svc.model_choices()), None, launch_parts["model"])
         demo.load(launch_parts["render"], launch_parts["form_inputs"],
                   [launch_parts["recipe_json"], launch_parts["problem"]])
     return demo

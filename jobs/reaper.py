@@ -7,7 +7,7 @@ import threading
 
 from sqlalchemy import select
 
-from db.models import Run
+from db.models import Run, utcnow
 from db.repository.runs import orphaned_queued, reap_stale
 from db.store import Store
 from jobs.settings import Settings
@@ -35,6 +35,7 @@ def reap(settings: Settings, store: Store, celery_app=None) -> list[str]:
             run = s.get(Run, rid)
             if run.attempts >= settings.max_attempts:
                 run.status, run.error_type = "failed", "WorkerLost"
+                run.finished_at, run.stage = utcnow(), "failed: worker lost"
                 run.error_message = (f"worker {run.worker_host} was lost {run.attempts} time(s); "
                                      "giving up (no results stored)")
             else:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
+import threading
+import time
 
 from db.store import Store
 from jobs.celery_app import make_celery
@@ -13,8 +16,28 @@ from jobs.settings import Settings, ensure_home, load_settings
 from jobs.submit import QUEUE
 
 
+def watch_parent(parent_pid: int, interval: float = 1.0) -> threading.Thread:
+    """Exit this process (SIGTERM to itself, then hard) once `parent_pid` is gone: a worker started by
+    `moeq serve` never outlives the server, even when the server was SIGKILLed."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)
+                os._exit(1)
+
+    thread = threading.Thread(target=loop, name="moeq-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_worker(settings: Settings, loglevel: str = "INFO", name: str | None = None) -> None:
     """Block running a solo-pool worker on the `gpu` queue, with a background reaper."""
+    parent = os.environ.get("MOEQ_PARENT_PID")
+    if parent and parent.isdigit():
+        watch_parent(int(parent))
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ensure_home(settings)

@@ -12,9 +12,11 @@ def register(sub) -> None:
 
 
 def handle(args, settings) -> int:
-    from app.server import serve
+    from app.server import check_exposure, check_port_free, serve
 
+    check_exposure(settings, args.host)  # one-line errors before anything starts
+    check_port_free(args.host, args.port)
     print(f"moeq: serving on http://{args.host}:{args.port} "
-          f"({'embedded: SQLite + local worker' if settings.embedded else 'team mode'}); Ctrl-C stops")
+          f"({'embedded: SQLite + local worker' if settings.embedded else 'team mode'}); Ctrl-C or SIGTERM stops")
     serve(settings, args.host, args.port, worker=False if args.no_worker else None)
     return 0

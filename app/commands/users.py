@@ -1,4 +1,5 @@
-"""`moeq users add NAME [--password-stdin] [--project P] [--admin] | list` — team accounts."""
+"""`moeq users add NAME [--password-stdin] [--project P] [--admin] | remove NAME [--project P] | list`
+— team accounts. A password reset (add on an existing user) or a removal ends that user's sessions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def register(sub) -> None:
     add.add_argument("--project", action="append", default=[], help="project to join (repeatable)")
     add.add_argument("--admin", action="store_true", help="may see every project")
     add.set_defaults(handler=handle_add)
+    rm = usub.add_parser("remove", help="remove a user (no login, sessions end; runs are kept) or, with "
+                         "--project, only their membership")
+    rm.add_argument("name")
+    rm.add_argument("--project", action="append", default=[], help="only leave this project (repeatable)")
+    rm.set_defaults(handler=handle_remove)
     ls = usub.add_parser("list", help="list users and their projects")
     ls.set_defaults(handler=handle_list)
 
@@ -34,6 +40,23 @@ def handle_add(args, settings) -> int:
         for project in args.project:
             add_member(s, project, args.name)
     print(f"user {args.name} saved" + (f", member of {', '.join(args.project)}" if args.project else ""))
+    return 0
+
+
+def handle_remove(args, settings) -> int:
+    from db.repository.users import remove_member, remove_user
+    from db.store import Store
+
+    store = Store(settings.database_url)
+    with store.session() as s:
+        if args.project:
+            for project in args.project:
+                if not remove_member(s, project, args.name):
+                    raise MoeqError(f"user {args.name!r} is not a member of project {project!r}")
+            print(f"user {args.name} removed from {', '.join(args.project)}")
+        else:
+            remove_user(s, args.name)
+            print(f"user {args.name} removed (cannot log in; open sessions end; their runs are kept)")
     return 0
 
 

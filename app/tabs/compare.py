@@ -7,6 +7,7 @@ import gradio as gr
 
 from app import charts
 from app.compare_table import compare_html
+from app.escape import h
 from app.services import AppServices
 
 
@@ -44,11 +45,11 @@ def build(svc: AppServices) -> dict:
             runs = svc.compare(who, ids)
         except Exception as exc:  # shown in place of the charts
             empty = charts.go.Figure()
-            return (f"⚠ {exc}", "", empty, empty, gr.update(choices=[]), empty, empty, empty, empty, [])
+            return (f"⚠ {h(exc)}", "", empty, empty, gr.update(choices=[]), empty, empty, empty, empty, [])
         model_runs = svc.model_runs(who, runs[0]["model"])
         ids_set = {r["run_id"] for r in runs}
         first = runs[0]
-        return (f"comparing {len(runs)} runs of {', '.join(sorted({r['model'] for r in runs}))}",
+        return (f"comparing {len(runs)} runs of {h(', '.join(sorted({r['model'] for r in runs})))}",
                 compare_html(runs), charts.accuracy_bars(runs), charts.routing_lines(runs),
                 gr.update(choices=[r["run_id"] for r in runs], value=first["run_id"]),
                 charts.expert_heatmap(first, "bits"), charts.expert_load(first),

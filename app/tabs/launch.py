@@ -6,6 +6,7 @@ import json
 
 import gradio as gr
 
+from app.escape import h
 from app.recipe_form import PRESET_CHOICES, TECHNIQUE_CHOICES, LaunchForm, form_to_recipe
 from app.services import AppServices
 
@@ -13,7 +14,7 @@ from app.services import AppServices
 def build(svc: AppServices) -> dict:
     with gr.Row():
         with gr.Column(scale=3):
-            model = gr.Dropdown(svc.model_choices(), value="testbed-mixtral", label="model (zoo name or local path)",
+            model = gr.Dropdown(svc.model_choices(local=False), value="testbed-mixtral", label="model (zoo name or local path)",
                                 allow_custom_value=True, elem_id="launch-model")
             model_info = gr.Markdown(svc.describe("testbed-mixtral"), elem_id="launch-model-info")
             with gr.Row():
@@ -62,28 +63,28 @@ def build(svc: AppServices) -> dict:
         try:
             recipe = form_to_recipe(form)
         except ValueError as exc:
-            return gr.update(), f"⚠ {exc}"
+            return gr.update(), f"⚠ {h(exc)}"
         msg = svc.validate(recipe)
-        return json.dumps(recipe, indent=1), (f"⚠ {msg}" if msg else "✓ recipe is valid")
+        return json.dumps(recipe, indent=1), (f"⚠ {h(msg)}" if msg else "✓ recipe is valid")
 
     for comp in form_inputs:
         comp.change(render, form_inputs, [recipe_json, problem])
-    model.change(svc.describe, model, model_info)
+    model.change(lambda ref: h(svc.describe(ref)), model, model_info)
 
     def on_launch(text, proj, save_model, request: gr.Request):
         try:
             recipe = json.loads(text)
         except (json.JSONDecodeError, TypeError) as exc:
-            return f"⚠ recipe is not valid JSON: {exc}"
-        msg = svc.validate(recipe)
+            return f"⚠ recipe is not valid JSON: {h(exc)}"
+        msg = svc.validate(recipe, svc.user_of(request))
         if msg:
-            return f"⚠ not launched: {msg}"
+            return f"⚠ not launched: {h(msg)}"
         try:
             run_id = svc.launch(svc.user_of(request), proj, recipe, bool(save_model))
         except Exception as exc:  # shown to the user; nothing was queued
-            return f"⚠ not launched: {exc}"
+            return f"⚠ not launched: {h(exc)}"
         return f"✓ queued run `{run_id}` — follow it in the Runs tab"
 
     launch.click(on_launch, [recipe_json, project, save], launched)
     return {"recipe_json": recipe_json, "project": project, "render": render, "form_inputs": form_inputs,
-            "problem": problem}
+            "problem": problem, "model": model}

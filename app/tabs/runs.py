@@ -6,6 +6,7 @@ import json
 
 import gradio as gr
 
+from app.escape import h
 from app.services import AppServices
 from db.repository.queries import SORTABLE, RunFilter
 
@@ -22,11 +23,12 @@ def progress_html(run: dict) -> str:
     pct = int(round(100 * (run.get("progress") or 0)))
     color = {"failed": "#d62728", "cancelled": "#7f7f7f", "succeeded": "#2ca02c"}.get(run["status"], "#1f77b4")
     err = run.get("error")
-    detail = f"<br><b>{err['type']}</b>: {err['message']}" if err else ""
-    return (f"<div id='run-progress' data-run='{run['run_id']}' data-status='{run['status']}' data-progress='{pct}'>"
+    detail = f"<br><b>{h(err['type'])}</b>: {h(err['message'])}" if err else ""
+    return (f"<div id='run-progress' data-run='{h(run['run_id'])}' data-status='{h(run['status'])}' "
+            f"data-progress='{pct}'>"
             f"<div style='background:#eee;border-radius:4px;width:100%'><div style='width:{pct}%;background:{color};"
             f"color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>{pct}%</div></div>"
-            f"<small>{run['status']} — {run.get('stage') or ''}{detail}</small></div>")
+            f"<small>{h(run['status'])} — {h(run.get('stage') or '')}{detail}</small></div>")
 
 
 def _panel_key(run: dict) -> str:
@@ -59,9 +61,8 @@ def _rows(rows: list[dict]) -> list[list]:
 
 
 def build(svc: AppServices, launch: dict) -> dict:
-    values = svc.filter_values()
-    with gr.Row():
-        model = gr.Dropdown(["", *values["model"]], value="", label="model", allow_custom_value=True)
+    with gr.Row():  # the model choices are the user's own, filled in after login (load_filters)
+        model = gr.Dropdown([""], value="", label="model", allow_custom_value=True)
         status = gr.Dropdown(["", "queued", "running", "succeeded", "failed", "cancelled"], value="", label="status")
         user = gr.Textbox(label="user")
         project = gr.Textbox(label="project")
@@ -101,7 +102,7 @@ def build(svc: AppServices, launch: dict) -> dict:
                 if now != seen:
                     panel = _panel(run)
             except Exception as exc:  # unknown id: say so in place of the bar
-                prog = f"⚠ {exc}"
+                prog = f"⚠ {h(exc)}"
         return _rows(rows), f"{len(rows)} of {n} runs", prog, panel, now
 
     for comp in filters:
@@ -120,19 +121,19 @@ def build(svc: AppServices, launch: dict) -> dict:
         try:
             run = svc.run(svc.user_of(request), sel.strip())
         except Exception as exc:  # unknown or ambiguous id while typing
-            return f"⚠ {exc}", None, "", "", ""
+            return f"⚠ {h(exc)}", None, "", "", ""
         return (progress_html(run), _panel(run), run.get("notes", ""), ",".join(run.get("tags", [])),
                 _panel_key(run))
 
     selected.change(show, selected, [progress, detail, notes, tags, shown])
     def do_cancel(sel, request: gr.Request):
-        return f"cancel {sel}: {svc.cancel(svc.user_of(request), sel.strip())}" if sel else "select a run first"
+        return f"cancel {h(sel)}: {svc.cancel(svc.user_of(request), sel.strip())}" if sel else "select a run first"
 
     def do_notes(sel, n, t, request: gr.Request):
         if not sel:
             return "select a run first"
         svc.annotate(svc.user_of(request), sel.strip(), n, t)
-        return f"notes saved for {sel}"
+        return f"notes saved for {h(sel)}"
 
     cancel.click(do_cancel, selected, total)
     save_notes.click(do_notes, [selected, notes, tags], total)
@@ -148,4 +149,9 @@ def build(svc: AppServices, launch: dict) -> dict:
         return str(svc.export(rows, fmt))
 
     export.click(do_export, [export_fmt, *filters], export_file)
-    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun}
+
+    def load_filters(request: gr.Request):
+        return gr.update(choices=["", *svc.filter_values(svc.user_of(request))["model"]])
+
+    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun, "load_filters": load_filters,
+            "model_filter": model}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.escape import h
 from app.services import AppServices
 
 
@@ -16,7 +17,8 @@ def build(svc: AppServices) -> dict:
         user = svc.user_of(request)
         projects = svc.projects(user)
         mode = "team mode (login required)" if svc.settings.auth else "embedded mode: single local user, no login"
-        text = f"**user:** {user}  \n**projects:** {', '.join(projects) or '—'}  \n**mode:** {mode}"
+        text = (f"**user:** {h(user)}  \n**projects:** {h(', '.join(projects)) or '—'}  \n**mode:** {mode}  \n"
+                f"**{h(svc.worker_health())}**")
         return text, gr.update(choices=projects, value=projects[0] if projects else None)
 
     return {"load": load, "who": who}

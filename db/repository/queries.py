@@ -44,10 +44,12 @@ def _where(q, f: RunFilter):
         q = q.where(Run.status == f.status)
     if f.technique:
         q = q.where(Run.techniques.contains(f.technique))
-    if f.search:
-        like = f"%{f.search.lower()}%"
-        q = q.where(or_(func.lower(Run.recipe_summary).like(like), func.lower(Run.model_ref).like(like),
-                        func.lower(Run.notes).like(like), func.lower(Run.tags).like(like), Run.id.like(like)))
+    if f.search:  # % and _ in the search text are literal characters, not wildcards
+        text = f.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{text}%"
+        columns = (func.lower(Run.recipe_summary), func.lower(Run.model_ref), func.lower(Run.notes),
+                   func.lower(Run.tags), Run.id)
+        q = q.where(or_(*(c.like(like, escape="\\") for c in columns)))
     return q
 
 
@@ -72,7 +74,10 @@ def compare_runs(s: Session, run_ids: list[str], projects: tuple[str, ...] | Non
     return out
 
 
-def distinct_values(s: Session, column: str) -> list[str]:
-    """Distinct models / statuses for filter dropdowns."""
+def distinct_values(s: Session, column: str, projects: tuple[str, ...] | None = None) -> list[str]:
+    """Distinct models / statuses for filter dropdowns, among the runs of `projects` (None: all)."""
     col = {"model": Run.model_ref, "status": Run.status}[column]
-    return [v for v in s.scalars(select(col).distinct().order_by(col)) if v]
+    q = select(col).distinct().order_by(col)
+    if projects is not None:
+        q = q.where(Run.project_id.in_(select(Project.id).where(Project.name.in_(projects))))
+    return [v for v in s.scalars(q) if v]

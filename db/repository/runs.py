@@ -157,7 +157,7 @@ def reap_stale(s: Session, lease_seconds: float, requeue: bool = False) -> list[
         if requeue and not run.cancel_requested:
             run.status, run.stage, run.progress = "queued", f"requeued: worker {run.worker_host} lost", 0.0
         else:
-            run.status, run.finished_at = "failed", utcnow()
+            run.status, run.finished_at, run.stage = "failed", utcnow(), "failed: worker lost"
             run.error_type = "WorkerLost"
             run.error_message = (f"worker {run.worker_host} stopped sending heartbeats (last {seen}); "
                                  "the run was interrupted and no results were stored")

@@ -50,9 +50,22 @@ def ensure_user(s: Session, name: str, password: str | None = None, admin: bool 
     return user
 
 
+_DUMMY_HASH: list[str] = []  # computed once: unknown users are verified against it (same time as known)
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password("moeq-no-such-user"))
+    return _DUMMY_HASH[0]
+
+
 def verify_user(s: Session, name: str, password: str) -> bool:
+    """True for the right password; unknown or password-less users take as long as known ones."""
     user = get_user(s, name)
-    if user is None or not check_password(password, user.password_hash):
+    if user is None or not user.password_hash:
+        check_password(password, _dummy_hash())
+        return False
+    if not check_password(password, user.password_hash):
         return False
     if _hasher().check_needs_rehash(user.password_hash):  # parameters were raised since it was stored
         user.password_hash = hash_password(password)
@@ -92,3 +105,35 @@ def user_projects(s: Session, user: str) -> list[str]:
 def require_access(s: Session, user: str, project: str) -> None:
     if project not in user_projects(s, user):
         raise AuthError(f"user {user!r} is not a member of project {project!r}")
+
+
+def password_hash(s: Session, name: str) -> str | None:
+    """The stored hash (None for an unknown or removed user): a change ends older sessions."""
+    user = get_user(s, name)
+    return user.password_hash if user is not None else None
+
+
+def remove_member(s: Session, project: str, user: str) -> bool:
+    """Take `user` out of `project`; False when they were not a member."""
+    p = s.scalar(select(Project).where(Project.name == project))
+    u = get_user(s, user)
+    if u is None:
+        raise AuthError(f"unknown user {user!r}")
+    member = s.get(ProjectMember, (p.id, u.id)) if p is not None else None
+    if member is None:
+        return False
+    s.delete(member)
+    s.flush()
+    return True
+
+
+def remove_user(s: Session, name: str) -> None:
+    """Disable `name` for good: no password (no login; open sessions end), no memberships, no admin.
+    The user row stays so their past runs keep their author."""
+    u = get_user(s, name)
+    if u is None:
+        raise AuthError(f"unknown user {name!r}")
+    for m in s.scalars(select(ProjectMember).where(ProjectMember.user_id == u.id)):
+        s.delete(m)
+    u.password_hash, u.is_admin = None, False
+    s.flush()
