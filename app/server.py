@@ -73,6 +73,19 @@ def check_port_free(host: str, port: int) -> None:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, worker: bool | None = None,
           block: bool = True):
     """Launch the UI; returns (demo, cleanup) when `block` is False (tests)."""
+
+    def on_signal(signum, frame):  # SIGTERM like Ctrl-C: stop the UI, then clean up (worker included)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal) if block else None
+    try:
+        return _serve(settings, host, port, worker, block)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(settings: Settings, host: str, port: int, worker: bool | None, block: bool):
     from jobs.embedded import LocalWorker
     from jobs.reaper import ReaperThread
 
@@ -123,16 +136,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, worker:
     log.info("moeq web app on http://%s:%d (%s mode)", host, port, "embedded" if settings.embedded else "team")
     if not block:
         return demo, cleanup
-
-    def on_signal(signum, frame):  # SIGTERM like Ctrl-C: leave block_thread, then clean up
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         cleanup()
     return None
