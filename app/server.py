@@ -7,67 +7,22 @@ SIGTERM and SIGINT stop the server and its worker together.
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import logging
 import signal
-import socket
 import threading
 
+from app.serve_guard import ServeError, check_exposure, check_port_free  # noqa: F401 (re-exported)
 from app.services import AppServices
 from app.ui import TITLE, build_ui
 from db.store import Store
 from jobs.settings import Settings, ensure_home
-from quant_core.errors import MoeqError
 
 log = logging.getLogger(__name__)
-
-
-class ServeError(MoeqError):
-    """The server cannot start as asked (address in use, unsafe exposure)."""
 
 
 def make_services(settings: Settings) -> AppServices:
     ensure_home(settings)
     return AppServices(settings=settings, store=Store(settings.database_url))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(settings: Settings, host: str) -> str | None:
-    """Refuse a non-loopback address without logins unless allowed; returns a warning to show, if any."""
-    if settings.auth:
-        return None
-    if not is_loopback(host):
-        if not settings.allow_unauthenticated:
-            raise ServeError(f"refusing to serve {host} without logins: anyone who reaches it could read and launch "
-                             "every run. Set MOEQ_AUTH=1 (see docs/security.md), bind 127.0.0.1, or set "
-                             "MOEQ_ALLOW_UNAUTHENTICATED=1 to accept that risk")
-        return f"WARNING: serving {host} WITHOUT logins (MOEQ_ALLOW_UNAUTHENTICATED=1): every visitor is trusted"
-    if settings.team:
-        return ("WARNING: team mode without MOEQ_AUTH: every local user of this host can read and launch every "
-                "project's runs (set MOEQ_AUTH=1)")
-    return None
-
-
-def check_port_free(host: str, port: int) -> None:
-    """One-line error when (host, port) cannot be bound — checked before the worker or the UI starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ServeError(f"port {port} on {host} is already in use (another moeq serve?); "
-                                 "choose another with --port") from None
-            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, worker: bool | None = None,

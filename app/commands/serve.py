@@ -12,10 +12,12 @@ def register(sub) -> None:
 
 
 def handle(args, settings) -> int:
-    from app.server import check_exposure, check_port_free, serve
+    from app.serve_guard import check_exposure, check_port_free
 
     check_exposure(settings, args.host)  # one-line errors before anything starts
     check_port_free(args.host, args.port)
+    from app.server import serve
+
     print(f"moeq: serving on http://{args.host}:{args.port} "
           f"({'embedded: SQLite + local worker' if settings.embedded else 'team mode'}); Ctrl-C or SIGTERM stops")
     serve(settings, args.host, args.port, worker=False if args.no_worker else None)
