@@ -90,7 +90,8 @@ def check_bounds(recipe) -> None:
         _range(m.eval_samples, 1, MAX_MOQE_SAMPLES, "moqe.eval_samples")
         if not 0.0 <= m.alpha <= 100.0:
             raise RecipeError("moqe.alpha", f"must be in [0, 100], got {m.alpha}")
-        work += [("moqe.train_samples", m.train_samples * ev.seq_len), ("moqe.eval_samples", m.eval_samples * ev.seq_len)]
+        work += [("moqe.train_samples", m.train_samples * ev.seq_len),
+                 ("moqe.eval_samples", m.eval_samples * ev.seq_len)]
     for key, tokens in work:
         if tokens > MAX_WORK_TOKENS:
             raise RecipeError(key, f"asks for {tokens:,} tokens of windows (samples × seq_len); the limit is "

@@ -14,7 +14,8 @@ from app.services import AppServices
 def build(svc: AppServices) -> dict:
     with gr.Row():
         with gr.Column(scale=3):
-            model = gr.Dropdown(svc.model_choices(local=False), value="testbed-mixtral", label="model (zoo name or local path)",
+            model = gr.Dropdown(svc.model_choices(local=False), value="testbed-mixtral",  # local ones: after login
+                                label="model (zoo name or local path)",
                                 allow_custom_value=True, elem_id="launch-model")
             model_info = gr.Markdown(svc.describe("testbed-mixtral"), elem_id="launch-model-info")
             with gr.Row():
@@ -74,7 +75,7 @@ def build(svc: AppServices) -> dict:
     def on_launch(text, proj, save_model, request: gr.Request):
         try:
             recipe = json.loads(text)
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
             return f"⚠ recipe is not valid JSON: {h(exc)}"
         msg = svc.validate(recipe, svc.user_of(request))
         if msg:

@@ -103,7 +103,9 @@ def build(svc: AppServices, launch: dict) -> dict:
                     panel = _panel(run)
             except Exception as exc:  # unknown id: say so in place of the bar
                 prog = f"⚠ {h(exc)}"
-        return _rows(rows), f"{len(rows)} of {n} runs", prog, panel, now
+        health = svc.worker_health()  # a dead local worker is visible where runs are followed
+        counts = f"{len(rows)} of {n} runs" + (f" — ⚠ {h(health)}" if "DOWN" in health else "")
+        return _rows(rows), counts, prog, panel, now
 
     for comp in filters:
         comp.change(refresh, [*filters, selected, shown], [table, total, progress, detail, shown])
