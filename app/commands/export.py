@@ -17,10 +17,11 @@ def register(sub) -> None:
 
 
 def handle(args, settings) -> int:
-    from quant_core.io.load import verify_checksums
     from quant_core.io.atomic import check_target, write_dir_atomically
 
     check_target(args.out_dir)  # before any work: an existing non-empty folder is never touched
+    from quant_core.io.load import verify_checksums
+
     verify_checksums(args.saved_dir)
 
     def fill(tmp: Path) -> None:

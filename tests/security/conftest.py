@@ -107,3 +107,21 @@ def wait_until(cond, timeout: float, what: str, step: float = 0.2):
 def moeq(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], env=subprocess_env(env), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture()
+def moeq_cli(monkeypatch, capsys):
+    """Run `moeq ARGS` in this process (no interpreter start-up): returns (exit code, stdout, stderr)."""
+    from app.cli import main
+
+    def run(*args: str, env: dict) -> tuple[int, str, str]:
+        for k in [k for k in os.environ if k.startswith("MOEQ_")]:
+            monkeypatch.delenv(k)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -10,28 +10,27 @@ import pytest
 
 from quant_core.errors import ArtifactError
 from quant_core.io.atomic import write_dir_atomically
-from tests.security.conftest import moeq
 
 
-def test_run_save_onto_a_non_empty_folder_is_refused_before_any_work(tmp_path):
+def test_run_save_onto_a_non_empty_folder_is_refused_before_any_work(tmp_path, moeq_cli):
     target = tmp_path / "precious"
     target.mkdir()
     (target / "thesis.tex").write_text("years of work")
     env = {"MOEQ_HOME": str(tmp_path / "home")}
-    out = moeq("run", "--model", "tiny-mixtral", "--bits", "W4A16g16", "--save", str(target), env=env)
-    assert out.returncode != 0
-    assert "not empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    code, _, err = moeq_cli("run", "--model", "tiny-mixtral", "--bits", "W4A16g16", "--save", str(target), env=env)
+    assert code != 0
+    assert "not empty" in err and len(err.strip().splitlines()) == 1
     assert (target / "thesis.tex").read_text() == "years of work"
     assert not (tmp_path / "home" / "zoo" / "tiny-mixtral").exists()  # refused before building anything
 
 
-def test_export_onto_a_non_empty_folder_is_refused(tmp_path):
+def test_export_onto_a_non_empty_folder_is_refused(tmp_path, moeq_cli):
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    out = moeq("export", str(tmp_path / "nothing-saved"), str(target), "--format", "hf",
-               env={"MOEQ_HOME": str(tmp_path / "home")})
-    assert out.returncode != 0 and "not empty" in out.stderr
+    code, _, err = moeq_cli("export", str(tmp_path / "nothing-saved"), str(target), "--format", "hf",
+                            env={"MOEQ_HOME": str(tmp_path / "home")})
+    assert code != 0 and "not empty" in err
     assert (target / "keep.txt").read_text() == "mine"
 
 

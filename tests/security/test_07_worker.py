@@ -32,6 +32,8 @@ def test_sigkilled_embedded_worker_comes_back_and_runs_complete(tmp_path, monkey
     from jobs.submit import submit
     from tests.jobs.conftest import SLOW, TINY, wait_for
 
+    mid = {**SLOW, "calibration": {**SLOW["calibration"], "samples": 64}, "eval": {**SLOW["eval"], "ppl_windows": 24}}
+
     env = {"MOEQ_HOME": str(tmp_path / "home"), "MOEQ_HEARTBEAT_S": "0.5", "MOEQ_LEASE_S": "4",
            "MOEQ_MAX_ATTEMPTS": "3", "OMP_NUM_THREADS": "1"}
     for var in ("MOEQ_BROKER_URL", "MOEQ_DATABASE_URL", "MOEQ_AUTH"):
@@ -46,7 +48,7 @@ def test_sigkilled_embedded_worker_comes_back_and_runs_complete(tmp_path, monkey
         first = wait_until(lambda: _worker_pids(os.getpid()), 30, "the local worker")[0]
         os.kill(first, signal.SIGKILL)  # idle worker killed
         second = wait_until(lambda: [p for p in _worker_pids(os.getpid()) if p != first], 30, "a restart")[0]
-        rid = submit(settings, store, SLOW)
+        rid = submit(settings, store, mid)
         wait_for(store, rid, ("running",), timeout=120)
         os.kill(second, signal.SIGKILL)  # killed mid-run: requeued by the reaper, picked up again
         assert wait_for(store, rid, ("succeeded", "failed"), timeout=240) == "succeeded"

@@ -14,7 +14,7 @@ import pytest
 from app.login_guard import LoginThrottle, SessionRegistry
 from app.services import AppServices
 from db.repository.users import AuthError, ensure_user, user_projects
-from tests.security.conftest import free_port, moeq
+from tests.security.conftest import free_port
 
 
 def _login(base: str, user: str, password: str) -> int:
@@ -77,7 +77,7 @@ def _request(user: str, token: str):
     return SimpleNamespace(username=user, cookies={"access-token-abc": token})
 
 
-def test_password_change_and_removal_end_sessions(team):
+def test_password_change_and_removal_end_sessions(team, moeq_cli):
     settings, store = team
     svc = AppServices(settings=settings, store=store, sessions=SessionRegistry())
     assert svc.authenticate("alice", "alice-password")
@@ -97,18 +97,18 @@ def test_password_change_and_removal_end_sessions(team):
     svc.sessions.issued("tok-b", "bob")
     assert svc.user_of(_request("bob", "tok-b")) == "bob"
     env = {"MOEQ_HOME": str(settings.home), "MOEQ_DATABASE_URL": settings.database_url}
-    out = moeq("users", "remove", "bob", env=env)
-    assert out.returncode == 0, out.stderr
+    code, _, err = moeq_cli("users", "remove", "bob", env=env)
+    assert code == 0, err
     with pytest.raises(AuthError):
         svc.user_of(_request("bob", "tok-b"))
     assert not svc.authenticate("bob", "bob-password")
 
 
-def test_membership_removal(team):
+def test_membership_removal(team, moeq_cli):
     settings, store = team
     env = {"MOEQ_HOME": str(settings.home), "MOEQ_DATABASE_URL": settings.database_url}
-    assert moeq("users", "remove", "alice", "--project", "p1", env=env).returncode == 0
+    assert moeq_cli("users", "remove", "alice", "--project", "p1", env=env)[0] == 0
     with store.session() as s:
         assert user_projects(s, "alice") == []
-    out = moeq("users", "remove", "alice", "--project", "p1", env=env)
-    assert out.returncode != 0 and "not a member" in out.stderr
+    code, _, err = moeq_cli("users", "remove", "alice", "--project", "p1", env=env)
+    assert code != 0 and "not a member" in err
