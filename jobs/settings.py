@@ -41,7 +41,8 @@ class Settings:
     max_attempts: int = 2
     requeue_s: float = 600.0
     # where recipes may name files (quant_core.sources): None = anywhere (embedded mode, one local
-    # user); () = nowhere. Team mode (a broker or MOEQ_AUTH) defaults to () until the operator sets them.
+    # user); () = nowhere. Team mode (a broker or MOEQ_AUTH) defaults to () until the operator sets
+    # them, and its model roots default to $MOEQ_HOME/models.
     data_roots: tuple[Path, ...] | None = None
     task_roots: tuple[Path, ...] | None = None
     allow_unauthenticated: bool = False  # serve a non-loopback address without MOEQ_AUTH
@@ -122,10 +123,12 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
     def paths(value: str | None) -> tuple[Path, ...]:
         return tuple(Path(p).expanduser().resolve() for p in (value or "").split(os.pathsep) if p)
 
-    roots = paths(get("MOEQ_MODEL_ROOTS", "model_roots"))
     broker = get("MOEQ_BROKER_URL", "broker_url") or None
     auth = _bool("MOEQ_AUTH", get("MOEQ_AUTH", "auth", "0"))
     team = broker is not None or auth
+    roots = paths(get("MOEQ_MODEL_ROOTS", "model_roots"))
+    if team and not roots:  # shared use: local models only from a folder the operator chose
+        roots = (home.resolve() / "models",)
     data_env, task_env = get("MOEQ_DATA_ROOTS", "data_roots"), get("MOEQ_TASK_ROOTS", "task_roots")
     data_roots = paths(data_env) if data_env is not None else (() if team else None)
     task_roots = paths(task_env) if task_env is not None else (() if team else None)

@@ -11,6 +11,14 @@ from quant_core.errors import ModelError
 def resolve_local_path(ref: str, model_roots: tuple[Path, ...]) -> Path:
     """Existing, readable directory for `ref`; refuses paths outside `model_roots` (when set)."""
     path = Path(ref).expanduser()
+    if model_roots:  # outside the roots: refused before anything about the path is revealed
+        try:
+            loose = path.resolve()
+        except (OSError, RuntimeError, ValueError):
+            raise ModelError(f"model path {ref!r} cannot be resolved") from None
+        if not any(loose == r or r in loose.parents for r in model_roots):
+            roots = ", ".join(str(r) for r in model_roots)
+            raise ModelError(f"model path {ref!r} is outside the allowed model roots ({roots})")
     try:
         path = path.resolve(strict=True)
     except PermissionError:

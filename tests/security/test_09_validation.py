@@ -35,7 +35,7 @@ BAD = {
     "deep JSON text": ("[" * 100_000, "<root>"),
     "deep dict": ({**BASE, "eval": _deep(200)}, "nested deeper"),
     "oversize dict": ({**BASE, "notes": ["x" * 4000] * 20}, "larger than"),
-    "missing model dir": ({**BASE, "model": "/nonexistent/model"}, "does not exist"),
+    "model outside the roots": ({**BASE, "model": "/nonexistent/model"}, "outside the allowed model roots"),
 }
 
 
