@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.safe_calls import MAX_NOTES, check_text, one_line_errors
 from db.repository.queries import RunFilter, compare_runs, distinct_values, list_runs
 from db.repository.results import run_to_dict
 from db.repository.runs import get_run, resolve_run_id, set_notes
@@ -144,19 +145,27 @@ class AppServices:
             log.exception("launch failed")
             raise MoeqError("the run could not be queued (internal error; see the server log)") from None
 
+    @one_line_errors
     def runs(self, user: str, f: RunFilter) -> tuple[list[dict], int]:
+        for name in ("model", "user", "project", "status", "technique", "search", "sort"):
+            check_text(getattr(f, name), name)
         with self.store.session() as s:
             return list_runs(s, RunFilter(**{**f.__dict__, "projects": self._scope(user)}))
 
+    @one_line_errors
     def resolve(self, user: str, ref: str) -> str:
+        check_text(ref, "run id")
         """Full run id for a whole id or unique prefix among the runs `user` may see."""
         with self.store.session() as s:
             return resolve_run_id(s, ref, self._scope(user))
 
+    @one_line_errors
     def run(self, user: str, run_id: str) -> dict:
+        check_text(run_id, "run id")
         with self.store.session() as s:
             return run_to_dict(get_run(s, resolve_run_id(s, run_id, self._scope(user))))
 
+    @one_line_errors
     def cancel(self, user: str, run_id: str) -> str:
         from jobs.submit import cancel
 
@@ -166,12 +175,18 @@ class AppServices:
                 require_access(s, user, run["project"])
         return cancel(self.settings, self.store, run["run_id"], self.celery_app)
 
+    @one_line_errors
     def annotate(self, user: str, run_id: str, notes: str, tags: str) -> None:
+        check_text(notes, "notes", MAX_NOTES)
+        check_text(tags, "tags")
         rid = self.run(user, run_id)["run_id"]
         with self.store.session() as s:
             set_notes(s, rid, notes=notes, tags=[t for t in tags.split(",")])
 
+    @one_line_errors
     def compare(self, user: str, run_ids: list[str]) -> list[dict]:
+        for ref in run_ids:
+            check_text(ref, "run id")
         with self.store.session() as s:
             scope = self._scope(user)
             return compare_runs(s, [resolve_run_id(s, r, scope) for r in run_ids], projects=scope)
@@ -180,6 +195,7 @@ class AppServices:
         rows, _ = self.runs(user, RunFilter(model=model, status="succeeded", limit=limit))
         return rows
 
+    @one_line_errors
     def filter_values(self, user: str) -> dict[str, list[str]]:
         """Models and statuses of the runs `user` may see (for the filter dropdowns)."""
         with self.store.session() as s:

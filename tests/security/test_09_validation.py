@@ -115,3 +115,24 @@ def test_nul_byte_through_the_web_service_on_postgresql(tmp_path, pg_url):
             svc.launch("bob", "p2", recipe)
         assert "SELECT" not in str(err.value) and "INSERT" not in str(err.value) and "psycopg" not in str(err.value)
     svc.store.dispose()
+
+
+def test_hostile_text_in_the_runs_page_is_one_line_on_postgresql(tmp_path, pg_url):
+    """Search, run ids and notes with NUL bytes or huge sizes never reach psycopg."""
+    from app.services import AppServices
+    from db.repository.queries import RunFilter
+    from db.repository.runs import create_run
+    from db.store import Store
+    from jobs.settings import load_settings
+
+    settings = load_settings({"MOEQ_HOME": str(tmp_path), "MOEQ_DATABASE_URL": pg_url})
+    svc = AppServices(settings=settings, store=Store(pg_url))
+    with svc.store.session() as s:
+        rid = create_run(s, {"model": "m"}, summary="x", techniques="rtn").id
+    calls = [lambda: svc.runs("local", RunFilter(search="a\x00b")), lambda: svc.run("local", "ab\x00cd"),
+             lambda: svc.annotate("local", rid, "n\x00", ""), lambda: svc.compare("local", [rid, "x" * 10_000])]
+    for call in calls:
+        with pytest.raises(MoeqError) as err:
+            call()
+        assert "\n" not in str(err.value) and "psycopg" not in str(err.value) and "SELECT" not in str(err.value)
+    svc.store.dispose()
