@@ -95,7 +95,7 @@ def describe_config(config: dict[str, Any]) -> ModelInfo:
     if not isinstance(model_type, str):
         raise ModelError(f"config.json: model_type must be a string, got {model_type!r:.40}")
     family = get_family(model_type)
-    num_layers = config_int(config, "num_hidden_layers")
+    num_layers = config_int(config, "num_hidden_layers", 0)
     num_experts = _first(config, family.num_experts_attrs, "number of experts", "experts")
     if num_experts <= 1:
         raise ModelError(f"model has {num_experts} expert(s); moeq quantizes Mixture-of-Experts models")
