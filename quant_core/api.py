@@ -17,7 +17,6 @@ from quant_core.recipe import Recipe, parse_recipe
 def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Quantize `recipe.model` with `recipe`, evaluate against FP, return the result dict."""
     from quant_core.pipeline import run_pipeline
-
     from quant_core.sources import confine_recipe
 
     if not isinstance(recipe, Recipe):
