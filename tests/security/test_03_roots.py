@@ -76,3 +76,22 @@ def test_moqe_saved_variants_only_from_runs_the_user_may_read(team):
         assert parsed.moqe.variants[0] == f"path:{saved.resolve()}"
     with pytest.raises(RecipeError, match="outside the allowed saved model roots"):
         admit(settings, store, {**BASE, "moqe": {"variants": ["path:/etc", {"techniques": ["rtn"]}]}}, ("p1",))
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path):
+    from quant_core.sources import confine, read_text_file
+
+    root = (tmp_path / "data").resolve()
+    (root / "sub").mkdir(parents=True)
+    target = root / "sub" / "c.txt"
+    target.write_text("calibration text")
+    checked = confine(str(target), (root,), "calibration.source", "data")
+    assert read_text_file(str(checked), "calibration.source") == "calibration text"
+    target.unlink()
+    os.symlink("/etc/passwd", target)  # the file itself swapped for a link
+    with pytest.raises(RecipeError):
+        read_text_file(str(checked), "calibration.source")
+    (root / "sub").rename(root / "old")
+    os.symlink("/etc", root / "sub")  # a folder on the way swapped for a link
+    with pytest.raises(RecipeError):
+        read_text_file(str(root / "sub" / "passwd"), "calibration.source")
