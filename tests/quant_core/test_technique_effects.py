@@ -9,7 +9,7 @@ import torch
 from quant_core.adapters.dispatch import DispatchRecorder
 from quant_core.adapters.model import MoEModel
 from quant_core.calibration.data import token_windows
-from quant_core.calibration.ebss import ebss_windows, usage_std
+from quant_core.calibration.ebss import ebss_windows, usage_sigma
 from quant_core.functional.gptq import gptq_quantize, hessian
 from quant_core.model_io import load_model, resolve_model
 from quant_core.pipeline import quantize_model
@@ -124,6 +124,6 @@ def test_ebss_lowers_expert_usage_spread_below_corpus_text(testbed_ctx):
             with DispatchRecorder(moe) as rec, torch.no_grad():
                 model(windows)
             counts = torch.stack([rec.take(i).counts(b.num_experts).float() for i, b in moe.blocks.items()])
-            return float(usage_std(counts[None]))
+            return float(usage_sigma(counts[None]))
         corpus = token_windows("auto", "calib", tok, 24, 128, 0)
         assert spread(ebss) < 0.95 * spread(corpus)
