@@ -103,3 +103,26 @@ def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_z
         picks.append(min(range(w), key=scores.__getitem__))
         assert row.tolist() == [tok.bos_token_id, f, cands[picks[-1]].item()]
     assert any(p != 0 for p in picks)  # the balance term overrode the most likely token somewhere
+
+
+def test_moqe_router_trains_on_windows_after_every_variants_calibration(tiny_zoo):
+    from transformers import AutoTokenizer
+
+    from quant_core.calibration.data import token_windows
+    from quant_core.moqe.run import router_windows
+    from quant_core.recipe import moqe_variants, parse_recipe
+
+    tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-mixtral")
+    recipe = parse_recipe({"model": "tiny-mixtral", "calibration": {"samples": 8, "seq_len": 64},
+                           "eval": {"seq_len": 32},
+                           "moqe": {"variants": [{"weights": {"bits": 2}},
+                                                 {"weights": {"bits": 3}, "calibration": {"samples": 12}}],
+                                    "train_samples": 10}})
+    train, info = router_windows(recipe, moqe_variants(recipe), tok)
+    assert train.shape == (10, 32) and info["skipped_tokens"] == 12 * 63
+    calib = token_windows("auto", "calib", tok, 12, 64, 0)[:, 1:].reshape(-1)  # the larger variant's tokens
+    stream = token_windows("auto", "calib", tok, 200, 32, 0)[:, 1:].reshape(-1)
+    assert torch.equal(stream[: calib.numel()], calib)  # one stream, prefix-stable
+    start = info["skipped_windows"] * 31
+    assert start >= calib.numel()
+    assert torch.equal(train[:, 1:].reshape(-1), stream[start:start + 10 * 31])
