@@ -153,7 +153,11 @@ def format_summary(r: dict) -> str:
     if m.get("avg_accuracy") is not None:
         lines.append(f"avg acc {m['avg_accuracy']:.3f}  (FP {m['fp_avg_accuracy']:.3f})")
     b = r["bits"]
-    lines.append(f"bits    {b['avg_weight_bits']:.3f} avg weight bits, {b['bits_per_param_with_overhead']:.3f} with scales/zeros")
+    lines.append(f"bits    {b['avg_weight_bits']:.3f} avg bits over all quantized weights, "
+                 f"{b['bits_per_param_with_overhead']:.3f} with scales/zeros")
+    if b.get("avg_expert_bits") is not None:
+        lines.append(f"        {b['avg_expert_bits']:.3f} avg bits over routed experts, "
+                     f"{b['avg_expert_bits_with_overhead']:.3f} with scales/zeros")
     fb = r["calibration"].get("fallbacks") or []
     if fb:
         lines.append(f"calib   {len(fb)} expert(s) fell back: " + ", ".join(f"L{f['layer']}E{f['expert']}" for f in fb[:8]))

@@ -99,7 +99,7 @@ def gate_rows(moe: MoEModel, i: int) -> torch.Tensor:
 def neuron_variance(moe: MoEModel, i: int) -> torch.Tensor:
     """v_e = sample variance of the input weights of the gate neuron with the largest L2 norm, per expert."""
     g = gate_rows(moe, i).float()
-    top = g.pow(2).sum(-1).argmax(dim=-1)  # [n] index of the largest-norm neuron
+    top = torch.linalg.vector_norm(g, dim=-1).argmax(dim=-1)  # [n] index of the largest-norm neuron
     row = g.gather(1, top[:, None, None].expand(-1, 1, g.shape[-1]))[:, 0]  # [n, hidden]
     return row.var(dim=-1)
 
