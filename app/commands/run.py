@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--bits", help="weight/activation bits, e.g. W4A16, W3A4, W4A16g32 (g-1 = per channel)")
     p.add_argument("--techniques", help="comma-separated techniques/presets, e.g. rotation,gptq or eaquant")
     p.add_argument("--group-size", help="weight group size (integer) or 'channel'")
-    p.add_argument("--router", choices=["fp", "quantize", "align"], help="router treatment")
+    p.add_argument("--router", choices=["fp", "quantize", "align", "gptq"], help="router treatment")
     p.add_argument("--samples", type=int, help="calibration sequences")
     p.add_argument("--seq-len", type=int, help="calibration sequence length")
     p.add_argument("--eval-limit", type=int, help="items per evaluation task")
