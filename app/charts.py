@@ -96,7 +96,8 @@ def bits_tradeoff(all_runs: list[dict], metric: str = "avg_accuracy", highlight:
     front = pareto_front([(p[0], p[1]) for p in pts], higher)
     fig.add_scatter(name="Pareto front", x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
                     line={"dash": "dash", "color": "black"})
-    fig.update_layout(title=f"{metric} vs average weight bits", xaxis_title="average weight bits", yaxis_title=metric)
+    fig.update_layout(title=f"{metric} vs average bits (all quantized weights)",
+                      xaxis_title="average bits, all quantized weights", yaxis_title=metric)
     return fig
 
 

@@ -19,7 +19,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-METRIC_ROWS = (("avg weight bits", "avg_weight_bits", "{:.3f}"), ("avg accuracy", "avg_accuracy", "{:.3f}"),
+METRIC_ROWS = (("avg bits (all weights)", "avg_weight_bits", "{:.3f}"), ("avg accuracy", "avg_accuracy", "{:.3f}"),
                ("perplexity", "perplexity", "{:.3f}"), ("KL(FP‖Q)", "kl", "{:.4f}"),
                ("top-k agreement", "mean_topk_agreement", "{:.3f}"))
 

@@ -1,14 +1,15 @@
 """MoEQuant ablation on the trained testbeds: GPTQ, +rotation, +EBSS, +AGQ, all (MoEQuant++), at W4
-and W3 — accuracy, KL, routing agreement, and time spent sampling and quantizing. Also EBSS timing
-at w=4, L=128, 32 sequences.
+and W3 — accuracy, KL, routing agreement, and time spent sampling and quantizing, over several
+recipe seeds (calibration windows / EBSS start tokens; mean ± std). Also EBSS timing at w=4, L=128,
+32 sequences.
 
-    python benchmarks/moequant_ablation.py --model testbed-mixtral --out benchmarks/moequant.json
+    OMP_NUM_THREADS=1 python benchmarks/moequant_ablation.py --model testbed-mixtral --seeds 3 --out benchmarks/moequant.json
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from pathlib import Path
 
 from common import context, standard_args, headline, print_table, run_recipe, write_json
 
@@ -38,23 +39,34 @@ def ebss_timing(model: str, ctx) -> dict:
 
 def main() -> None:
     ap = standard_args(__doc__)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--bits", default="4,3")
     args = ap.parse_args()
     ctx = context()
     rows = []
-    for bits in (4, 3):
+    for bits in (int(b) for b in args.bits.split(",")):
         for name, (techniques, sampler) in VARIANTS.items():
-            recipe = {"model": args.model, "weights": {"bits": bits, "group_size": None}, "techniques": techniques,
-                      "calibration": {"samples": args.samples, "seq_len": 256, "sampler": sampler,
-                                      "ebss": {"width": 4, "cache": False}},
-                      "eval": {"tasks": ["testbed"], "limit": args.limit, "ppl_windows": 16, "seq_len": 256}}
-            result, seconds = run_recipe(recipe, ctx)
-            h = headline(result)
-            rows.append({"bits": f"W{bits}", "variant": name, **h, "sample_s": result["timings"].get("calibrate_s"),
-                         "quantize_s": result["timings"].get("quantize_s"), "seconds": seconds})
-    print(f"# MoEQuant ablation on {args.model}")
+            runs = []
+            for seed in range(args.seeds):
+                recipe = {"model": args.model, "weights": {"bits": bits, "group_size": None}, "techniques": techniques,
+                          "calibration": {"samples": args.samples, "seq_len": 256, "sampler": sampler,
+                                          "ebss": {"width": 4}},
+                          "eval": {"tasks": ["testbed"], "limit": args.limit, "ppl_windows": 16, "seq_len": 256},
+                          "seed": seed}
+                result, seconds = run_recipe(recipe, ctx)
+                runs.append({**headline(result), "sample_s": result["timings"].get("calibrate_s"),
+                             "quantize_s": result["timings"].get("quantize_s"), "seconds": seconds})
+            row = {"bits": f"W{bits}", "variant": name, "seeds": args.seeds, "runs": runs}
+            for k in ("avg_accuracy", "kl", "mean_topk_agreement", "quantize_s", "sample_s"):
+                vals = [r[k] for r in runs]
+                row[k] = statistics.mean(vals)
+                row[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            rows.append(row)
+    print(f"# MoEQuant ablation on {args.model} (mean ± std over {args.seeds} seeds)")
     print_table(rows, [("bits", "bits", ""), ("variant", "variant", ""), ("avg acc", "avg_accuracy", ".3f"),
-                       ("KL", "kl", ".4f"), ("top-k agree", "mean_topk_agreement", ".3f"),
-                       ("quantize s", "quantize_s", ".1f"), ("total s", "seconds", ".0f")])
+                       ("± std", "avg_accuracy_std", ".3f"), ("KL", "kl", ".4f"), ("± std", "kl_std", ".4f"),
+                       ("top-k agree", "mean_topk_agreement", ".3f"), ("sample s", "sample_s", ".1f"),
+                       ("quantize s", "quantize_s", ".1f")])
     timing = ebss_timing(args.model, ctx)
     import torch
 

@@ -36,7 +36,8 @@ def main() -> None:
     train_src = eval_src = "auto"
     if args.windows == "per-domain":
         tmp = Path(tempfile.mkdtemp(prefix="moqe-windows-"))
-        train_src = per_domain_text(tmp / "train.txt", 512, 127, 1, "calib")
+        # the router trains on the windows after the variants' 64 × 255 calibration tokens (129 blocks)
+        train_src = per_domain_text(tmp / "train.txt", 512 + 129, 127, 1, "calib")
         eval_src = per_domain_text(tmp / "heldout.txt", 256, 127, 2, "heldout")
     recipe = {"model": args.model, "calibration": {"source": train_src, "samples": 64, "seq_len": 256},
               "eval": {"source": eval_src, "tasks": ["testbed"], "limit": 50, "seq_len": 128},
@@ -56,6 +57,7 @@ def main() -> None:
     print(f"| FP | {m['fp_perplexity']:.4f} | {m['fp_avg_accuracy']:.3f} | 0 |")
     print(f"\nusage {['%.2f' % u for u in q['usage']]}, training labels {['%.2f' % u for u in q['train_label_distribution']]}, "
           f"router overhead {100 * q['router_overhead']['ratio']:.1f}% of one model forward")
+    print(f"router trained on: {q['router_train_windows']}")
     write_json(args.out, result)
 
 

@@ -50,6 +50,7 @@ class ModelQuantizer:
         self.quantize_weights = w.bits < 16
         self.scheme = Scheme(w.group_size, w.symmetric, w.clip_ratio, recipe.weight_quantizer or RtnConfig())
         self.other_bits = recipe.allocation.other_bits if recipe.allocation else w.bits
+        self.quantize_other = self.quantize_weights and self.other_bits < 16  # other_bits 16: non-expert stays FP
         a = recipe.activations
         self.aq = ActQuant(a.bits, a.clip_ratio, a.symmetric, backend=ctx.kernels)
         self.smooth: SmoothConfig | None = recipe.technique(SmoothConfig)
@@ -112,7 +113,7 @@ class ModelQuantizer:
 
                 stats = smooth_attention(self.moe, i, stats, self.smooth, self.state)
             hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
-        if self.quantize_weights:
+        if self.quantize_other:
             for key, mod in attn.items():
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
                                                hess.get(key)))
@@ -130,7 +131,7 @@ class ModelQuantizer:
     def _quantize_dense_mlp(self, i: int, layer: nn.Module, x: torch.Tensor | None, prefix: str) -> None:
         spec = self.moe.spec
         mlp = getattr(layer, spec.mlp)
-        if self.quantize_weights:
+        if self.quantize_other:
             quantize_mlp(mlp, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme, self.state,
                          f"{prefix}.{spec.mlp}", i)
         if self.aq.enabled:
@@ -159,7 +160,7 @@ class ModelQuantizer:
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
                                     f"{prefix}.{spec.mlp}.{spec.experts}")
-            if block.shared is not None:
+            if block.shared is not None and self.quantize_other:
                 agq = self.gptq and self.scheme.method.affinity and x is not None
                 weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None
                 quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,

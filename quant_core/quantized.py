@@ -60,17 +60,31 @@ class QuantState:
         self.records[record.key] = record
 
     def bits_summary(self) -> dict:
-        payload = overhead = 0.0
-        count = 0
+        """Average bits per weight over every quantized weight (attention, dense/shared MLPs, routed
+        experts, a quantized router) and over the routed experts alone, each without and with the
+        scale/zero-point overhead."""
+        tot = {"all": [0.0, 0.0, 0], "experts": [0.0, 0.0, 0]}
         experts: dict[str, dict[str, int]] = {}
         for rec in self.records.values():
             p, o, n = rec.bit_totals()
-            payload, overhead, count = payload + p, overhead + o, count + n
+            for part in ("all", "experts") if rec.role in ("experts_gate_up", "experts_down") else ("all",):
+                t = tot[part]
+                t[0], t[1], t[2] = t[0] + p, t[1] + o, t[2] + n
             if rec.role == "experts_gate_up":
                 experts[str(rec.layer)] = {str(e): int(b) for e, b in enumerate(rec.per_matrix_bits().tolist())}
+
+        def avg(part: str, overhead: bool) -> float | None:
+            p, o, n = tot[part]
+            if not n:
+                return 16.0 if part == "all" else None
+            return (p + o) / n if overhead else p / n
         return {
-            "avg_weight_bits": payload / count if count else 16.0,
-            "bits_per_param_with_overhead": (payload + overhead) / count if count else 16.0,
-            "quantized_params": count,
+            "avg_weight_bits": avg("all", False),
+            "bits_per_param_with_overhead": avg("all", True),
+            "avg_weight_bits_with_overhead": avg("all", True),
+            "avg_expert_bits": avg("experts", False),
+            "avg_expert_bits_with_overhead": avg("experts", True),
+            "quantized_params": tot["all"][2],
+            "expert_params": tot["experts"][2],
             "experts": experts,
         }

@@ -60,9 +60,10 @@ class ActivationSpec:
 
 @dataclass(frozen=True)
 class RouterSpec:
-    """How the router is treated: kept FP, quantized plainly, or quantized with EAQuant alignment."""
+    """How the router is treated: kept FP, quantized plainly (RTN), with EAQuant alignment, or by
+    GPTQ on its calibration inputs (MoEQuant)."""
 
-    mode: Literal["fp", "quantize", "align"] = "fp"
+    mode: Literal["fp", "quantize", "align", "gptq"] = "fp"
     bits: int = 8
     act_bits: int = 8
     beta: float = 0.0
@@ -203,7 +204,7 @@ class Recipe:
     @property
     def needs_calibration(self) -> bool:
         return any(isinstance(t, (GptqConfig, SmoothConfig)) for t in self.techniques) or \
-            self.router.mode == "align" or self.calibration.balance is not None
+            self.router.mode in ("align", "gptq") or self.calibration.balance is not None
 
     def to_dict(self) -> dict:
         d = to_dict(self)
@@ -341,5 +342,7 @@ def recipe_summary(recipe: Recipe) -> str:
             extra.insert(0, d["aggregate"])
         return d["name"] + (f"({','.join(extra)})" if extra else "")
     names = "+".join(label(t) for t in recipe.techniques) or "fp"
-    alloc = f" alloc={recipe.allocation.method}@{recipe.allocation.avg_bits}" if recipe.allocation else ""
+    a = recipe.allocation
+    alloc = "" if a is None else f" alloc=uniform(other W{a.other_bits})" if a.method == "uniform" \
+        else f" alloc={a.method}@{a.avg_bits}"
     return f"W{w.bits}A{recipe.activations.bits} {g} {names} router={recipe.router.mode}{alloc}"

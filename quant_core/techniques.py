@@ -36,7 +36,7 @@ class GptqConfig:
 
     block_size: int = 128
     damp: float = 0.01
-    act_order: bool = False
+    act_order: bool = True  # static groups; measured better (docs/methods.md "Weight quantization grid")
     affinity: bool = False
     min_tokens: int = 16
     fallback: Literal["rtn_clip", "all_tokens"] = "rtn_clip"

@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--bits", help="weight/activation bits, e.g. W4A16, W3A4, W4A16g32 (g-1 = per channel)")
     p.add_argument("--techniques", help="comma-separated techniques/presets, e.g. rotation,gptq or eaquant")
     p.add_argument("--group-size", help="weight group size (integer) or 'channel'")
-    p.add_argument("--router", choices=["fp", "quantize", "align"], help="router treatment")
+    p.add_argument("--router", choices=["fp", "quantize", "align", "gptq"], help="router treatment")
     p.add_argument("--samples", type=int, help="calibration sequences")
     p.add_argument("--seq-len", type=int, help="calibration sequence length")
     p.add_argument("--eval-limit", type=int, help="items per evaluation task")
@@ -157,7 +157,11 @@ def format_summary(r: dict) -> str:
     if m.get("avg_accuracy") is not None:
         lines.append(f"avg acc {m['avg_accuracy']:.3f}  (FP {m['fp_avg_accuracy']:.3f})")
     b = r["bits"]
-    lines.append(f"bits    {b['avg_weight_bits']:.3f} avg weight bits, {b['bits_per_param_with_overhead']:.3f} with scales/zeros")
+    lines.append(f"bits    {b['avg_weight_bits']:.3f} avg bits over all quantized weights, "
+                 f"{b['bits_per_param_with_overhead']:.3f} with scales/zeros")
+    if b.get("avg_expert_bits") is not None:
+        lines.append(f"        {b['avg_expert_bits']:.3f} avg bits over routed experts, "
+                     f"{b['avg_expert_bits_with_overhead']:.3f} with scales/zeros")
     fb = r["calibration"].get("fallbacks") or []
     if fb:
         lines.append(f"calib   {len(fb)} expert(s) fell back: " + ", ".join(f"L{f['layer']}E{f['expert']}" for f in fb[:8]))

@@ -24,7 +24,7 @@ def build(svc: AppServices) -> dict:
                                     allow_custom_value=True)
                 sym = gr.Checkbox(True, label="symmetric")
                 abits = gr.Dropdown([16, 8, 4], value=16, label="activation bits")
-                router = gr.Dropdown(["fp", "quantize", "align"], value="fp", label="router")
+                router = gr.Dropdown(["fp", "quantize", "align", "gptq"], value="fp", label="router")
             preset = gr.Dropdown(list(PRESET_CHOICES), value="none", label="preset")
             techniques = gr.CheckboxGroup(list(TECHNIQUE_CHOICES), value=["gptq"], label="techniques")
             with gr.Accordion("calibration", open=False):

@@ -1,10 +1,13 @@
-"""Expert-wise bit allocation from the router alone (router-norm mixed precision, arXiv 2604.06515).
+"""Expert-wise bit allocation from the router alone (router-norm mixed precision, arXiv 2604.06515),
+following the authors' allocation code (docs/methods.md "Router-norm mixed precision").
 
-Score: ‖w_e‖_final − ‖w_e‖_init per router row (or ‖w_e‖ without the initial router); a smaller
-score means *more* bits. Variance guard: walking the ranking, an expert whose max neuron-input
-variance exceeds ζ× that of the expert ranked just above moves up. Budget: the top round(κ·n)
-experts get b_h, κ = (b_avg − b_l)/(b_h − b_l); with three evenly spaced tiers, pairs (one b_h,
-one b_l) are traded into two b_m, keeping the average. Same tier counts in every layer.
+Score: ‖w_e‖_final (the authors' code) or ‖w_e‖_final − ‖w_e‖_init per router row; a smaller score
+means *more* bits. Variance of an expert: the variance of the input weights of its gate neuron with
+the largest L2 norm. Guard: walking the ranking from the fewest-bits end, an expert moves up to the
+first (highest-ranked) position whose expert has ζ·v below its own v. Budget: two tiers give the top
+round(κ·n) experts b_h, κ = (b_avg − b_l)/(b_h − b_l); three evenly spaced tiers start from the two
+tiers around b_avg and trade pairs of middle experts into one low + one high while the region of
+b_avg allows (see `tier_counts`). Same tier counts in every layer.
 """
 
 from __future__ import annotations
@@ -24,20 +27,46 @@ log = logging.getLogger(__name__)
 INITIAL_ROUTER_FILE = "initial_router.safetensors"
 
 
+def _clamp01(x: float) -> float:
+    return max(0.0, min(1.0, x))
+
+
+def three_tier_counts(n: int, avg: float, lo: int, mid: int, hi: int) -> tuple[int, int, int]:
+    """(n_lo, n_mid, n_hi) of the authors' three-level policy.
+
+    Start from the two tiers around `avg` (mid/hi when avg ≥ mid, else lo/mid); the range [lo, hi] is
+    cut in thirds: in the top third every pair of middle experts is traded into one low and one high
+    expert; in the middle third pairs are traded while the middle tier keeps at least as many experts
+    as were promoted to high; in the bottom third nothing is traded."""
+    if hi - mid != mid - lo:
+        raise RecipeError("allocation.tiers", f"three tiers must be evenly spaced, got {[lo, mid, hi]}")
+    if avg >= mid:
+        n_hi = int(round(_clamp01((avg - mid) / (hi - mid)) * n))
+        n_mid, n_lo = n - n_hi, 0
+    else:
+        n_mid = int(round(_clamp01((avg - lo) / (mid - lo)) * n))
+        n_lo, n_hi = n - n_mid, 0
+    base_hi = n_hi
+    span = hi - lo
+    region = "high" if avg > hi - span / 3 else "middle" if avg >= hi - 2 * span / 3 else "low"
+    if region == "low":
+        return n_lo, n_mid, n_hi
+    while n_mid >= 2:
+        if region == "middle" and n_mid - 2 < n_hi + 1 - base_hi:
+            break
+        n_lo, n_mid, n_hi = n_lo + 1, n_mid - 2, n_hi + 1
+    return n_lo, n_mid, n_hi
+
+
 def tier_counts(n: int, spec: AllocationSpec) -> dict[int, int]:
-    """How many experts of a layer get each tier so that the mean is as close to avg_bits as possible."""
+    """How many experts of a layer get each tier (the authors' two- and three-level policies)."""
     tiers = spec.tiers
     lo, hi = tiers[0], tiers[-1]
-    kappa = (spec.avg_bits - lo) / (hi - lo)
-    n_hi = int(round(kappa * n))
-    counts = {lo: n - n_hi, hi: n_hi}
     if len(tiers) == 3:
-        mid = tiers[1]
-        if mid - lo != hi - mid:
-            raise RecipeError("allocation.tiers", f"three tiers must be evenly spaced, got {list(tiers)}")
-        trades = min(n_hi, n - n_hi, max(0, round(n / 6)))  # aim for ~n/3 experts in the middle tier
-        counts = {lo: n - n_hi - trades, mid: 2 * trades, hi: n_hi - trades}
-    return counts
+        n_lo, n_mid, n_hi = three_tier_counts(n, spec.avg_bits, lo, tiers[1], hi)
+        return {lo: n_lo, tiers[1]: n_mid, hi: n_hi}
+    n_hi = int(round(_clamp01((spec.avg_bits - lo) / (hi - lo)) * n))
+    return {lo: n - n_hi, hi: n_hi}
 
 
 def router_scores(moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> dict[int, torch.Tensor]:
@@ -61,23 +90,32 @@ def router_scores(moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> dict[
     return out
 
 
-def neuron_variance(moe: MoEModel, i: int) -> torch.Tensor:
-    """v_e = max over gate neurons of the variance of that neuron's input weights, per expert."""
+def gate_rows(moe: MoEModel, i: int) -> torch.Tensor:
+    """[n, intermediate, hidden] gate-projection weights of layer i's routed experts."""
     group = moe.blocks[i].experts
-    gate_rows = group.gate_up()[:, : group.intermediate_size] if group.concatenated else group.gate_up()[:, 0::2]
-    g = gate_rows.float()
-    var = g.pow(2).mean(-1) - g.mean(-1).pow(2)  # population variance, one pass (torch.var is ~6x slower here)
-    return var.amax(dim=-1)
+    return group.gate_up()[:, : group.intermediate_size] if group.concatenated else group.gate_up()[:, 0::2]
+
+
+def neuron_variance(moe: MoEModel, i: int) -> torch.Tensor:
+    """v_e = sample variance of the input weights of the gate neuron with the largest L2 norm, per expert."""
+    g = gate_rows(moe, i).float()
+    top = torch.linalg.vector_norm(g, dim=-1).argmax(dim=-1)  # [n] index of the largest-norm neuron
+    row = g.gather(1, top[:, None, None].expand(-1, 1, g.shape[-1]))[:, 0]  # [n, hidden]
+    return row.var(dim=-1)
 
 
 def guarded_ranking(scores: torch.Tensor, variance: torch.Tensor, zeta: float) -> list[int]:
-    """Experts from most to fewest bits: ascending score, then the variance guard's moves."""
-    order = torch.argsort(scores, stable=True).tolist()
-    for p in range(1, len(order)):
-        q = p
-        while q > 0 and float(variance[order[q]]) > zeta * float(variance[order[q - 1]]):
-            order[q - 1], order[q] = order[q], order[q - 1]
-            q -= 1
+    """Experts from most to fewest bits: ascending score, then the variance guard — each expert, taken
+    in order from the fewest-bits end of the score ranking, moves up to the first position of the
+    current order whose expert e' has ζ·v_e' < v_e (if that position is above its own)."""
+    by_score = torch.argsort(scores, stable=True).tolist()
+    v = [float(x) for x in variance]
+    order = list(by_score)
+    for e in reversed(by_score):
+        target = next((k for k, other in enumerate(order) if zeta * v[other] < v[e]), None)
+        if target is not None and order.index(e) > target:
+            order.remove(e)
+            order.insert(target, e)
     return order
 
 
@@ -92,19 +130,17 @@ def _assign(order: list[int], counts: dict[int, int]) -> torch.Tensor:
 
 
 def allocate(moe: MoEModel, spec: AllocationSpec, model_dir: Path, state: QuantState) -> dict[int, torch.Tensor]:
-    """Bits per expert per MoE layer under `spec`; diagnostics recorded in `state`."""
+    """Bits per expert per MoE layer under `spec` (router_norm or random); diagnostics in `state`."""
     t0 = time.perf_counter()
     out: dict[int, torch.Tensor] = {}
     diag: dict[str, list[dict]] = {}
     gen = torch.Generator().manual_seed(spec.seed)
     scores = router_scores(moe, spec, model_dir) if spec.method == "router_norm" else {}
+    counts = {}
     for i, block in moe.blocks.items():
         n = block.num_experts
-        if spec.method == "uniform":
-            tier = min(spec.tiers, key=lambda t: (abs(t - spec.avg_bits), t))
-            out[i] = torch.full((n,), tier, dtype=torch.int64)
-            continue
         counts = tier_counts(n, spec)
+        var = None
         if spec.method == "random":
             order = torch.randperm(n, generator=gen).tolist()
         else:
@@ -114,8 +150,9 @@ def allocate(moe: MoEModel, spec: AllocationSpec, model_dir: Path, state: QuantS
         rank = {e: r for r, e in enumerate(order)}
         diag[str(i)] = [{"expert": e, "rank": rank[e], "bits": int(out[i][e]),
                          "score": float(scores[i][e]) if scores else None,
-                         "variance": float(var[e]) if spec.method == "router_norm" else None} for e in range(n)]
+                         "variance": float(var[e]) if var is not None else None} for e in range(n)]
     state.diagnostics["allocation"] = {"method": spec.method, "layers": diag,
+                                       "tier_counts": {str(k): v for k, v in counts.items()},
                                        "seconds": round(time.perf_counter() - t0, 4),
                                        "avg_expert_bits": float(torch.cat(list(out.values())).float().mean())}
     return out

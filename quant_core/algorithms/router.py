@@ -1,6 +1,7 @@
 """The router under a recipe: kept FP, quantized plainly (RTN, per channel), or quantized with
 EAQuant logit alignment: per-row clip ratios chosen by coordinate descent to minimize
-KL(softmax(z_fp) ‖ softmax(z_q)) over the FP top-m experts, m = k + ⌊β(n−k)⌋, plus λ·MSE.
+KL(softmax(z_fp) ‖ softmax(z_q)) over the FP top-m experts, m = k + ⌊β(n−k)⌋, plus λ·MSE; or
+quantized by GPTQ on the router's calibration inputs (mode "gptq", the MoEQuant paper's router).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from quant_core.adapters.model import MoEBlock
 from quant_core.functional.affine import compute_params, fake_quant, quantize
+from quant_core.functional.gptq import gptq_quantize, hessian
 from quant_core.modules import ActQuant
 from quant_core.quantized import QuantState, WeightRecord
 from quant_core.recipe import RouterSpec
@@ -84,9 +86,15 @@ def prepare_router(block: MoEBlock, x: torch.Tensor | None, spec: RouterSpec, st
         sub = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_ALIGN_TOKENS]]
         clips, diag = align_clips(w, sub, aq(sub), spec, block.top_k)
         state.diagnostics.setdefault("router_align", {})[str(block.layer_idx)] = diag
-    params = compute_params(w.float(), spec.bits, None, True, clips)
-    rec = WeightRecord(key=_router_key(block), role="router", layer=block.layer_idx,
-                       codes=quantize(w.float(), params), params=params)
+    if spec.mode == "gptq" and x is not None:
+        res = gptq_quantize(w.float(), hessian(x), spec.bits, None, True, act_order=True)
+        codes, params = res.codes, res.params
+        state.diagnostics.setdefault("router_gptq", {})[str(block.layer_idx)] = {
+            "tokens": int(x.shape[0]), "loss": float(res.loss)}
+    else:
+        params = compute_params(w.float(), spec.bits, None, True, clips)
+        codes = quantize(w.float(), params)
+    rec = WeightRecord(key=_router_key(block), role="router", layer=block.layer_idx, codes=codes, params=params)
     w.copy_(rec.dequant(w.dtype))
     state.add(rec)
     return aq

@@ -1,11 +1,16 @@
-"""MoEQuant Expert-Balanced Self-Sampling (EBSS): calibration text sampled from the model itself.
+"""MoEQuant Expert-Balanced Self-Sampling (EBSS, Algorithm 1 of arXiv 2505.03804): calibration text
+sampled from the model itself.
 
-Batched beam search (width w) per sequence; each step every beam is extended by its w most likely
-next tokens; a candidate's score is its mean token NLL plus σ/τ, where σ is the standard deviation
-of the normalized per-expert token counts of the tokens routed so far, averaged over MoE layers.
-The w lowest-scoring candidates survive. Sequence i starts from the i-th non-special vocabulary
-token (after BOS). Uses the KV cache (reordered per step) and the dispatch recorder, so each step
-costs one forward of one token per beam.
+Batched beam search (width w) per sequence, from a random (seeded) first vocabulary token after BOS.
+Each step every beam proposes its w most likely next tokens (or w sampled ones); all w² candidates are
+run through the model (one token each, on a copy of the parent beam's KV cache), so a candidate's
+score uses its *own* expert usage, the new token's routing included:
+
+    score = −(Σ log p of the generated tokens) / (len) + σ / τ,
+    σ = mean over MoE layers of √( E/(E−1) · Σ_e (u_e − μ)² ),  u_e = token fraction routed to e,
+
+len = the candidate's length without BOS. The w lowest scores survive; the kept candidates' logits
+and cache carry over, so each step costs one forward of w² single tokens per sequence.
 """
 
 from __future__ import annotations
@@ -25,19 +30,38 @@ from quant_core.fingerprint import cache_key
 from quant_core.recipe import CalibrationSpec
 
 log = logging.getLogger(__name__)
-ROWS_PER_BATCH = 64
+ROWS_PER_BATCH = 64  # beams per forward; the candidate forward runs ROWS_PER_BATCH · w rows
+ALGORITHM_VERSION = 2  # part of the cache key: sets sampled by an older sampler are not reused
 
 
-def start_tokens(tokenizer, n: int) -> list[int]:
+def start_tokens(tokenizer, n: int, seed: int = 0) -> list[int]:
+    """n random first tokens (seeded), drawn without replacement from the non-special vocabulary
+    while it lasts."""
     special = set(tokenizer.all_special_ids or [])
-    vocab = [i for i in range(len(tokenizer)) if i not in special]
-    return [vocab[i % len(vocab)] for i in range(n)]
+    vocab = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    gen = torch.Generator().manual_seed(seed)
+    picks = torch.cat([torch.randperm(len(vocab), generator=gen) for _ in range(-(-n // len(vocab)))])[:n]
+    return vocab[picks].tolist()
 
 
-def usage_std(counts: torch.Tensor) -> torch.Tensor:
-    """counts [rows, layers, n] → mean over layers of std over experts of normalized usage, [rows]."""
+def usage_sigma(counts: torch.Tensor) -> torch.Tensor:
+    """counts [..., layers, E] → [...]: Algorithm 1's σ = √(E/(E−1)·Σ_e(u_e − μ)²) of the usage
+    fractions u, averaged over layers."""
+    e = counts.shape[-1]
     usage = counts / counts.sum(-1, keepdim=True).clamp(min=1)
-    return usage.std(dim=-1, unbiased=False).mean(dim=-1)
+    dev = (usage - usage.mean(dim=-1, keepdim=True)).pow(2).sum(dim=-1)
+    return torch.sqrt(dev * e / max(1, e - 1)).mean(dim=-1)
+
+
+def _route_counts(rec: DispatchRecorder, layers: list[int], rows: int, n_exp: int, device,
+                  skip: int = 0) -> torch.Tensor:
+    """[rows, layers, n_exp] expert hits of the tokens just forwarded, positions before `skip` left out."""
+    out = torch.zeros(rows, len(layers), n_exp, device=device)
+    for li, layer in enumerate(layers):
+        d = rec.take(layer).index.to(device)
+        idx = d.reshape(rows, -1, d.shape[-1])[:, skip:].reshape(rows, -1)
+        out[:, li].scatter_add_(1, idx, torch.ones_like(idx, dtype=out.dtype))
+    return out
 
 
 @torch.no_grad()
@@ -49,50 +73,49 @@ def _sample_group(moe: MoEModel, first: list[int], bos: int | None, length: int,
     model = moe.model
     layers = sorted(moe.blocks)
     n_exp = max(b.num_experts for b in moe.blocks.values())
-    seqs = len(first)
-    rows = seqs * width
+    seqs, w = len(first), width
+    rows = seqs * w
     prefix = [[bos, t] if bos is not None else [t] for t in first]
-    plen = len(prefix[0])
-    ids = torch.tensor([p for p in prefix for _ in range(width)], device=device)  # [rows, P]
-    nll = torch.zeros(rows, device=device)
-    counts = torch.zeros(rows, len(layers), n_exp, device=device)
-    alive = torch.zeros(seqs, width, dtype=torch.bool, device=device)
-    alive[:, 0] = True  # all beams start identical: keep one until the first expansion
+    base = len(prefix[0]) - 1  # positions before the first (random) token: BOS, not scored
+    ids = torch.tensor([p for p in prefix for _ in range(w)], device=device)  # [rows, P]
     cache = DynamicCache(config=model.config)
     # transformers renamed `past_key_values` to `cache` (the old name goes away in 5.40)
     cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    step_input = ids
+    alive = torch.zeros(seqs, w, dtype=torch.bool, device=device)
+    alive[:, 0] = True  # all beams start identical: keep one until the first expansion
+    seq_base = torch.arange(seqs, device=device)[:, None]
     with DispatchRecorder(moe, device=None) as rec:
+        rec.clear()
+        logits = model(input_ids=ids, use_cache=True, **{cache_kw: cache}).logits[:, -1].float()
+        counts = _route_counts(rec, layers, rows, n_exp, device, skip=base)  # BOS is not the candidate's
+        nll = torch.zeros(rows, device=device)
+        score = torch.zeros(rows, device=device)
         while ids.shape[1] < length:
-            rec.clear()
-            logits = model(input_ids=step_input, use_cache=True, **{cache_kw: cache}).logits[:, -1].float()
-            for li, layer in enumerate(layers):
-                idx = rec.take(layer).index.reshape(rows, -1)
-                counts[:, li].scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
             logp = F.log_softmax(logits, dim=-1)
             if sample:  # candidates drawn from p (without replacement) instead of the w most likely
-                top_tok = torch.multinomial(logp.exp(), width, replacement=False, generator=gen)
-                top_lp = logp.gather(1, top_tok)
+                tok = torch.multinomial(logp.exp(), w, replacement=False, generator=gen)
+                lp = logp.gather(1, tok)
             else:
-                top_lp, top_tok = logp.topk(width, dim=-1)  # [rows, w]
-            cand_nll = (nll[:, None] - top_lp) / (ids.shape[1] - plen + 1)
-            score = cand_nll + (usage_std(counts) / tau)[:, None]
-            score = score.reshape(seqs, width * width)
-            score = score.masked_fill(~alive.repeat_interleave(width, dim=1), float("inf"))
-            best = score.topk(width, dim=-1, largest=False).indices  # [seqs, w]
-            parent = (best // width) + torch.arange(seqs, device=device)[:, None] * width
-            parent = parent.reshape(-1)
-            token = top_tok.reshape(seqs, width * width).gather(1, best).reshape(-1)
-            nll = nll[parent] - top_lp.reshape(seqs, width * width).gather(1, best).reshape(-1)
-            counts = counts[parent]
-            ids = torch.cat([ids[parent], token[:, None]], dim=1)
+                lp, tok = logp.topk(w, dim=-1)  # [rows, w]
+            parent = torch.arange(rows, device=device).repeat_interleave(w)  # candidate → beam row
             cache.reorder_cache(parent)
-            alive = torch.isfinite(score.gather(1, best))
-            step_input = token[:, None]
+            rec.clear()
+            cand_logits = model(input_ids=tok.reshape(-1, 1), use_cache=True, **{cache_kw: cache}).logits[:, -1]
+            cand_counts = counts[parent] + _route_counts(rec, layers, rows * w, n_exp, device)
+            cand_nll = nll[parent] - lp.reshape(-1)
+            length_now = ids.shape[1] + 1 - base  # the candidate's tokens after BOS
+            cand_score = cand_nll / length_now + usage_sigma(cand_counts) / tau  # [rows·w]
+            grid = cand_score.reshape(seqs, w * w).masked_fill(~alive.repeat_interleave(w, dim=1), float("inf"))
+            best = grid.topk(w, dim=-1, largest=False).indices  # [seqs, w] within each sequence's w² candidates
+            keep = (best + seq_base * w * w).reshape(-1)  # [rows] global candidate index
+            cache.reorder_cache(keep)
+            ids = torch.cat([ids[parent[keep]], tok.reshape(-1)[keep][:, None]], dim=1)
+            nll, counts, score = cand_nll[keep], cand_counts[keep], cand_score[keep]
+            logits = cand_logits[keep].float()
+            alive = torch.isfinite(grid.gather(1, best))
             progress(ids.shape[1] / length)
-    final = nll / max(1, ids.shape[1] - plen) + usage_std(counts) / tau
-    pick = final.reshape(seqs, width).argmin(dim=1) + torch.arange(seqs, device=device) * width
-    return ids[pick].cpu()
+    pick = score.masked_fill(~alive.reshape(-1), float("inf")).reshape(seqs, w).argmin(dim=1)
+    return ids[pick + seq_base[:, 0] * w].cpu()
 
 
 def ebss_windows(moe: MoEModel, tokenizer, spec: CalibrationSpec, seed: int, ctx: RunContext,
@@ -101,14 +124,15 @@ def ebss_windows(moe: MoEModel, tokenizer, spec: CalibrationSpec, seed: int, ctx
     cache_file = None
     if spec.ebss.cache and model_dir is not None:
         key = cache_key(model_dir, samples=spec.samples, seq_len=spec.seq_len, width=spec.ebss.width,
-                        tau=spec.ebss.tau, candidates=spec.ebss.candidates, seed=seed)
+                        tau=spec.ebss.tau, candidates=spec.ebss.candidates, seed=seed,
+                        algorithm=ALGORITHM_VERSION)
         cache_file = Path(ctx.cache_dir) / "ebss" / f"{key}.pt"
         if cache_file.is_file():
             windows = torch.load(cache_file)
             return windows, {"ebss": {"cached": True, "cache_file": str(cache_file), "sample_s": 0.0}}
     t0 = time.perf_counter()
     device = next(moe.model.parameters()).device
-    first = start_tokens(tokenizer, spec.samples)
+    first = start_tokens(tokenizer, spec.samples, seed)
     group = max(1, ROWS_PER_BATCH // spec.ebss.width)
     gen = torch.Generator(device=device).manual_seed(seed)
     out = []

@@ -1,8 +1,10 @@
 """Affine weight quantizer on an integer grid (ALGORITHMS.md "Affine quantizer").
 
 Storage convention shared with `kernels/`: codes q are unsigned in [0, 2^b-1], dequant is
-w = (q - z)·s, scales and zeros have shape [..., out, n_groups]; symmetric uses z = 2^(b-1) and
-s = max|w|·c / (2^(b-1)-1); asymmetric uses s = (max-min)·c / (2^b-1), z = round(-min/s).
+w = (q - z)·s, scales and zeros have shape [..., out, n_groups]. Symmetric uses all 2^b codes, as
+GPTQ's reference code and compressed-tensors do: z = 2^(b-1), s = 2·max|w|·c / (2^b-1), so the signed
+codes q - z run over -2^(b-1) … 2^(b-1)-1 (at 2 bits: {-2, -1, 0, 1}·s, four levels, not three);
+asymmetric uses s = (max-min)·c / (2^b-1), z = round(-min/s).
 All functions accept leading batch dims (e.g. [experts, out, in]) and a per-batch bit width.
 """
 
@@ -62,8 +64,7 @@ def compute_params(w: torch.Tensor, bits: Bits, group_size: int | None, symmetri
     clip_t = torch.as_tensor(clip, dtype=torch.float32, device=w.device)
     if symmetric:
         amax = wg.abs().amax(dim=-1) * clip_t
-        half = _expand(2 ** (b - 1) - 1, 2).float()
-        scale = amax / half
+        scale = 2.0 * amax / _expand(2 ** b - 1, 2).float()
         zero = torch.zeros_like(scale) + _expand(2 ** (b - 1), 2).float()
     else:
         wmax = wg.amax(dim=-1).clamp(min=0) * clip_t

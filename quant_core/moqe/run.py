@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from quant_core.adapters.model import MoEModel
 from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
+from quant_core.errors import CalibrationError
 from quant_core.evaluate.scoring import encode
 from quant_core.evaluate.task_sources import resolve_tasks
 from quant_core.evaluate.tasks import TaskScore, score_tasks
@@ -22,6 +23,7 @@ from quant_core.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.result import environment, peak_memory_mb
 
 BATCH = 16
+ROUTER_SEED_OFFSET = 2000  # "random" source: the router's windows are drawn with seed + this
 
 
 @dataclass
@@ -87,6 +89,30 @@ def _ppl(nll: torch.Tensor) -> float:
     return float(torch.exp(nll.mean()))
 
 
+def router_windows(recipe: Recipe, variants: list, tokenizer) -> tuple[torch.Tensor, dict]:
+    """Training windows for the MoQE router, disjoint from every variant's calibration windows and from
+    the evaluation windows (split "heldout"): the run's calibration stream (split "calib", run seed)
+    after the tokens any variant calibrated on; a "random" source draws fresh random windows."""
+    spec, cal = recipe.moqe, recipe.calibration
+    seq = recipe.eval.seq_len
+    if cal.source == "random":
+        seed = recipe.seed + ROUTER_SEED_OFFSET
+        return (token_windows("random", "calib", tokenizer, spec.train_samples, seq, seed),
+                {"source": "random", "seed": seed, "skipped_windows": 0})
+    bos = 1 if tokenizer.bos_token_id is not None else 0
+    used = max([v.calibration.samples * (v.calibration.seq_len - bos) for v in variants
+                if not isinstance(v, str) and v.calibration.sampler != "ebss" and v.calibration.source == cal.source
+                and v.seed == recipe.seed] or [0])
+    skip = -(-used // (seq - bos))
+    windows = token_windows(cal.source, "calib", tokenizer, skip + spec.train_samples, seq, recipe.seed)[skip:]
+    if windows.shape[0] == 0:
+        raise CalibrationError(f"calibration source {cal.source!r} has no text left for the MoQE router after the "
+                               f"{used} tokens the variants calibrate on; give a longer source")
+    return windows, {"source": cal.source, "split": "calib", "seed": recipe.seed, "skipped_windows": skip,
+                     "skipped_tokens": used, "windows": int(windows.shape[0]),
+                     "saved_variants_unchecked": sum(isinstance(v, str) for v in variants)}
+
+
 def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     spec = recipe.moqe
     t0 = time.perf_counter()
@@ -96,7 +122,8 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     fp_model, tok = load_model(path, ctx)
     fp_model.to(device)
     seq = recipe.eval.seq_len
-    train = token_windows(recipe.calibration.source, "calib", tok, spec.train_samples, seq, recipe.seed)
+    todo = moqe_variants(recipe)
+    train, train_info = router_windows(recipe, todo, tok)
     evalw = token_windows(recipe.eval.source, "heldout", tok, spec.eval_samples, seq, recipe.seed + 1000)
     tasks = resolve_tasks(recipe.eval.tasks, recipe.eval.limit, 0)
     fp_eval_nll, _, fp_logp = window_losses(fp_model, evalw, device)
@@ -104,7 +131,6 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     embedding = fp_model.get_input_embeddings().weight.detach().cpu()
     del fp_model
     variants = []
-    todo = moqe_variants(recipe)
     for k, v in enumerate(todo):
         ctx.check_cancel()
         ctx.progress(f"moqe: variant {k + 1}/{len(todo)}", 0.05 + 0.7 * k / len(todo))
@@ -139,7 +165,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
                  "stored_weight_bits": sum(v.bits for v in variants),  # all K variants stay in memory
                  "train_label_distribution": (torch.bincount(labels, minlength=len(variants)).float()
                                               / len(labels)).tolist(),
-                 "train_loss": history, "router_overhead": overhead},
+                 "train_loss": history, "router_overhead": overhead, "router_train_windows": train_info},
         "bits": {"avg_weight_bits": sum(v.bits for v in variants) / len(variants),
                  "bits_per_param_with_overhead": sum(v.bits_with_overhead for v in variants) / len(variants),
                  "experts": {}},

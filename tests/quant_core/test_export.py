@@ -38,6 +38,9 @@ def test_compressed_tensors_round_trip(tiny_zoo, tmp_path, moeq_home, family, sy
     ids = torch.randint(4, 100, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(dense(ids).logits, ref(ids).logits)
+    ref_sd = ref.state_dict()  # the decompressed weights are moeq's grid values, bit for bit
+    for name, t in dense.state_dict().items():
+        assert torch.equal(t, ref_sd[name]), name
 
 
 def test_hf_fallback_export_is_a_plain_checkpoint(tiny_zoo, tmp_path, moeq_home):

@@ -109,3 +109,27 @@ def test_smooth_scales_follow_the_formula():
     assert torch.allclose(w, torch.tensor([1.0, 2.0, 1.0]))
     s = smooth_scales(a, w, 0.5)
     assert torch.allclose(s, a.sqrt() / w.sqrt())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_symmetric_grid_uses_all_two_to_the_b_codes(bits):
+    """scale = 2·max|w|/(2^b − 1), signed codes −2^(b−1) … 2^(b−1)−1: a row spread over the range
+    hits every code (2 bits: four levels). At clip 1 the most negative code is reached only on the
+    exact tie −max|w|/s = −(2^b−1)/2, so the row is quantized at clip 0.9 to leave no tie."""
+    levels = 2 ** bits
+    w = torch.linspace(-1.0, 0.99, 512)[None]  # max |w| = 1 on the negative side
+    torch.testing.assert_close(compute_params(w, bits, None, True).scale, torch.full((1, 1), 2.0 / (levels - 1)))
+    p = compute_params(w, bits, None, True, 0.9)
+    torch.testing.assert_close(p.scale, torch.full_like(p.scale, 1.8 / (levels - 1)))
+    codes = quantize(w, p)
+    assert sorted(set(codes.reshape(-1).tolist())) == list(range(levels))
+    signed = sorted(set((dequantize(codes, p) / p.scale).round().reshape(-1).tolist()))
+    assert signed == list(range(-levels // 2, levels // 2))
+
+
+def test_gptq_symmetric_uses_the_full_grid():
+    W, _, H = _problem(n=2, rows=32, cols=64)
+    res = gptq_quantize(W, H, 2, 16, True, block_size=32)
+    assert torch.all(res.params.zero == 2)
+    assert set(res.codes.unique().tolist()) == {0, 1, 2, 3}
+    torch.testing.assert_close(dequantize(res.codes, res.params), res.weight)

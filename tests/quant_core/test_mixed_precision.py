@@ -1,4 +1,5 @@
-"""Router-norm allocation: ranking by score with the variance guard, tier budgets, equal counts per
+"""Router-norm allocation as the authors' code does it: ranking by score with their variance guard and
+variance definition, their two/three-tier budgets (oracles from hand-worked inputs), equal counts per
 layer, the random control, and speed on a 64-expert × 32-layer model."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from safetensors.torch import save_file
 
 from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.mixed_precision import (INITIAL_ROUTER_FILE, allocate, guarded_ranking,
-                                                   tier_counts)
+                                                   neuron_variance, tier_counts)
 from quant_core.errors import RecipeError
 from quant_core.quantized import QuantState
 from quant_core.recipe import AllocationSpec
@@ -35,12 +36,55 @@ def test_three_uneven_tiers_are_rejected():
         tier_counts(8, AllocationSpec(avg_bits=3, tiers=(2, 3, 8)))
 
 
-def test_smaller_norm_change_gets_more_bits_and_variance_guard_lifts_outliers():
+@pytest.mark.parametrize("n, avg, expected", [(8, 2.5, (4, 4, 0)), (8, 3.0, (2, 4, 2)), (64, 2.5, (32, 32, 0)),
+                                               (8, 3.5, (2, 0, 6)), (8, 3.75, (1, 0, 7))])
+def test_three_tier_counts_follow_the_authors_policy(n, avg, expected):
+    """Worked by hand from the policy (thirds of [2, 4]: below 2.67, 2.67–3.33, above 3.33):
+    2.5 bottom third → the 2/3 split, no trades (4/4/0; n=64: 32/32/0); 3.0 middle third → all at 3,
+    trade pairs of 3-bit experts into one 2 + one 4 while the middle keeps ≥ the promoted count
+    (1/6/1 → 2/4/2, stop before 3/2/3); 3.5 top third → 3/4 split 0/4/4, trade every pair (1/2/5 →
+    2/0/6); 3.75 → 0/2/6 → 1/0/7."""
+    counts = tier_counts(n, AllocationSpec(avg_bits=avg, tiers=(2, 3, 4)))
+    assert (counts[2], counts[3], counts[4]) == expected
+
+
+def test_smaller_score_gets_more_bits_and_the_guard_moves_an_expert_up_to_the_first_low_variance_slot():
     scores = torch.tensor([0.5, 0.1, 0.9, 0.3])
-    var = torch.tensor([1.0, 1.0, 1.0, 1.0])
-    assert guarded_ranking(scores, var, 3.0) == [1, 3, 0, 2]
-    var = torch.tensor([1.0, 1.0, 10.0, 1.0])  # expert 2 has a high-variance neuron: moves to the top
-    assert guarded_ranking(scores, var, 3.0) == [2, 1, 3, 0]
+    assert guarded_ranking(scores, torch.ones(4), 3.0) == [1, 3, 0, 2]
+    # the issue's example: order [0, 1, 2, 3], var {1, 5, 6, 1}, ζ = 3. Expert 3 (v=1) finds no slot;
+    # expert 2 (v=6 > 3·1) jumps to slot 0 (expert 0) → [2, 0, 1, 3]; expert 1 (v=5 > 3·1) jumps to the
+    # slot of expert 0, now 1 → [2, 1, 0, 3]; expert 0 finds none.
+    assert guarded_ranking(torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([1.0, 5.0, 6.0, 1.0]), 3.0) == [2, 1, 0, 3]
+
+
+def test_variance_is_that_of_the_largest_norm_gate_neuron(tiny_zoo):
+    moe = MoEModel(load_tiny(tiny_zoo, "mixtral"))
+    i, block = next(iter(moe.blocks.items()))
+    group = block.experts
+    inter, hidden = group.intermediate_size, group.hidden_size
+    gate = torch.zeros(block.num_experts, inter, hidden)
+    gate[:, 0] = 3.0  # largest norm, zero variance
+    gate[:, 1, ::2] = 1.0  # smaller norm, variance ≈ 0.25 (larger than neuron 0's)
+    gate[1, 0, 0] = 4.0  # expert 1: its top-norm neuron varies a little
+    with torch.no_grad():
+        if group.concatenated:
+            group.gate_up()[:, :inter] = gate
+        else:
+            group.gate_up()[:, 0::2] = gate
+    v = neuron_variance(moe, i)
+    expected = torch.full((block.num_experts,), 3.0).repeat(hidden, 1).T.clone()
+    expected[1, 0] = 4.0
+    torch.testing.assert_close(v, expected.var(dim=-1))
+    assert float(v[0]) == 0.0
+
+
+def test_router_norm_at_2_5_bits_over_2_3_4_puts_half_the_experts_at_3(tiny_zoo):
+    moe = MoEModel(load_tiny(tiny_zoo, "mixtral"))  # 8 experts per layer
+    bits = allocate(moe, AllocationSpec(avg_bits=2.5, tiers=(2, 3, 4)), Path("."), state := QuantState())
+    for b in bits.values():
+        assert int((b == 3).sum()) == 4 and int((b == 2).sum()) == 4
+    rows = state.diagnostics["allocation"]["layers"]
+    assert all({"score", "variance", "rank", "bits"} <= set(r) for layer in rows.values() for r in layer)
 
 
 def test_allocation_uses_the_initial_router_when_asked(tiny_zoo, tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from quant_core.adapters.model import MoEModel
 from quant_core.functional.affine import snr_db
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, load_tiny
 from tests.quant_core.helpers import quantize_tiny
 
 SNR_FLOOR_DB = {2: 2.0, 3: 8.0, 4: 14.0, 8: 38.0}
@@ -77,3 +77,24 @@ def test_activation_quantization_wraps_experts_and_linears(tiny_zoo, tmp_path):
         diff = (fp(ids).logits - q(ids).logits).abs().max()
     assert diff > 0  # A4 changes outputs even though weights are untouched
     assert all(torch.equal(a, b) for a, b in zip(fp.parameters(), q.parameters()))
+
+
+def test_router_gptq_mode_beats_rtn_on_the_routers_calibration_inputs(tiny_zoo):
+    from quant_core.algorithms.router import prepare_router
+    from quant_core.quantized import QuantState
+    from quant_core.recipe import RouterSpec
+
+    errs = {}
+    for mode in ("quantize", "gptq"):
+        moe = MoEModel(load_tiny(tiny_zoo, "qwen3_moe"))
+        block = moe.blocks[0]
+        w = block.router.weight.detach().clone()
+        g = torch.Generator().manual_seed(0)
+        d = w.shape[1]
+        x = torch.randn(512, d, generator=g) @ torch.randn(d, d, generator=g) * 0.3
+        state = QuantState()
+        prepare_router(block, x, RouterSpec(mode=mode, bits=3), state, "torch")
+        rec = next(r for r in state.records.values() if r.role == "router")
+        assert torch.equal(rec.dequant(), block.router.weight) and torch.all(rec.params.zero == 4)
+        errs[mode] = float(((x @ (w - block.router.weight).T) ** 2).mean())
+    assert errs["gptq"] < 0.8 * errs["quantize"]
