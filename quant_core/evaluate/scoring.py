@@ -48,7 +48,8 @@ def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], device, batch
 @torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stops: list[str], device,
                     batch_size: int = 32) -> list[str]:
-    """Greedy continuations (cut at the first stop string); prompts of equal token length are batched."""
+    """Greedy continuations (cut at the first stop string); prompts of equal token length are batched
+    and decoded with the KV cache (one new token per step after the prompt pass)."""
     encoded = [encode(tokenizer, p, bos=True) for p in prompts]
     buckets: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
@@ -58,15 +59,29 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, s
         for b0 in range(0, len(idxs), batch_size):
             chunk = idxs[b0:b0 + batch_size]
             ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
-            start = ids.shape[1]
-            for _ in range(max_new_tokens):
-                nxt = model(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-                ids = torch.cat([ids, nxt], dim=1)
-                texts = tokenizer.batch_decode(ids[:, start:], skip_special_tokens=True)
-                if stops and all(any(s in t for s in stops) for t in texts):
-                    break
-            for i, text in zip(chunk, tokenizer.batch_decode(ids[:, start:], skip_special_tokens=True)):
+            new = _greedy_cached(model, tokenizer, ids, max_new_tokens, stops)
+            for i, text in zip(chunk, tokenizer.batch_decode(new, skip_special_tokens=True)):
                 for s in stops:
                     text = text.split(s)[0]
                 out[i] = text
     return out
+
+
+def _greedy_cached(model, tokenizer, ids: torch.Tensor, max_new_tokens: int, stops: list[str]) -> torch.Tensor:
+    """[B, <=max_new] greedy tokens after `ids` [B, S] (no padding), stopping once every row hit a stop."""
+    steps: list[torch.Tensor] = []
+    out = model(input_ids=ids, use_cache=True)
+    past = out.past_key_values
+    done_text = [""] * ids.shape[0]
+    for step in range(max_new_tokens):
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        steps.append(nxt)
+        if stops:
+            pieces = tokenizer.batch_decode(nxt, skip_special_tokens=True)
+            done_text = [t + p for t, p in zip(done_text, pieces)]
+            if all(any(s in t for s in stops) for t in done_text):
+                break
+        if step + 1 < max_new_tokens:
+            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+    return torch.cat(steps, dim=1) if steps else ids[:, :0]
