@@ -8,6 +8,7 @@ this process) and `moeq submit --wait` (progress read back from the database) al
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -40,14 +41,31 @@ def stage_name(stage: str) -> str:
     return stage.split(":")[0].strip()
 
 
+def _columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 class BarProgress:
     """A tqdm bar in percent on stderr; the description is the stage."""
 
     def __init__(self, stream=None, elapsed0: float = 0.0) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, file=stream or sys.stderr, leave=True, dynamic_ncols=True, smoothing=0,
-                        mininterval=0.2, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+        class _Bar(tqdm):  # the bar's right side is our own text: elapsed and ETA of this attempt
+            timing = "elapsed 0s, ETA ?"
+
+            @property
+            def format_dict(self):
+                return {**super().format_dict, "timing": self.timing}
+
+        stream = stream or sys.stderr
+        # a pseudo-terminal may report a 0×0 size (tqdm then draws nothing): assume 100×24 then
+        sized = _columns(stream) >= 60
+        self.bar = _Bar(total=100, file=stream, leave=True, dynamic_ncols=sized, ncols=None if sized else 100,
+                        nrows=None if sized else 24, smoothing=0, mininterval=0.2, bar_format="{desc} {percentage:3.0f}%|{bar}| {timing}")
         self.start = time.monotonic() - elapsed0
         self.base = 0.0
 
@@ -60,7 +78,7 @@ class BarProgress:
         elapsed = time.monotonic() - self.start
         eta = eta_seconds(elapsed, pct / 100, self.base)
         self.bar.set_description_str(f"{stage[:40]:<40}", refresh=False)
-        self.bar.set_postfix_str(f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}", refresh=False)
+        self.bar.timing = f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
         self.bar.update(pct - self.bar.n)
         if fraction >= 1.0:
             self.close()

@@ -79,7 +79,9 @@ def quantize_model(moe: MoEModel, tokenizer, recipe: Recipe, ctx: RunContext, de
 
 
 def _method(recipe: Recipe) -> str:
-    return "+".join(t.name for t in recipe.techniques) or "none"
+    from quant_core.recipe import technique_to_dict
+
+    return "+".join(technique_to_dict(t)["name"] for t in recipe.techniques) or "none"
 
 
 def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
@@ -87,6 +89,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     t = time.perf_counter()
     ctx.progress("load model", 0.0)
     path = resolve_model(recipe.model, ctx)
+    t = time.perf_counter()  # building a zoo model on first use is not part of a run's cost
     info = check_loadable(path, ctx)
     model, tokenizer = load_model(path, ctx)
     moe = MoEModel(model)

@@ -89,11 +89,13 @@ def _int(text: str, key: str) -> int:
 
 
 def handle(args, settings) -> int:
+    from app.form_check import check_model_ref
     from quant_core.recipe import parse_recipe
 
     try:
         recipe = build_recipe_dict(args)
         parse_recipe(recipe)
+        check_model_ref(recipe["model"], settings.model_roots)
         result = _execute(settings, recipe, args.save, args.user, args.project, getattr(args, "quiet", False))
     except MoeqError as exc:
         if args.json:

@@ -36,7 +36,12 @@ def handle(args, settings) -> int:
     from jobs.settings import ensure_home
     from jobs.submit import submit
 
+    from app.form_check import check_model_ref
+    from quant_core.recipe import parse_recipe
+
     recipe = build_recipe_dict(args)
+    parse_recipe(recipe)
+    check_model_ref(recipe["model"], settings.model_roots)
     ensure_home(settings)
     store = Store(settings.database_url)
     run_id = submit(settings, store, recipe, user=args.user, project=args.project, save_model=args.save_model)
