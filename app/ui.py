@@ -11,7 +11,7 @@ TITLE = "moeq — MoE quantization workbench"
 
 
 def build_ui(svc: AppServices) -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, fill_width=True) as demo:
         gr.Markdown(f"## {TITLE}\nQuantize Mixture-of-Experts models and see what each recipe does to the experts "
                     "and the router.")
         with gr.Tabs() as tabs:
