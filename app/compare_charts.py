@@ -149,7 +149,8 @@ def bits_tradeoff(all_runs: list[dict], metric: str, highlight: set[str]) -> go.
     fig.add_scatter(name="Pareto front", x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
                     line={"dash": "dash", "color": "black"})
     better = "higher is better" if higher else "lower is better"
-    fig.update_layout(title=f"{name} vs average weight bits ({better}; red: compared runs)",
+    short = {"avg_accuracy": "Average accuracy", "kl": "KL(FP ‖ Q)"}.get(metric, name)
+    fig.update_layout(title=f"{short} vs average weight bits ({better}; compared runs in red)",
                       xaxis_title="average weight bits per parameter", yaxis_title=name,
                       legend={"orientation": "h", "y": -0.25})
     return fig
