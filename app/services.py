@@ -175,6 +175,23 @@ class AppServices:
                 require_access(s, user, run["project"])
         return cancel(self.settings, self.store, run["run_id"], self.celery_app)
 
+    def cancel_message(self, user: str, run_id: str) -> str:
+        """Cancel and say what happened in words ('already finished (succeeded)' for an ended run)."""
+        from jobs.submit import cancel_with_message
+
+        run = self.run(user, run_id)
+        if self.settings.auth:
+            with self.store.session() as s:
+                require_access(s, user, run["project"])
+        return cancel_with_message(self.settings, self.store, run["run_id"], self.celery_app)[1]
+
+    def progress(self, user: str, run_id: str) -> dict:
+        """Fraction, stage, attempt, elapsed and ETA of a run `user` may see."""
+        from db.repository.progress import progress_info
+
+        with self.store.session() as s:
+            return progress_info(s, resolve_run_id(s, run_id, self._scope(user)))
+
     @one_line_errors
     def annotate(self, user: str, run_id: str, notes: str, tags: str) -> None:
         check_text(notes, "notes", MAX_NOTES)

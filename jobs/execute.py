@@ -50,14 +50,19 @@ def store_with_retry(store: Store, fn, what: str) -> None:
 class ProgressWriter:
     """Throttled progress → db (on stage change or every PROGRESS_MIN_INTERVAL_S), plus cancel polling."""
 
-    def __init__(self, store: Store, run_id: str, attempt: int, echo: ProgressFn | None = None) -> None:
+    def __init__(self, store: Store, run_id: str, attempt: int, echo: ProgressFn | None = None,
+                 base: float = 0.0) -> None:
         self.store, self.run_id, self.attempt, self.echo = store, run_id, attempt, echo
+        self.base = base  # a retry continues the bar from where the lost attempt left it
         self.last_write = 0.0
         self.last_stage = ""
         self.last_cancel_check = 0.0
         self.cancelled = False
 
     def __call__(self, stage: str, fraction: float) -> None:
+        if self.attempt > 1:
+            stage = f"attempt {self.attempt} · {stage}"
+            fraction = self.base + (1.0 - self.base) * fraction
         if self.echo is not None:
             self.echo(stage, fraction)
         now = time.monotonic()
@@ -108,7 +113,7 @@ class Heartbeat:
 
 def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, worker_host: str | None = None,
                 device: str | None = None, save_dir: Path | None = None, progress: ProgressFn | None = None) -> dict:
-    """Run `run_id` if it is still queued; returns its result JSON (DESIGN §4.3) afterwards."""
+    """Run `run_id` if it is still queued; returns its result JSON afterwards."""
     from quant_core.api import run as run_pipeline
 
     store = store or Store(settings.database_url)
@@ -118,8 +123,8 @@ def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, 
             log.info("run %s is not queued any more; skipping", run_id)
             return result_json(get_run(s, run_id))
         run = get_run(s, run_id)
-        recipe, save, attempt = dict(run.recipe), run.save_model, run.attempts
-    writer = ProgressWriter(store, run_id, attempt, echo=progress)
+        recipe, save, attempt, base = dict(run.recipe), run.save_model, run.attempts, float(run.progress or 0.0)
+    writer = ProgressWriter(store, run_id, attempt, echo=progress, base=base if attempt > 1 else 0.0)
     if save and save_dir is None:
         save_dir = Path(settings.artifacts_dir) / run_id
     ctx = make_context(settings, progress=writer, should_stop=writer.should_stop, save_dir=save_dir)

@@ -84,6 +84,21 @@ def cancel(settings: Settings, store: Store, run_id: str, celery_app=None) -> st
     return status
 
 
+def cancel_with_message(settings: Settings, store: Store, run_id: str, celery_app=None) -> tuple[str, str]:
+    """(status, a sentence for people): cancels a queued or running run; says so when it had already ended."""
+    with store.session() as s:
+        before = get_run(s, run_id).status
+    short = run_id[:8]
+    if before in ("succeeded", "failed", "cancelled"):
+        return before, f"run {short} already finished ({before}); nothing to cancel"
+    status = cancel(settings, store, run_id, celery_app)
+    if status == "cancelled":
+        return status, f"run {short} cancelled"
+    if status == "running":
+        return status, f"run {short}: cancel requested; it stops after the current layer"
+    return status, f"run {short} already finished ({status}); nothing to cancel"
+
+
 def create_and_execute(settings: Settings, recipe: dict, *, user: str | None = None, project: str | None = None,
                        save_dir: Path | None = None, store: Store | None = None, progress=None) -> dict:
     """`moeq run`: validate, record the run, execute it in this process, return the result JSON."""

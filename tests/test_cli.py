@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from app.cli import main
 from tests.contract import validate_result
 
+PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[ *\d+%\] ")
 SMALL = {"calibration": {"source": "random", "samples": 4, "seq_len": 32},
          "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32}}
 
@@ -43,7 +45,7 @@ def test_run_json_validates_against_the_contract(moeq_home, recipe_file, capsys)
 ])
 def test_bad_input_exits_nonzero_with_one_line_error(moeq_home, recipe_file, capsys, args, message):
     rc = main(["run", "--recipe", str(recipe_file), *args])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not PROGRESS_LINE.match(line)]
     assert rc != 0
     assert len(err) == 1 and err[0].startswith("moeq: error:") and message in err[0]
 

@@ -16,10 +16,11 @@ def register(sub) -> None:
     ls.add_argument("--limit", type=int, default=30)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=handle_list)
-    show = rsub.add_parser("show", help="one run's result JSON")
+    show = rsub.add_parser("show", help="one run's summary (--json: the full result)")
     show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the full result JSON")
     show.set_defaults(handler=handle_show)
-    cmp_ = rsub.add_parser("compare", help="side-by-side table of runs")
+    cmp_ = rsub.add_parser("compare", help="side-by-side table of 2-N runs, per task")
     cmp_.add_argument("run_ids", nargs="+")
     cmp_.add_argument("--json", action="store_true")
     cmp_.set_defaults(handler=handle_compare)
@@ -58,8 +59,16 @@ def handle_show(args, settings) -> int:
     from db.repository.runs import get_run, resolve_run_id
     from db.store import Store
 
+    from app.summary import format_run
+    from db.repository.results import run_to_dict
+
     with Store(settings.database_url).session() as s:
-        print(json.dumps(result_json(get_run(s, resolve_run_id(s, args.run_id))), indent=1))
+        run = get_run(s, resolve_run_id(s, args.run_id))
+        result, d = result_json(run), run_to_dict(run)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(format_run(d))
     return 0
 
 
@@ -68,28 +77,27 @@ def handle_compare(args, settings) -> int:
     from db.repository.runs import resolve_run_id
     from db.store import Store
 
+    from app.summary import format_compare
+    from quant_core.errors import MoeqError
+
+    if len(args.run_ids) < 2:
+        raise MoeqError("runs compare needs at least two run ids (e.g. `moeq runs compare 1a2b3c4d 5e6f7a8b`)")
     with Store(settings.database_url).session() as s:
         runs = compare_runs(s, [resolve_run_id(s, r) for r in args.run_ids])
     if args.json:
         print(json.dumps(runs, indent=1))
         return 0
-    keys = [("status", "status", None), ("model", "model", None), ("recipe", "recipe_summary", None),
-            ("avg bits", "avg_weight_bits", ".3f"), ("avg accuracy", "avg_accuracy", ".3f"),
-            ("perplexity", "perplexity", ".3f"), ("KL", "kl", ".4f"), ("top-k agreement", "mean_topk_agreement", ".3f")]
-    print(f"{'':<16}" + "".join(f"{r['run_id'][:8]:>44}" for r in runs))
-    for label, key, spec in keys:
-        cells = [(_fmt(r[key], spec) if spec else str(r[key]))[:42] for r in runs]
-        print(f"{label:<16}" + "".join(f"{c:>44}" for c in cells))
+    print(format_compare(runs))
     return 0
 
 
 def handle_cancel(args, settings) -> int:
     from db.repository.runs import resolve_run_id
     from db.store import Store
-    from jobs.submit import cancel
+    from jobs.submit import cancel_with_message
 
     store = Store(settings.database_url)
     with store.session() as s:
         run_id = resolve_run_id(s, args.run_id)
-    print(f"{run_id}: {cancel(settings, store, run_id)}")
+    print(cancel_with_message(settings, store, run_id)[1])
     return 0

@@ -31,7 +31,15 @@ def handle_add(args, settings) -> int:
     from db.repository.users import add_member, ensure_user
     from db.store import Store
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
+        raise MoeqError("no terminal to ask for the password on; pipe it in with --password-stdin")
+    else:
+        try:
+            password = getpass.getpass("password: ")
+        except EOFError:
+            raise MoeqError("no password given") from None
     if len(password) < 8:
         raise MoeqError("password must have at least 8 characters")
     store = Store(settings.database_url)

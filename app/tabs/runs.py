@@ -1,34 +1,27 @@
-"""Runs tab: team history (filter, search, sort), live progress, cancel, re-run, notes/tags, export."""
+"""Runs tab: team history (filter, search, sort), tick runs to compare, live progress with elapsed
+time and ETA, cancel (only where it applies), re-run with edits, notes/tags, export, and a summary card
+per run with its full JSON behind a toggle.
+
+The 2 s refresh redraws only what changed and never shows a loading overlay; action messages have
+their own box, so the refresh does not wipe them."""
 
 from __future__ import annotations
-
-import json
 
 import gradio as gr
 
 from app.escape import h
+from app.progress_view import fmt_duration
+from app.run_card import ACTIVE, card_html, duration_s, progress_html
 from app.services import AppServices
 from db.repository.queries import SORTABLE, RunFilter
 
-# (field of the run dict, column header); the run id is shown as its first 8 characters, which
-# every run box of the app accepts (a unique prefix)
-COLUMNS = [("run_id", "run"), ("status", "status"), ("progress", "progress"), ("model", "model"),
-           ("recipe_summary", "recipe"), ("avg_weight_bits", "bits"), ("avg_accuracy", "acc"), ("kl", "KL"),
-           ("mean_topk_agreement", "top-k agree"), ("user", "user"), ("project", "project"),
-           ("created_at", "created (UTC)"), ("tags", "tags")]
+# (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
+# run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without wrapping words.
+COLUMNS = [("run_id", "run", "7%"), ("status", "status", "8%"), ("model", "model", "11%"),
+           ("recipe_summary", "recipe", "26%"), ("avg_weight_bits", "bits", "5%"), ("avg_accuracy", "acc", "5%"),
+           ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"), ("duration", "duration", "7%"),
+           ("user", "user", "7%"), ("created_at", "created (UTC)", "13%")]
 SHORT_ID = 8
-
-
-def progress_html(run: dict) -> str:
-    pct = int(round(100 * (run.get("progress") or 0)))
-    color = {"failed": "#d62728", "cancelled": "#7f7f7f", "succeeded": "#2ca02c"}.get(run["status"], "#1f77b4")
-    err = run.get("error")
-    detail = f"<br><b>{h(err['type'])}</b>: {h(err['message'])}" if err else ""
-    return (f"<div id='run-progress' data-run='{h(run['run_id'])}' data-status='{h(run['status'])}' "
-            f"data-progress='{pct}'>"
-            f"<div style='background:#eee;border-radius:4px;width:100%'><div style='width:{pct}%;background:{color};"
-            f"color:white;padding:2px 6px;border-radius:4px;white-space:nowrap'>{pct}%</div></div>"
-            f"<small>{h(run['status'])} — {h(run.get('stage') or '')}{detail}</small></div>")
 
 
 def _panel_key(run: dict) -> str:
@@ -37,27 +30,38 @@ def _panel_key(run: dict) -> str:
 
 
 def _panel(run: dict) -> dict:
-    """What the result panel shows: the result JSON of DESIGN §4.3 once there is one, else the run."""
+    """The full result JSON once there is one, else the run."""
     result = run.get("result")
     return {"run_id": run["run_id"], "status": run["status"], **result} if result else run
 
 
-def _cell(field: str, v):
+def _cell(field: str, r: dict):
+    v = r.get(field)
+    if field == "duration":
+        d = duration_s(r)
+        return "" if d is None else fmt_duration(d)
+    if field == "status" and r["status"] == "running":
+        return f"running {100 * (r.get('progress') or 0):.0f}%"
     if v is None:
         return ""
     if field == "run_id":
         return v[:SHORT_ID]
     if field == "created_at":
         return v[:16].replace("T", " ")
-    if field == "progress":
-        return f"{100 * v:.0f}%"
     if isinstance(v, float):
-        return round(v, 4)
+        return round(v, 3) if field != "kl" else round(v, 4)
     return ",".join(v) if isinstance(v, list) else v
 
 
 def _rows(rows: list[dict]) -> list[list]:
-    return [[_cell(field, r.get(field)) for field, _ in COLUMNS] for r in rows]
+    return [[_cell(field, r) for field, _, _ in COLUMNS] for r in rows]
+
+
+def _pick_choices(rows: list[dict], keep: list[str]) -> list[tuple[str, str]]:
+    seen = {r["run_id"][:SHORT_ID] for r in rows}
+    choices = [(f"{r['run_id'][:SHORT_ID]} · {r['recipe_summary'][:28]}", r["run_id"][:SHORT_ID]) for r in rows
+               if r["status"] == "succeeded"]
+    return choices + [(k, k) for k in keep or [] if k not in seen]
 
 
 def build(svc: AppServices, launch: dict) -> dict:
@@ -69,80 +73,109 @@ def build(svc: AppServices, launch: dict) -> dict:
         technique = gr.Textbox(label="technique")
         search = gr.Textbox(label="search", elem_id="runs-search")
         sort = gr.Dropdown(list(SORTABLE), value="created", label="sort by")
-    table = gr.Dataframe(headers=[h for _, h in COLUMNS], value=[], interactive=False, elem_id="runs-table", wrap=True)
+    table = gr.Dataframe(headers=[c for _, c, _ in COLUMNS], value=[], interactive=False, elem_id="runs-table",
+                         wrap=False, column_widths=[w for _, _, w in COLUMNS])
     total = gr.Markdown()
     with gr.Row():
-        selected = gr.Textbox(label="selected run (id or unique prefix; click a row)", elem_id="runs-selected")
-        cancel = gr.Button("Cancel run", variant="stop")
-        rerun = gr.Button("Re-run with edits (opens in Launch)")
+        pick = gr.CheckboxGroup([], label="tick finished runs to compare", elem_id="runs-pick", scale=5)
+        compare_sel = gr.Button("Compare selected", variant="primary", elem_id="runs-compare-selected", scale=1)
+    with gr.Row():
+        selected = gr.Textbox(label="selected run (id or unique prefix; click a row)", elem_id="runs-selected",
+                              scale=3)
+        cancel = gr.Button("Cancel run", variant="stop", visible=False, elem_id="runs-cancel", scale=1)
+        rerun = gr.Button("Re-run with edits (opens in Launch)", elem_id="runs-rerun", scale=1)
+    message = gr.Markdown(elem_id="runs-message")
     progress = gr.HTML(elem_id="runs-progress")
+    card = gr.HTML(elem_id="runs-card")
+    with gr.Accordion("full result JSON", open=False):
+        detail = gr.JSON(label="result", elem_id="runs-result")
     with gr.Row():
         notes = gr.Textbox(label="notes", lines=2)
         tags = gr.Textbox(label="tags (comma-separated)")
         save_notes = gr.Button("Save notes/tags")
-    detail = gr.JSON(label="result", elem_id="runs-result")
     with gr.Row():
         export_fmt = gr.Radio(["csv", "json"], value="csv", label="export the filtered runs")
         export = gr.Button("Export")
         export_file = gr.File(label="download")
     timer = gr.Timer(2.0)
     filters = [model, status, user, project, technique, search, sort]
-
     shown = gr.State("")  # "run_id:status" of the result panel, to refresh it when the run moves on
+    drawn = gr.State("")  # what the table / progress showed last, to skip identical redraws
 
-    def refresh(m, st, u, p, t, q, srt, sel, seen, request: gr.Request):
+    def refresh(m, st, u, p, t, q, srt, sel, seen, last, picked, request: gr.Request):
         who = svc.user_of(request)
         rows, n = svc.runs(who, RunFilter(model=m or None, status=st or None, user=u or None, project=p or None,
                                           technique=t or None, search=q or None, sort=srt, limit=200))
-        prog, panel, now = "", gr.update(), seen
+        prog, panel, card_out, now, can_cancel = "", gr.update(), gr.update(), seen, False
         if sel:
             try:
                 run = svc.run(who, sel.strip())
-                prog, now = progress_html(run), _panel_key(run)
+                info = svc.progress(who, run["run_id"]) if run["status"] == "running" else None
+                prog, now, can_cancel = progress_html(run, info), _panel_key(run), run["status"] in ACTIVE
                 if now != seen:
-                    panel = _panel(run)
+                    panel, card_out = _panel(run), card_html(run)
             except Exception as exc:  # unknown id: say so in place of the bar
                 prog = f"⚠ {h(exc)}"
         health = svc.worker_health()  # a dead local worker is visible where runs are followed
         counts = f"{len(rows)} of {n} runs" + (f" — ⚠ {h(health)}" if "DOWN" in health else "")
-        return _rows(rows), counts, prog, panel, now
+        table_rows = _rows(rows)
+        choices = _pick_choices(rows, picked)
+        key = repr((table_rows, counts, prog, choices))
+        if key == last:
+            return (gr.update(), gr.update(), gr.update(), panel, card_out, now, last, gr.update(),
+                    gr.update(visible=can_cancel))
+        return (table_rows, counts, prog, panel, card_out, now, key,
+                gr.update(choices=choices), gr.update(visible=can_cancel))
 
+    outs = [table, total, progress, detail, card, shown, drawn, pick, cancel]
+    ins = [*filters, selected, shown, drawn, pick]
     for comp in filters:
-        comp.change(refresh, [*filters, selected, shown], [table, total, progress, detail, shown])
-    timer.tick(refresh, [*filters, selected, shown], [table, total, progress, detail, shown])
+        comp.change(refresh, ins, outs, show_progress="hidden")
+    timer.tick(refresh, ins, outs, show_progress="hidden")
 
-    def pick(evt: gr.SelectData, data):
+    def choose(evt: gr.SelectData, data):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         return str(data.iloc[row, 0]) if hasattr(data, "iloc") else str(data[row][0])
 
-    table.select(pick, table, selected)
+    table.select(choose, table, selected)
 
     def show(sel, request: gr.Request):
         if not sel:
-            return "", None, "", "", ""
+            return "", None, "", "", "", "", gr.update(visible=False)
         try:
-            run = svc.run(svc.user_of(request), sel.strip())
+            who = svc.user_of(request)
+            run = svc.run(who, sel.strip())
         except Exception as exc:  # unknown or ambiguous id while typing
-            return f"⚠ {h(exc)}", None, "", "", ""
-        return (progress_html(run), _panel(run), run.get("notes", ""), ",".join(run.get("tags", [])),
-                _panel_key(run))
+            return f"⚠ {h(exc)}", None, "", "", "", "", gr.update(visible=False)
+        info = svc.progress(who, run["run_id"]) if run["status"] == "running" else None
+        return (progress_html(run, info), _panel(run), card_html(run), run.get("notes", ""),
+                ",".join(run.get("tags", [])), _panel_key(run), gr.update(visible=run["status"] in ACTIVE))
 
-    selected.change(show, selected, [progress, detail, notes, tags, shown])
+    selected.change(show, selected, [progress, detail, card, notes, tags, shown, cancel], show_progress="hidden")
+
     def do_cancel(sel, request: gr.Request):
-        return f"cancel {h(sel)}: {svc.cancel(svc.user_of(request), sel.strip())}" if sel else "select a run first"
+        if not sel:
+            return "select a run first"
+        try:
+            return h(svc.cancel_message(svc.user_of(request), sel.strip()))
+        except Exception as exc:
+            return f"⚠ {h(exc)}"
 
     def do_notes(sel, n, t, request: gr.Request):
         if not sel:
             return "select a run first"
         svc.annotate(svc.user_of(request), sel.strip(), n, t)
-        return f"notes saved for {h(sel)}"
+        return f"notes saved for {h(sel.strip()[:SHORT_ID])}"
 
-    cancel.click(do_cancel, selected, total)
-    save_notes.click(do_notes, [selected, notes, tags], total)
+    cancel.click(do_cancel, selected, message)
+    save_notes.click(do_notes, [selected, notes, tags], message)
 
     def do_rerun(sel, request: gr.Request):
+        from app.recipe_fill import form_values, recipe_to_form
+
         run = svc.run(svc.user_of(request), sel.strip())
-        return json.dumps(run["recipe"], indent=1), gr.Tabs(selected="launch")
+        form, overrides = recipe_to_form(run["recipe"])
+        return (*form_values(form), overrides, gr.Tabs(selected="launch"))
 
     def do_export(fmt, m, st, u, p, t, q, srt, request: gr.Request):
         rows, _ = svc.runs(svc.user_of(request), RunFilter(model=m or None, status=st or None, user=u or None,
@@ -152,8 +185,12 @@ def build(svc: AppServices, launch: dict) -> dict:
 
     export.click(do_export, [export_fmt, *filters], export_file)
 
+    def compare_text(picked):
+        return " ".join(picked or [])
+
     def load_filters(request: gr.Request):
         return gr.update(choices=["", *svc.filter_values(svc.user_of(request))["model"]])
 
-    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun, "load_filters": load_filters,
-            "model_filter": model}
+    return {"rerun": rerun, "selected": selected, "do_rerun": do_rerun, "pick": pick, "compare_sel": compare_sel,
+            "compare_text": compare_text, "message": message,
+            "load_filters": load_filters, "model_filter": model}

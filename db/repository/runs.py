@@ -101,7 +101,7 @@ def claim_run(s: Session, run_id: str, worker_host: str, device: str) -> bool:
     now = utcnow()
     res = s.execute(update(Run).where(Run.id == run_id, Run.status == "queued", Run.cancel_requested.is_(False))
                     .values(status="running", worker_host=worker_host, device=device, started_at=now,
-                            heartbeat_at=now, attempts=Run.attempts + 1, progress=0.0, stage="starting"))
+                            heartbeat_at=now, attempts=Run.attempts + 1, stage="starting"))
     return res.rowcount == 1
 
 
@@ -155,7 +155,8 @@ def reap_stale(s: Session, lease_seconds: float, requeue: bool = False) -> list[
     for run in stale:
         seen = aware(run.heartbeat_at).isoformat() if run.heartbeat_at else "never"
         if requeue and not run.cancel_requested:
-            run.status, run.stage, run.progress = "queued", f"requeued: worker {run.worker_host} lost", 0.0
+            # progress is kept: the next attempt continues the bar from here (it never goes back)
+            run.status, run.stage = "queued", f"requeued: worker {run.worker_host} lost"
         else:
             run.status, run.finished_at, run.stage = "failed", utcnow(), "failed: worker lost"
             run.error_type = "WorkerLost"

@@ -33,11 +33,15 @@ class EvalResult:
         return sum(t.acc for t in self.tasks) / len(self.tasks) if self.tasks else None
 
 
+def fp_cache_path(cache_dir: Path, model_dir: Path, spec: EvalSpec, seed: int, device: torch.device) -> Path:
+    key = cache_key(model_dir, eval=asdict(spec), seed=seed, device=str(device), version=2)
+    return Path(cache_dir) / "fp_eval" / f"{key}.pt"
+
+
 def cached_fp_evaluation(cache_dir: Path, model_dir: Path, spec: EvalSpec, seed: int, device: torch.device,
                          compute) -> EvalResult:
     """The FP reference evaluation of a model, computed once per (model files, eval spec, seed)."""
-    key = cache_key(model_dir, eval=asdict(spec), seed=seed, device=str(device), version=1)
-    path = Path(cache_dir) / "fp_eval" / f"{key}.pt"
+    path = fp_cache_path(cache_dir, model_dir, spec, seed, device)
     if path.is_file():
         try:
             return torch.load(path, weights_only=False)

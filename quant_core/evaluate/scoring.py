@@ -47,26 +47,50 @@ def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], device, batch
 
 @torch.no_grad()
 def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stops: list[str], device,
-                    batch_size: int = 32) -> list[str]:
-    """Greedy continuations (cut at the first stop string); prompts of equal token length are batched."""
+                    batch_size: int = 64) -> list[str]:
+    """Greedy continuations (cut at the first stop string). Prompts are sorted by length and batched
+    with left padding (attention mask and explicit positions keep each row exact), then decoded one
+    token per step with the KV cache."""
     encoded = [encode(tokenizer, p, bos=True) for p in prompts]
-    buckets: dict[int, list[int]] = defaultdict(list)
-    for i, ids in enumerate(encoded):
-        buckets[len(ids)].append(i)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out = [""] * len(prompts)
-    for idxs in buckets.values():
-        for b0 in range(0, len(idxs), batch_size):
-            chunk = idxs[b0:b0 + batch_size]
-            ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
-            start = ids.shape[1]
-            for _ in range(max_new_tokens):
-                nxt = model(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-                ids = torch.cat([ids, nxt], dim=1)
-                texts = tokenizer.batch_decode(ids[:, start:], skip_special_tokens=True)
-                if stops and all(any(s in t for s in stops) for t in texts):
-                    break
-            for i, text in zip(chunk, tokenizer.batch_decode(ids[:, start:], skip_special_tokens=True)):
-                for s in stops:
-                    text = text.split(s)[0]
-                out[i] = text
+    for b0 in range(0, len(order), batch_size):
+        chunk = order[b0:b0 + batch_size]
+        new = _greedy_cached(model, tokenizer, [encoded[i] for i in chunk], max_new_tokens, stops, device)
+        for i, text in zip(chunk, tokenizer.batch_decode(new, skip_special_tokens=True)):
+            for s in stops:
+                text = text.split(s)[0]
+            out[i] = text
     return out
+
+
+def _greedy_cached(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, stops: list[str],
+                   device) -> torch.Tensor:
+    """[B, <=max_new] greedy tokens after each prompt, stopping once every row has hit a stop string."""
+    width = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):  # left padding: every row's last prompt token is at the same column
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, last = out.cache, positions[:, -1:]
+    steps: list[torch.Tensor] = []
+    done_text = [""] * len(prompts)
+    for step in range(max_new_tokens):
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        steps.append(nxt)
+        if stops:
+            pieces = tokenizer.batch_decode(nxt, skip_special_tokens=True)
+            done_text = [t + p for t, p in zip(done_text, pieces)]
+            if all(any(s in t for s in stops) for t in done_text):
+                break
+        if step + 1 < max_new_tokens:
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            last = last + 1
+            out = model(input_ids=nxt, attention_mask=mask, position_ids=last, cache=cache, use_cache=True)
+            cache = out.cache
+    return torch.cat(steps, dim=1)

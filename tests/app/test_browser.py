@@ -102,8 +102,8 @@ def test_launch_follow_and_compare_in_the_browser(server):
         second = _launch(page, {**RECIPE, "weights": {"bits": 2, "group_size": 32}}, previous=first)
         _wait_done(page, first)
         _wait_done(page, second)
-        page.wait_for_function(  # the result panel followed the run to its end (no stale "running")
-            "document.querySelector('#runs-result').innerText.includes('succeeded')", timeout=30_000)
+        page.wait_for_function(  # the run card followed the run to its end (no stale "running")
+            "document.querySelector('#run-card').innerText.includes('succeeded')", timeout=30_000)
         assert page.locator("#runs-table").get_by_text(second[:8]).count() >= 1  # short ids in the table
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         page.get_by_role("tab", name="Compare").click()

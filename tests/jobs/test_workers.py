@@ -71,6 +71,9 @@ def test_killed_worker_leaves_no_stuck_or_partial_run(cluster):
             assert run.error_type == "WorkerLost" and run.result is None and metrics == 0
         else:
             assert run.attempts == 2 and run.result is not None and metrics > 0
+            history = progress_history(s, rid)  # the retry continues the bar and says which attempt it is
+            assert [f for f, _ in history] == sorted(f for f, _ in history)
+            assert any(stage.startswith("attempt 2 · ") for _, stage in history)
 
 
 def test_twenty_jobs_on_two_workers_all_finish(cluster):
