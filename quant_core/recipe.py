@@ -68,8 +68,8 @@ class RouterSpec:
     act_bits: int = 8
     beta: float = 0.0
     lam: float = 0.0
-    clip_min: float = 0.5
-    clip_steps: int = 11
+    clip_min: float = 0.35  # the authors' router clip grid: 0.35 … 1.0 in 101 ratios (docs/methods.md)
+    clip_steps: int = 101
 
     def __post_init__(self) -> None:
         _check(self.bits in (2, 3, 4, 8), "bits", f"must be one of (2, 3, 4, 8), got {self.bits}")
@@ -77,7 +77,7 @@ class RouterSpec:
         _check(0.0 <= self.beta <= 1.0, "beta", "must be in [0, 1]")
         _check(self.lam >= 0.0, "lam", "must be >= 0")
         _check(0.0 < self.clip_min <= 1.0, "clip_min", "must be in (0, 1]")
-        _check(1 <= self.clip_steps <= 100, "clip_steps", "must be in [1, 100]")
+        _check(1 <= self.clip_steps <= 1000, "clip_steps", "must be in [1, 1000]")
 
 
 @dataclass(frozen=True)
