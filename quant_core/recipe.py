@@ -17,6 +17,7 @@ from quant_core.errors import RecipeError
 from quant_core.techniques import (
     ALIASES,
     ORDER,
+    DuQuantConfig,
     TECHNIQUES,
     WEIGHT_QUANTIZERS,
     GptqConfig,
@@ -203,7 +204,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(isinstance(t, (GptqConfig, SmoothConfig)) for t in self.techniques) or \
+        return any(isinstance(t, (GptqConfig, SmoothConfig, DuQuantConfig)) for t in self.techniques) or \
             self.router.mode == "align" or self.calibration.balance is not None
 
     def to_dict(self) -> dict:
@@ -283,7 +284,8 @@ def _check_consistency(recipe: Recipe) -> None:
     if recipe.allocation is not None:
         _check(recipe.weights.bits < 16, "allocation", "needs quantized weights (weights.bits < 16)")
     if recipe.weights.bits == 16 and recipe.weight_quantizer is not None and recipe.allocation is None:
-        if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None:
+        transforms = any(not isinstance(t, WEIGHT_QUANTIZERS) for t in recipe.techniques)
+        if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None and not transforms:
             raise RecipeError("weights.bits", "16-bit weights with a weight quantizer quantize nothing")
     if recipe.calibration.sampler == "ebss" and recipe.calibration.source not in ("auto",):
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
