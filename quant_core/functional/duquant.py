@@ -32,52 +32,61 @@ def block_for(dim: int, block_size: int) -> int:
     return block_size
 
 
-def spreading_rotation(channel: int, b: int, gen: torch.Generator | None = None) -> torch.Tensor:
-    """An orthogonal b×b matrix (float64) whose row `channel` is the uniform vector 1/√b.
+def _householder_to_uniform(channel: int, b: int) -> tuple[torch.Tensor, float]:
+    """(v, vᵀv) of the reflection I − 2vvᵀ/vᵀv that maps e_channel to the uniform vector 1/√b."""
+    v = torch.full((b,), -1.0 / math.sqrt(b), dtype=torch.float64)
+    v[channel] += 1.0
+    return v, float(v.dot(v))
 
-    A Householder reflection maps e_channel to u = 1/√b; it is followed by a random orthogonal map
-    that keeps u fixed (so repeated steps do not re-concentrate mass on a fixed pattern)."""
+
+def uniform_fixing_rotation(b: int, gen: torch.Generator) -> torch.Tensor:
+    """A random orthogonal b×b matrix G with u·G = u for the uniform vector u (seeded)."""
     eye = torch.eye(b, dtype=torch.float64)
-    if b == 1:
+    if b < 3:
         return eye
-    u = torch.full((b,), 1.0 / math.sqrt(b), dtype=torch.float64)
-    v = eye[channel] - u
-    H = eye - 2.0 * torch.outer(v, v) / v.dot(v) if float(v.norm()) > 1e-12 else eye.clone()
-    if gen is None or b < 3:
-        return H
-    # orthonormal basis of u's complement, then a random rotation inside it
-    basis, _ = torch.linalg.qr(torch.cat([u[:, None], torch.randn(b, b - 1, dtype=torch.float64, generator=gen)], 1))
+    u = torch.full((b, 1), 1.0 / math.sqrt(b), dtype=torch.float64)
+    basis, _ = torch.linalg.qr(torch.cat([u, torch.randn(b, b - 1, dtype=torch.float64, generator=gen)], 1))
     comp = basis[:, 1:]
     q, r = torch.linalg.qr(torch.randn(b - 1, b - 1, dtype=torch.float64, generator=gen))
     q = q * torch.sign(torch.diagonal(r))[None, :]
-    G = eye + comp @ (q - torch.eye(b - 1, dtype=torch.float64)) @ comp.T
-    return H @ G
+    return eye + comp @ (q - torch.eye(b - 1, dtype=torch.float64)) @ comp.T
+
+
+def spreading_rotation(channel: int, b: int, gen: torch.Generator | None = None,
+                       fixing: torch.Tensor | None = None) -> torch.Tensor:
+    """An orthogonal b×b matrix (float64) whose row `channel` is the uniform vector 1/√b: a Householder
+    reflection mapping e_channel to u, followed (with `gen` or `fixing`) by a random orthogonal map
+    that keeps u fixed, so repeated steps do not undo each other."""
+    v, vv = _householder_to_uniform(channel, b)
+    H = torch.eye(b, dtype=torch.float64)
+    if vv > 1e-24:
+        H = H - (2.0 / vv) * torch.outer(v, v)
+    if fixing is None and gen is not None:
+        fixing = uniform_fixing_rotation(b, gen)
+    return H if fixing is None else H @ fixing
 
 
 def greedy_rotation(x: torch.Tensor, b: int, steps: int, gen: torch.Generator | None = None,
                     patience: int = 32) -> tuple[torch.Tensor, list[float]]:
     """(R [b, b] float64, peak per prefix length) for activations x [T, d]; R minimizes the peak
     max |x·R| over the prefixes of the greedy sequence. Stops after `patience` steps without a new best.
-    Without `gen` each step is the Householder reflection alone, applied as a rank-one update."""
+    Each step is a reflection (rank-one update) times one random u-fixing rotation drawn from `gen`
+    for the whole sequence; without `gen` the bare reflection tends to oscillate between two states."""
     xb = x.double().reshape(-1, b)
     R = torch.eye(b, dtype=torch.float64)
+    G = uniform_fixing_rotation(b, gen) if gen is not None else None
     best_R, peaks = R.clone(), [float(xb.abs().max())]
     best, since = peaks[0], 0
-    u = torch.full((b,), 1.0 / math.sqrt(b), dtype=torch.float64)
     for _ in range(steps):
         c = int(xb.abs().argmax()) % b
-        if gen is None:
-            v = -u.clone()
-            v[c] += 1.0
-            vv = float(v.dot(v))
-            if vv < 1e-24:
-                break
-            xb = xb - (2.0 / vv) * torch.outer(xb @ v, v)
-            R = R - (2.0 / vv) * torch.outer(R @ v, v)
-        else:
-            step = spreading_rotation(c, b, gen)
-            xb = xb @ step
-            R = R @ step
+        v, vv = _householder_to_uniform(c, b)
+        if vv < 1e-24:
+            break
+        xb = xb - (2.0 / vv) * torch.outer(xb @ v, v)
+        R = R - (2.0 / vv) * torch.outer(R @ v, v)
+        if G is not None:
+            xb = xb @ G
+            R = R @ G
         peaks.append(float(xb.abs().max()))
         if peaks[-1] < best - 1e-12:
             best, best_R, since = peaks[-1], R.clone(), 0
@@ -153,6 +162,15 @@ def fit_transform(x: torch.Tensor, block_size: int, steps: int, seed: int | None
     """DuQuant's rotation → zigzag permutation → rotation, fitted on activations x [T, d]. With a
     `seed` (the default), each greedy step also applies a seeded random rotation that keeps the uniform
     row; `seed=None` uses the bare reflection, which tends to oscillate between two states."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of tiny ops: thread hand-offs cost far more than they save
+    try:
+        return _fit(x, block_size, steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(x: torch.Tensor, block_size: int, steps: int, seed: int | None) -> BlockTransform:
     x = x.reshape(-1, x.shape[-1]).double()
     b = block_for(x.shape[-1], block_size)
     gen = None if seed is None else torch.Generator().manual_seed(seed)
