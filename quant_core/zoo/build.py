@@ -53,9 +53,9 @@ def _build_into(name: str, zoo_dir: Path, target: Path, retrain: bool) -> None:
 
             built = build_tiny(entry.family, tmp / name)
         elif entry.kind == "derived":
-            from quant_core.zoo.outliers import build_outlier_testbed
+            from quant_core.zoo.outliers import build_outlier_variant
 
-            built = build_outlier_testbed(ensure_built("testbed-mixtral", zoo_dir), tmp / name, retrain)
+            built = build_outlier_variant(ensure_built("testbed-mixtral", zoo_dir), tmp / name)
         else:
             from quant_core.zoo.testbed import install_testbed
 
