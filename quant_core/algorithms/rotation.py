@@ -5,6 +5,7 @@
    gate/up, shared experts, dense MLP inputs, lm_head), writers W ← Qᵀ·W (attention output,
    experts' down, shared-expert and dense down), embeddings E ← E·Q. The FP function is unchanged because
    RMSNorm without scale commutes with Q. The router is rotated like the experts.
+See docs/methods.md "Hadamard / QuaRot rotation".
 """
 
 from __future__ import annotations
