@@ -114,10 +114,10 @@ def test_block_size_that_does_not_divide_the_hidden_size_is_one_line_recipe_erro
     from tests.conftest import load_tiny
 
     moe = MoEModel(load_tiny(tiny_zoo, "mixtral"))  # hidden size 64
-    recipe = parse_recipe({"model": "tiny-mixtral", "techniques": [{"name": "duquant", "block_size": 48}]})
+    base = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": None}}
+    recipe = parse_recipe({**base, "techniques": [{"name": "duquant", "block_size": 48}]})
     with pytest.raises(RecipeError) as err:
         validate_for_model(recipe, moe)
     msg = str(err.value)
     assert "duquant.block_size" in msg and "divide" in msg and "64" in msg and "\n" not in msg
-    validate_for_model(parse_recipe({"model": "tiny-mixtral", "techniques": [{"name": "duquant", "block_size": 32}]}),
-                       moe)
+    validate_for_model(parse_recipe({**base, "techniques": [{"name": "duquant", "block_size": 32}]}), moe)
