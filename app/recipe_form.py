@@ -8,7 +8,7 @@ from quant_core.presets import expand, merge
 
 TECHNIQUE_CHOICES = ("rtn", "gptq", "agq (affinity-guided GPTQ)", "rotation", "smoothquant",
                      "expert-aware smoothing (EAQuant)", "down_proj smoothing", "clip search")
-PRESET_CHOICES = ("none", "duquant", "eaquant", "moequant", "gptq_rotation")
+PRESET_CHOICES = ("none", "duquant", "eaquant", "moequant", "gptq_rotation", "quarot_smooth")
 # short names for MoQE variants typed as 'rtn; gptq; rotation+gptq; rtn+clip' (or 'path:<saved dir>')
 VARIANT_WORDS = {"rtn": "rtn", "gptq": "gptq", "agq": "agq (affinity-guided GPTQ)", "rotation": "rotation",
                  "smoothquant": "smoothquant", "eaquant-smooth": "expert-aware smoothing (EAQuant)",

@@ -1,61 +1,76 @@
-"""EAQuant ablation on the trained testbeds: baseline (DuQuant-style: rotation + smoothing + RTN with
-clip search, per-token activations), + expert-aware smoothing, + router alignment, + calibration
-balance, all three; at W4A4, W3A4 and W2A4 — accuracy, KL, routing agreement. Also a sweep of the
-balance ratio r ∈ {0, 1, 2, 4, 8}.
+"""EAQuant ablation on the DuQuant base (docs/methods.md): baseline = SmoothQuant-style smoothing
+(α 0.6) → DuQuant transforms → RTN with clip search, per-token activations, router W8A8 plain RTN;
+then + expert-aware smoothing aggregation (with down_proj), + router alignment (paper's loss), +
+calibration balance (r = 2), and all three — at each weight/activation setting, over seeds (the seed
+changes the calibration sample and the evaluation windows), reported as mean ± half-range.
 
-    python benchmarks/eaquant_ablation.py --model testbed-mixtral --out benchmarks/eaquant.json
+    python benchmarks/eaquant_ablation.py --model testbed-outliers --settings W4A4,W3A4,W2A4 \
+        --seeds 0,1,2 --out benchmarks/results/eaquant_outliers.json
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import statistics
 
-from common import context, standard_args, headline, print_table, run_recipe, write_json
+from common import context, standard_args, headline, run_recipe, write_json
 
 BASE_SMOOTH = {"name": "smooth", "aggregate": "all", "alpha": 0.6}
 EXPERT_SMOOTH = {"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True}
 VARIANTS = {
-    "baseline": {"smooth": BASE_SMOOTH, "router": "quantize", "balance": None},
-    "+smoothing aggregation": {"smooth": EXPERT_SMOOTH, "router": "quantize", "balance": None},
-    "+router alignment": {"smooth": BASE_SMOOTH, "router": "align", "balance": None},
+    "DuQuant baseline": {"smooth": BASE_SMOOTH, "router": "quantize", "balance": None},
+    "+aggregation": {"smooth": EXPERT_SMOOTH, "router": "quantize", "balance": None},
+    "+alignment": {"smooth": BASE_SMOOTH, "router": "align", "balance": None},
     "+balance": {"smooth": BASE_SMOOTH, "router": "quantize", "balance": {"r": 2.0}},
-    "+smoothing aggregation +balance": {"smooth": EXPERT_SMOOTH, "router": "quantize", "balance": {"r": 2.0}},
-    "all three (eaquant)": {"smooth": EXPERT_SMOOTH, "router": "align", "balance": {"r": 2.0}},
+    "all three (EAQuant)": {"smooth": EXPERT_SMOOTH, "router": "align", "balance": {"r": 2.0}},
 }
 
 
-def recipe(model: str, wbits: int, abits: int, v: dict, samples: int, limit: int) -> dict:
-    return {"model": model, "weights": {"bits": wbits, "group_size": None, "symmetric": False},
+def recipe(model: str, wbits: int, abits: int, v: dict, samples: int, limit: int, seed: int) -> dict:
+    return {"model": model, "seed": seed, "weights": {"bits": wbits, "group_size": None, "symmetric": False},
             "activations": {"bits": abits},
             "router": {"mode": v["router"], "bits": 8, "act_bits": 8},
             "calibration": {"samples": samples, "seq_len": 256, "balance": v["balance"]},
-            "techniques": [{"name": "rotation"}, v["smooth"], {"name": "rtn", "clip_search": True}],
+            "techniques": [v["smooth"], {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
             "eval": {"tasks": ["testbed"], "limit": limit, "ppl_windows": 16, "seq_len": 256}}
+
+
+def summarize(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "half_range": (max(values) - min(values)) / 2, "values": values}
 
 
 def main() -> None:
     ap = standard_args(__doc__)
+    ap.add_argument("--settings", default="W4A4,W3A4,W2A4")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     args = ap.parse_args()
     ctx = context()
-    rows = []
-    for wbits, abits in ((4, 4), (3, 4), (2, 4)):
-        for name, v in VARIANTS.items():
-            result, seconds = run_recipe(recipe(args.model, wbits, abits, v, args.samples, args.limit), ctx)
-            rows.append({"setting": f"W{wbits}A{abits}", "variant": name, **headline(result), "seconds": seconds,
-                         "router_align": result["diagnostics"].get("router_align")})
-    print(f"# EAQuant ablation on {args.model}")
-    print_table(rows, [("setting", "setting", ""), ("variant", "variant", ""), ("avg acc", "avg_accuracy", ".3f"),
-                       ("KL", "kl", ".4f"), ("ppl", "perplexity", ".3f"), ("top-k agree", "mean_topk_agreement", ".3f"),
-                       ("s", "seconds", ".0f")])
-    sweep = []
-    for r in (0.0, 1.0, 2.0, 4.0, 8.0):
-        v = {"smooth": EXPERT_SMOOTH, "router": "align", "balance": {"r": r}}
-        result, _ = run_recipe(recipe(args.model, 3, 4, v, args.samples, args.limit), ctx)
-        sweep.append({"r": r, **headline(result)})
-    print("\nbalance ratio sweep (W3A4, eaquant):")
-    print_table(sweep, [("r", "r", ".0f"), ("avg acc", "avg_accuracy", ".3f"), ("KL", "kl", ".4f"),
-                        ("top-k agree", "mean_topk_agreement", ".3f")])
-    write_json(args.out, {"model": args.model, "ablation": rows, "balance_sweep": sweep})
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs, table = [], []
+    for setting in args.settings.split(","):
+        wbits, abits = (int(x) for x in setting[1:].split("A"))
+        for name in args.variants.split(","):
+            per_seed = []
+            for seed in seeds:
+                result, seconds = run_recipe(recipe(args.model, wbits, abits, VARIANTS[name], args.samples,
+                                                    args.limit, seed), ctx)
+                row = {"setting": setting, "variant": name, "seed": seed, **headline(result), "seconds": seconds}
+                runs.append(row)
+                per_seed.append(row)
+                print(f"{setting} {name} seed {seed}: KL {row['kl']:.4f} acc {row['avg_accuracy']:.3f} "
+                      f"top-k {row['mean_topk_agreement']:.3f} ({seconds:.0f} s)", flush=True)
+            table.append({"setting": setting, "variant": name,
+                          **{k: summarize([r[k] for r in per_seed]) for k in ("kl", "avg_accuracy",
+                                                                              "mean_topk_agreement")}})
+    print(f"\n# EAQuant ablation on {args.model} (seeds {seeds}; mean ± half-range)")
+    print("| setting | variant | KL | avg acc | top-k agree |")
+    print("|---|---|---|---|---|")
+    for t in table:
+        cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['half_range']:{f}}"  # noqa: E731
+        print(f"| {t['setting']} | {t['variant']} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
+              f"{cell('mean_topk_agreement', '.3f')} |")
+    write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples, "limit": args.limit,
+                          "runs": runs, "table": table})
 
 
 if __name__ == "__main__":

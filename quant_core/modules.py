@@ -48,6 +48,17 @@ def attach_input_quant(module: nn.Module, aq: ActQuant):
     return module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def attach_input_transform(module: nn.Module, transform):
+    """Apply `transform` (e.g. a DuQuant BlockTransform) to the first positional input of `module` on
+    every call; attach it before any input quantization so quantization sees the transformed input."""
+    def hook(mod, args, kwargs):
+        if args:
+            return (transform(args[0]), *args[1:]), kwargs
+        key = next(iter(kwargs))
+        return args, {**kwargs, key: transform(kwargs[key])}
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
 def kernel_weights(gate_up, down) -> tuple:
     """Packed mixed-bit weights for the fused kernel from the two experts' WeightRecords."""
     def one(rec):
@@ -59,7 +70,8 @@ def kernel_weights(gate_up, down) -> tuple:
 class QuantExperts(nn.Module):
     """Drop-in replacement for a transformers fused-experts module with activation quantization."""
 
-    def __init__(self, experts: nn.Module, aq: ActQuant, kernel: tuple | None = None, backend: str = "auto") -> None:
+    def __init__(self, experts: nn.Module, aq: ActQuant, kernel: tuple | None = None, backend: str = "auto",
+                 in_transform=None, down_transforms: list | None = None) -> None:
         super().__init__()
         self.gate_up_proj = experts.gate_up_proj
         self.down_proj = experts.down_proj
@@ -73,7 +85,11 @@ class QuantExperts(nn.Module):
         self.has_bias = bool(getattr(experts, "has_bias", False))
         self._gate_fn = getattr(experts, "_apply_gate", None)
         self.aq = aq
-        self.kernel = kernel  # (gate_up, down) MixedBitExperts for the fused Triton kernel, or None
+        # DuQuant online transforms of the experts' input (shared with the router) and of each
+        # expert's down_proj input; the fused kernel cannot apply per-expert transforms
+        self.in_transform = in_transform
+        self.down_transforms = down_transforms
+        self.kernel = kernel if down_transforms is None else None  # (gate_up, down) MixedBitExperts, or None
         self.backend = backend
 
     @staticmethod
@@ -101,6 +117,8 @@ class QuantExperts(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                 top_k_weights: torch.Tensor) -> torch.Tensor:
+        if self.in_transform is not None:
+            hidden_states = self.in_transform(hidden_states)
         x = self.aq(hidden_states)
         if self.kernel is not None and resolve_backend(self.backend, x.device) == "triton":
             if self.kernel[0].device != x.device:  # plain attributes do not follow module.to()
@@ -121,7 +139,10 @@ class QuantExperts(nn.Module):
             slot = slot_of[start:start + c]
             start += c
             h = F.linear(x[tok], self._weight("gate_up_proj", e), self._bias("gate_up_proj", e))
-            a = self.aq(self._apply_gate(h))
+            a = self._apply_gate(h)
+            if self.down_transforms is not None:
+                a = self.down_transforms[e](a)
+            a = self.aq(a)
             y = F.linear(a, self._weight("down_proj", e), self._bias("down_proj", e))
             y = y * top_k_weights[tok, slot, None].to(y.dtype)
             out.index_add_(0, tok, y.to(out.dtype))

@@ -5,12 +5,16 @@ from __future__ import annotations
 from types import MappingProxyType
 
 PRESETS = MappingProxyType({
-    # DuQuant-style baseline the EAQuant paper compares against
-    "duquant": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": 0.6},
+    # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
+    # zigzag permutation + block rotation; see docs/methods.md
+    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": 0.6}, {"name": "duquant"},
                                {"name": "rtn", "clip_search": True}]},
-    "eaquant": {"techniques": [{"name": "rotation"},
-                               {"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True},
-                               {"name": "rtn", "clip_search": True}],
+    # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
+    "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": 0.6},
+                                     {"name": "rtn", "clip_search": True}]},
+    # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
+    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True},
+                               {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
                 "router": {"mode": "align"},
                 "calibration": {"balance": {"r": 2.0}}},
     "moequant": {"techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],

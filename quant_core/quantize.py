@@ -26,9 +26,15 @@ from kernels.backend import resolve_backend
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
-from quant_core.techniques import GptqConfig, RotationConfig, RtnConfig, SmoothConfig
+from quant_core.techniques import DuQuantConfig, GptqConfig, RotationConfig, RtnConfig, SmoothConfig
 
 log = logging.getLogger(__name__)
+
+
+def _raise_stop(mod, args):
+    from quant_core.algorithms.capture import _Stop
+
+    raise _Stop
 
 
 def _linears_under(module: nn.Module, prefix: str) -> dict[str, nn.Linear]:
@@ -54,6 +60,7 @@ class ModelQuantizer:
         a = recipe.activations
         self.aq = ActQuant(a.bits, a.clip_ratio, a.symmetric, backend=ctx.kernels)
         self.smooth: SmoothConfig | None = recipe.technique(SmoothConfig)
+        self.duquant: DuQuantConfig | None = recipe.technique(DuQuantConfig)
         self.gptq = isinstance(self.scheme.method, GptqConfig)
         self.use_kernels = self.quantize_weights and resolve_backend(ctx.kernels, device) == "triton"
         self.handles: list = []
@@ -113,6 +120,12 @@ class ModelQuantizer:
 
                 stats = smooth_attention(self.moe, i, stats, self.smooth, self.state)
             hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
+        if batches is not None and self.duquant is not None:
+            self._duquant_attention(i, layer, attn, batches[:self.n_main], prefix)
+            if self.gptq:  # Hessians of the transformed inputs
+                stats = collect_linear_inputs(layer, attn, batches[:self.n_main], want_hessian=True,
+                                              stop_at=self.moe.spec.post_attn_norm)
+                hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
         if self.quantize_other:
             for key, mod in attn.items():
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
@@ -128,9 +141,46 @@ class ModelQuantizer:
             for key, mod in attn.items():
                 self._attach(f"{prefix}.{key}", mod, self.aq)
 
+    def _duquant_attention(self, i: int, layer: nn.Module, attn: dict, batches: list[LayerBatch], prefix: str) -> None:
+        """DuQuant transforms at every attention linear: q/k/v share one (same input), others their own."""
+        from quant_core.algorithms.capture import _run_until_stop
+        from quant_core.algorithms.duquant import capture_inputs, install_each, install_shared
+
+        cfg = self.duquant
+        stop = get_path(layer, self.moe.spec.post_attn_norm).register_forward_pre_hook(_raise_stop)
+        try:
+            inputs = capture_inputs(attn, lambda: _run_until_stop(layer, batches), cfg.max_tokens, cfg.seed)
+        finally:
+            stop.remove()
+        shared = [k for k in self.moe.spec.attn_inputs if k in attn and k in inputs]
+        if shared:
+            install_shared({f"{prefix}.{k}": attn[k] for k in shared}, inputs[shared[0]], cfg, self.state,
+                           self.handles)
+        rest = {k: m for k, m in attn.items() if k not in shared}
+        install_each({f"{prefix}.{k}": m for k, m in rest.items()}, {f"{prefix}.{k}": v for k, v in inputs.items()},
+                     cfg, self.state, self.handles)
+
+    def _duquant_mlp(self, mlp: nn.Module, x: torch.Tensor, key_prefix: str,
+                     inputs_group: dict[str, nn.Module] | None = None):
+        """Transforms of a dense gated MLP (or a shared expert): one for its gate/up input (or joined to
+        `inputs_group`, the MoE input's readers), one for its down_proj; returns the input transform."""
+        from quant_core.algorithms.duquant import capture_inputs, install_each, install_shared
+
+        spec, cfg = self.moe.spec, self.duquant
+        down = get_path(mlp, spec.mlp_output)
+        got = capture_inputs({"down": down}, lambda: mlp(x), cfg.max_tokens, cfg.seed)
+        group = dict(inputs_group or {})
+        group.update({f"{key_prefix}.{n}": get_path(mlp, n) for n in spec.mlp_inputs if get_path(mlp, n) is not None})
+        t_in = install_shared(group, x, cfg, self.state, self.handles)
+        install_each({f"{key_prefix}.{spec.mlp_output}": down}, {f"{key_prefix}.{spec.mlp_output}": got["down"]},
+                     cfg, self.state, self.handles)
+        return t_in
+
     def _quantize_dense_mlp(self, i: int, layer: nn.Module, x: torch.Tensor | None, prefix: str) -> None:
         spec = self.moe.spec
         mlp = getattr(layer, spec.mlp)
+        if self.duquant is not None and x is not None:
+            self._duquant_mlp(mlp, x, f"{prefix}.{spec.mlp}")
         if self.quantize_other:
             quantize_mlp(mlp, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme, self.state,
                          f"{prefix}.{spec.mlp}", i)
@@ -147,19 +197,28 @@ class ModelQuantizer:
             sets = self._routed(block, x, n_main, i) if self.recipe.calibration.balance is not None else None
             s = smooth_moe(self.moe, block, x[:n_main], self.smooth, self.state, sets)
             x = (x.float() / s).to(x.dtype)
+        x_t = x  # the MoE input as the router and experts see it (after the DuQuant transform)
+        t_in = None
+        if x is not None and self.duquant is not None:
+            t_in = self._duquant_moe_input(block, x[:n_main], prefix)
+            x_t = t_in(x)
         from quant_core.algorithms.router import prepare_router
 
-        router_aq = prepare_router(block, None if x is None else x[:n_main], self.recipe.router, self.state,
+        router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
                                    self.ctx.kernels)
         if router_aq is not None and router_aq.enabled:
             self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
         tokens = None
+        down_tf = None
         if x is not None:
-            tokens = self._routed(block, x, n_main, i)  # dispatch by the final (possibly quantized) router
+            # dispatch by the final (possibly quantized) router; experts calibrate on the transformed input
+            tokens = self._routed(block, x, n_main, i, x_t)
             x = x[:n_main]
+            if t_in is not None:
+                down_tf = self._duquant_expert_down(block, tokens, x_t[:n_main], prefix)
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
-                                    f"{prefix}.{spec.mlp}.{spec.experts}")
+                                    f"{prefix}.{spec.mlp}.{spec.experts}", down_tf)
             if block.shared is not None and self.quantize_other:
                 agq = self.gptq and self.scheme.method.affinity and x is not None
                 weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None
@@ -169,18 +228,48 @@ class ModelQuantizer:
         if self.use_kernels and QuantExperts.kernel_compatible(block.experts.module):
             key = f"{prefix}.{spec.mlp}.{spec.experts}"
             kernel = kernel_weights(self.state.records[f"{key}.gate_up_proj"], self.state.records[f"{key}.down_proj"])
-        if self.aq.enabled or kernel is not None:
-            self.moe.replace_experts(i, QuantExperts(block.experts.module, self.aq, kernel, self.ctx.kernels))
+        if self.aq.enabled or kernel is not None or t_in is not None:
+            self.moe.replace_experts(i, QuantExperts(block.experts.module, self.aq, kernel, self.ctx.kernels,
+                                                     t_in, down_tf))
             self.state.quant_experts[i] = asdict(self.aq)
             if block.shared is not None:
                 for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
-    def _routed(self, block, x: torch.Tensor, n_main: int, i: int) -> RoutedTokens:
-        """Calibration tokens dispatched by the block's current router, balanced when the recipe asks."""
+    def _duquant_moe_input(self, block, x: torch.Tensor, prefix: str):
+        """One transform for the MoE input shared by the router, the routed experts' gate/up and the
+        shared experts' gate/up; the shared experts' down_proj gets its own."""
+        spec = self.moe.spec
+        experts_path = f"{prefix}.{spec.mlp}.{spec.experts}"
+        readers = {f"{prefix}.{spec.mlp}.{spec.router}": block.router}
+        if block.shared is not None:
+            t_in = self._duquant_mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}", readers)
+        else:
+            from quant_core.algorithms.duquant import install_shared
+
+            t_in = install_shared(readers, x, self.duquant, self.state, self.handles)
+        from quant_core.algorithms.duquant import fold
+
+        fold(block.experts.gate_up(), t_in)
+        self.state.transforms[f"{experts_path}.in"] = t_in
+        return t_in
+
+    def _duquant_expert_down(self, block, tokens: RoutedTokens, x_all: torch.Tensor, prefix: str) -> list:
+        """Per-expert down_proj transforms from each expert's (balanced, when asked) calibration tokens."""
+        from quant_core.algorithms.duquant import expert_down_transforms
+
+        xs = [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
+        tfs = expert_down_transforms(block.experts, xs, x_all, self.duquant)
+        key = f"{prefix}.{self.moe.spec.mlp}.{self.moe.spec.experts}.down"
+        self.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(tfs)})
+        return tfs
+
+    def _routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
+        """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
+        `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
         with torch.no_grad():
             _, weights, index = block.router(x)
-        tokens = RoutedTokens(x, index, weights.float())
+        tokens = RoutedTokens(x if x_tokens is None else x_tokens, index, weights.float())
         balance = self.recipe.calibration.balance
         if balance is not None:
             from quant_core.algorithms.balance import balance_tokens

@@ -55,6 +55,9 @@ class QuantState:
     diagnostics: dict = field(default_factory=dict)
     input_quant: dict[str, dict] = field(default_factory=dict)  # module path → ActQuant fields
     quant_experts: dict[int, dict] = field(default_factory=dict)  # layer → ActQuant fields
+    # DuQuant online input transforms: module path → BlockTransform; routed experts use
+    # "<experts path>.in" (shared with the router) and "<experts path>.down.<e>"
+    transforms: dict = field(default_factory=dict)
 
     def add(self, record: WeightRecord) -> None:
         self.records[record.key] = record

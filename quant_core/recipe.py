@@ -16,6 +16,7 @@ from quant_core.errors import RecipeError
 from quant_core.techniques import (
     ALIASES,
     ORDER,
+    DuQuantConfig,
     TECHNIQUES,
     WEIGHT_QUANTIZERS,
     GptqConfig,
@@ -68,8 +69,8 @@ class RouterSpec:
     act_bits: int = 8
     beta: float = 0.0
     lam: float = 0.0
-    clip_min: float = 0.5
-    clip_steps: int = 11
+    clip_min: float = 0.35  # the authors' router clip grid: 0.35 … 1.0 in 101 ratios (docs/methods.md)
+    clip_steps: int = 101
 
     def __post_init__(self) -> None:
         _check(self.bits in (2, 3, 4, 8), "bits", f"must be one of (2, 3, 4, 8), got {self.bits}")
@@ -77,7 +78,7 @@ class RouterSpec:
         _check(0.0 <= self.beta <= 1.0, "beta", "must be in [0, 1]")
         _check(self.lam >= 0.0, "lam", "must be >= 0")
         _check(0.0 < self.clip_min <= 1.0, "clip_min", "must be in (0, 1]")
-        _check(1 <= self.clip_steps <= 100, "clip_steps", "must be in [1, 100]")
+        _check(1 <= self.clip_steps <= 1000, "clip_steps", "must be in [1, 1000]")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return any(isinstance(t, (GptqConfig, SmoothConfig)) for t in self.techniques) or \
+        return any(isinstance(t, (GptqConfig, SmoothConfig, DuQuantConfig)) for t in self.techniques) or \
             self.router.mode in ("align", "gptq") or self.calibration.balance is not None
 
     def to_dict(self) -> dict:
@@ -283,7 +284,8 @@ def _check_consistency(recipe: Recipe) -> None:
     if recipe.allocation is not None:
         _check(recipe.weights.bits < 16, "allocation", "needs quantized weights (weights.bits < 16)")
     if recipe.weights.bits == 16 and recipe.weight_quantizer is not None and recipe.allocation is None:
-        if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None:
+        transforms = any(not isinstance(t, WEIGHT_QUANTIZERS) for t in recipe.techniques)
+        if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None and not transforms:
             raise RecipeError("weights.bits", "16-bit weights with a weight quantizer quantize nothing")
     if recipe.calibration.sampler == "ebss" and recipe.calibration.source not in ("auto",):
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")

@@ -19,7 +19,7 @@ def _check(cond: bool, key: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class RtnConfig:
-    """Round-to-nearest on the affine grid; optional per-channel clip search (ALGORITHMS.md)."""
+    """Round-to-nearest on the affine grid; optional per-channel clip search (docs/methods.md)."""
 
     clip_search: bool = False
     clip_min: float = 0.35
@@ -76,13 +76,31 @@ class RotationConfig:
     seed: int = 0
 
 
-TechniqueConfig = RtnConfig | GptqConfig | SmoothConfig | RotationConfig
+@dataclass(frozen=True)
+class DuQuantConfig:
+    """DuQuant online per-linear transforms (docs/methods.md "DuQuant"): at every quantized linear's
+    input, block rotation → zigzag permutation → block rotation, fitted on calibration activations;
+    the inverse is folded into the weights. Paper/code defaults: block 128, 256 greedy steps."""
+
+    block_size: int = 128
+    rotation_steps: int = 256
+    max_tokens: int = 512  # calibration rows each transform is fitted on
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.block_size >= 1, "block_size", "must be >= 1")
+        _check(0 <= self.rotation_steps <= 4096, "rotation_steps", "must be in [0, 4096]")
+        _check(8 <= self.max_tokens <= 1_000_000, "max_tokens", "must be in [8, 1000000]")
+
+
+TechniqueConfig = RtnConfig | GptqConfig | SmoothConfig | RotationConfig | DuQuantConfig
 
 TECHNIQUES: dict[str, type] = {
     "rtn": RtnConfig,
     "gptq": GptqConfig,
     "smooth": SmoothConfig,
     "rotation": RotationConfig,
+    "duquant": DuQuantConfig,
 }
 
 # Names accepted in recipes that stand for a configured technique.
@@ -95,4 +113,4 @@ ALIASES: dict[str, tuple[str, dict]] = {
 WEIGHT_QUANTIZERS = (RtnConfig, GptqConfig)
 
 # Canonical execution order; recipes may list techniques in any order.
-ORDER = (RotationConfig, SmoothConfig, RtnConfig, GptqConfig)
+ORDER = (RotationConfig, SmoothConfig, DuQuantConfig, RtnConfig, GptqConfig)

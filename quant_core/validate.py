@@ -8,7 +8,7 @@ from torch import nn
 from quant_core.adapters.model import MoEModel, get_path
 from quant_core.errors import RecipeError
 from quant_core.recipe import Recipe
-from quant_core.techniques import RotationConfig
+from quant_core.techniques import DuQuantConfig, RotationConfig
 
 
 def quantized_input_dims(moe: MoEModel) -> dict[str, int]:
@@ -41,3 +41,10 @@ def validate_for_model(recipe: Recipe, moe: MoEModel) -> None:
                                   f"{dim} of {name}; use a divisor of {dim} or null (per channel)")
     if recipe.technique(RotationConfig) is not None and not moe.spec.rotation:
         raise RecipeError("techniques", f"family {moe.spec.name} cannot take 'rotation'")
+    du = recipe.technique(DuQuantConfig)
+    if du is not None:
+        d = moe.config.hidden_size
+        b = du.block_size
+        for name, dim in {"hidden size": d, **quantized_input_dims(moe)}.items():
+            if dim > b and dim % b:
+                raise RecipeError("duquant.block_size", f"must divide the {name} ({dim}) or be at least it; got {b}")

@@ -13,7 +13,7 @@ EPILOG = """examples:
   moeq run --model testbed-mixtral --bits W4A16 --techniques gptq
   moeq run --model testbed-mixtral --bits W4A4 --techniques eaquant --json
   moeq run --model /models/Mixtral-8x7B --recipe recipe.json --save out/mixtral-w4
-techniques: rtn, gptq, agq, smooth, smoothquant, rotation; presets: duquant, eaquant, moequant, gptq_rotation"""
+techniques: rtn, gptq, agq, smooth, smoothquant, rotation, duquant; presets: duquant, eaquant, moequant, gptq_rotation, quarot_smooth"""
 
 
 def register(sub) -> None:

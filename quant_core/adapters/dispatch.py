@@ -20,6 +20,7 @@ class Dispatch:
     weights: torch.Tensor  # [T, k] gate weights as applied by the block
     logits: torch.Tensor | None  # [T, n] router logits
     inputs: torch.Tensor | None = None  # [T, d] expert inputs (hidden states), when kept
+    score: str = "softmax"  # the family's expert scores over the logits ("softmax" | "sigmoid")
 
     @property
     def num_tokens(self) -> int:
@@ -31,7 +32,7 @@ class Dispatch:
     def select(self, mask: torch.Tensor) -> "Dispatch":
         return Dispatch(self.index[mask], self.weights[mask],
                         None if self.logits is None else self.logits[mask],
-                        None if self.inputs is None else self.inputs[mask])
+                        None if self.inputs is None else self.inputs[mask], self.score)
 
 
 @dataclass
@@ -106,4 +107,5 @@ class DispatchRecorder:
             index=torch.cat(buf.index), weights=torch.cat(buf.weights),
             logits=torch.cat(buf.logits) if buf.logits else None,
             inputs=torch.cat(buf.inputs) if buf.inputs else None,
+            score=self.moe.blocks[layer].routing_rule().score,
         )

@@ -16,6 +16,7 @@ from torch import nn
 from quant_core.adapters.describe import get_family
 from quant_core.adapters.spec import FamilySpec
 from quant_core.errors import ModelError
+from quant_core.functional.routing import RoutingRule
 
 
 def get_path(root: nn.Module, dotted: str) -> nn.Module | None:
@@ -110,10 +111,31 @@ class MoEBlock:
     shared: nn.Module | None
     shared_gate: nn.Module | None
     spec: FamilySpec
+    config: object = None
 
     @property
     def num_experts(self) -> int:
         return self.experts.num_experts
+
+    def routing_rule(self) -> RoutingRule:
+        """How this block scores, selects and weights experts, from the family spec and the config."""
+        s, c = self.spec, self.config
+        sigmoid = s.routing == "sigmoid_grouped_topk"
+        grouped = sigmoid or getattr(c, "topk_method", None) == "group_limited_greedy"
+        norm = s.norm_topk_prob if s.norm_topk_prob is not None else bool(getattr(c, "norm_topk_prob", False))
+        return RoutingRule(
+            top_k=self.top_k, score="sigmoid" if sigmoid else "softmax", norm_topk_prob=norm,
+            n_group=int(getattr(c, "n_group", None) or 1) if grouped else 1,
+            topk_group=int(getattr(c, "topk_group", None) or 1) if grouped else 1,
+            group_score="top2_sum" if sigmoid else "max",
+            scaling=float(getattr(c, "routed_scaling_factor", None) or 1.0) if s.scaled_weights else 1.0)
+
+    def routing_bias(self) -> torch.Tensor | None:
+        """The router's selection-only bias (DeepSeek-V3 e_score_correction_bias), or None."""
+        if self.spec.router_bias is None:
+            return None
+        b = getattr(self.router, self.spec.router_bias, None)
+        return None if b is None else b.detach().float()
 
     @property
     def top_k(self) -> int:
@@ -169,7 +191,7 @@ class MoEModel:
                 layer_idx=i, layer=layer, block=block, router=router, experts=ExpertGroup(experts),
                 shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
-                spec=self.spec,
+                spec=self.spec, config=self.model.config,
             )
         if not out:
             raise ModelError(f"{type(self.model).__name__}: no MoE blocks found; moeq needs a Mixture-of-Experts model")

@@ -42,6 +42,9 @@ class FamilySpec:
     # routing semantics, for descriptions and the router-alignment objective
     routing: Literal["softmax_topk", "sigmoid_grouped_topk"] = "softmax_topk"
     router_bias: str | None = None  # buffer on the router added only for expert choice
+    # top-k weights renormalized: True/False for the family, None → the config's `norm_topk_prob`
+    norm_topk_prob: bool | None = None
+    scaled_weights: bool = False  # gate weights × config.routed_scaling_factor
     # capabilities
     rotation: bool = True
     notes: str = ""

@@ -3,6 +3,7 @@
 Experts over T keep a subset of T (highest gate weight, or random); experts under T are topped up
 with a random sample of the tokens routed to them from reserve calibration sequences (propagated through the quantized
 layers like the main set). r = 0 disables balancing. Counts before/after are recorded.
+See docs/methods.md "EAQuant".
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ def _hessians(inputs: list[torch.Tensor], gate_w: list[torch.Tensor], affinity: 
 
 @torch.no_grad()
 def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
-                            state: QuantState, key_prefix: str) -> None:
-    """Quantize gate_up then down of every expert of `block` in place; record tokens/fallbacks/errors."""
+                            state: QuantState, key_prefix: str, down_transforms: list | None = None) -> None:
+    """Quantize gate_up then down of every expert of `block` in place; record tokens/fallbacks/errors.
+    `down_transforms[e]` (DuQuant) maps expert e's down input to the basis its weights were folded into."""
     group = block.experts
     n = group.num_experts
     layer = block.layer_idx
@@ -90,6 +91,8 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
     if gptq:
         inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
                  for e in range(n)]
+        if down_transforms is not None:
+            inter = [down_transforms[e](a) for e, a in enumerate(inter)]
         H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
     state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))

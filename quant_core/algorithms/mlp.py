@@ -9,7 +9,6 @@ from torch import nn
 from quant_core.adapters.model import get_path
 from quant_core.algorithms.capture import InputStats
 from quant_core.algorithms.weights import Scheme, quantize_linear
-from quant_core.functional.gptq import hessian
 from quant_core.quantized import QuantState
 from quant_core.techniques import GptqConfig
 
@@ -17,7 +16,9 @@ CHUNK_TOKENS = 8192
 
 
 @torch.no_grad()
-def _down_input_hessian(mlp: nn.Module, down: nn.Module, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+def _input_hessian(mlp: nn.Module, down: nn.Module, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Hessian of the input `down` (any linear of `mlp`) actually receives when `mlp` runs on x —
+    after any input transform hooked on it (DuQuant)."""
     stats = InputStats()
     chunks: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
@@ -42,11 +43,12 @@ def quantize_mlp(mlp: nn.Module, x: torch.Tensor | None, in_names: tuple[str, ..
                  token_weights: torch.Tensor | None = None) -> None:
     """Quantize `mlp`'s input projections then its output projection, in place."""
     gptq = isinstance(scheme.method, GptqConfig) and x is not None
-    H_in = hessian(x, token_weights) if gptq else None
+    first = next((get_path(mlp, n) for n in in_names if get_path(mlp, n) is not None), None)
+    H_in = _input_hessian(mlp, first, x, token_weights) if gptq else None
     for name in in_names:
         mod = get_path(mlp, name)
         if mod is not None:
             state.add(quantize_linear(mod, f"{key_prefix}.{name}.weight", layer, bits, scheme, H_in))
     down = get_path(mlp, out_name)
-    H_out = _down_input_hessian(mlp, down, x, token_weights) if gptq else None
+    H_out = _input_hessian(mlp, down, x, token_weights) if gptq else None
     state.add(quantize_linear(down, f"{key_prefix}.{out_name}.weight", layer, bits, scheme, H_out))

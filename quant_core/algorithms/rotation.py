@@ -3,8 +3,9 @@
 1. Fold every RMSNorm's scale into the linears that read its output (norm weights become 1).
 2. With an orthogonal Q: readers of the residual stream W ← W·Q (attention inputs, router, experts'
    gate/up, shared experts, dense MLP inputs, lm_head), writers W ← Qᵀ·W (attention output,
-   experts' down, shared/dense down), embeddings E ← E·Q. The FP function is unchanged because
+   experts' down, shared-expert and dense down), embeddings E ← E·Q. The FP function is unchanged because
    RMSNorm without scale commutes with Q. The router is rotated like the experts.
+See docs/methods.md "Hadamard / QuaRot rotation".
 """
 
 from __future__ import annotations

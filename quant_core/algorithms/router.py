@@ -1,17 +1,18 @@
 """The router under a recipe: kept FP, quantized plainly (RTN, per channel), or quantized with
-EAQuant logit alignment: per-row clip ratios chosen by coordinate descent to minimize
-KL(softmax(z_fp) ‖ softmax(z_q)) over the FP top-m experts, m = k + ⌊β(n−k)⌋, plus λ·MSE; or
-quantized by GPTQ on the router's calibration inputs (mode "gptq", the MoEQuant paper's router).
+EAQuant logit alignment: per-row clip ratios chosen by coordinate descent to minimize the paper's
+loss (full-distribution KL gathered at the FP top-m experts, m = k + ⌊β(n−k)⌋, plus λ·MSE) under
+the family's routing rule; or quantized by GPTQ on the router's calibration inputs (mode "gptq", the
+MoEQuant paper's router). Equations and deviations: docs/methods.md "EAQuant" and "MoEQuant".
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from quant_core.adapters.model import MoEBlock
 from quant_core.functional.affine import compute_params, fake_quant, quantize
 from quant_core.functional.gptq import gptq_quantize, hessian
+from quant_core.functional.routing import RoutingRule, router_alignment_loss, select_experts
 from quant_core.modules import ActQuant
 from quant_core.quantized import QuantState, WeightRecord
 from quant_core.recipe import RouterSpec
@@ -24,29 +25,25 @@ def _router_key(block: MoEBlock) -> str:
     return f"{s.layers}.{block.layer_idx}.{s.mlp}.{s.router}.weight"
 
 
-def align_objective(z_fp: torch.Tensor, z_q: torch.Tensor, top_m: torch.Tensor, lam: float) -> torch.Tensor:
-    """KL over the FP top-m experts (renormalized) + λ·MSE of all logits, averaged over tokens."""
-    p = F.log_softmax(z_fp.gather(1, top_m), dim=-1)
-    q = F.log_softmax(z_q.gather(1, top_m), dim=-1)
-    kl = (p.exp() * (p - q)).sum(-1).mean()
-    return kl + lam * (z_fp - z_q).pow(2).mean() if lam > 0 else kl
-
-
-def _topk_agreement(z_fp: torch.Tensor, z_q: torch.Tensor, k: int) -> float:
-    a = z_fp.topk(k, dim=-1).indices
-    b = z_q.topk(k, dim=-1).indices
+def _topk_agreement(z_fp: torch.Tensor, z_q: torch.Tensor, rule: RoutingRule, bias: torch.Tensor | None) -> float:
+    a = select_experts(z_fp, rule, None, bias)
+    b = select_experts(z_q, rule, None, bias)
     return float((a[:, :, None] == b[:, None, :]).any(-1).float().mean())
 
 
 @torch.no_grad()
-def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: RouterSpec, k: int,
-                sweeps: int = 2) -> tuple[torch.Tensor, dict]:
-    """Per-row clip ratios for router weight `w` [n, d] minimizing the alignment objective."""
+def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: RouterSpec, rule: RoutingRule,
+                bias: torch.Tensor | None = None, sweeps: int = 2) -> tuple[torch.Tensor, dict]:
+    """Per-row clip ratios for router weight `w` [n, d] minimizing the alignment loss under `rule`."""
     n = w.shape[0]
+    k = rule.top_k
     z_fp = x_fp.float() @ w.float().T
     m = min(n, k + int(spec.beta * (n - k)))
-    top_m = z_fp.topk(m, dim=-1).indices
-    grid = torch.linspace(spec.clip_min, 1.0, spec.clip_steps).tolist()
+    grid = torch.linspace(spec.clip_min, 1.0, spec.clip_steps).tolist() if spec.clip_steps > 1 else [1.0]
+
+    def objective(z_q: torch.Tensor) -> float:
+        return float(router_alignment_loss(z_fp, z_q, m, spec.lam, rule, bias))
+
     clips = torch.ones(n, 1)
     wf = w.float()
 
@@ -54,8 +51,7 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
         return fake_quant(wf[e:e + 1], compute_params(wf[e:e + 1], spec.bits, None, True, c))[0]
 
     z_q = x_q.float() @ fake_quant(wf, compute_params(wf, spec.bits, None, True, 1.0)).T
-    before = {"objective": float(align_objective(z_fp, z_q, top_m, spec.lam)),
-              "topk_agreement": _topk_agreement(z_fp, z_q, k)}
+    before = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     for _ in range(sweeps):
         for e in range(n):
             best_c, best_obj, best_col = float(clips[e]), None, None
@@ -63,13 +59,13 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
                 col = x_q.float() @ row_q(e, c)
                 z_try = z_q.clone()
                 z_try[:, e] = col
-                obj = float(align_objective(z_fp, z_try, top_m, spec.lam))
+                obj = objective(z_try)
                 if best_obj is None or obj < best_obj - 1e-12:
                     best_c, best_obj, best_col = c, obj, col
             clips[e] = best_c
             z_q[:, e] = best_col
-    after = {"objective": float(align_objective(z_fp, z_q, top_m, spec.lam)), "topk_agreement": _topk_agreement(z_fp, z_q, k)}
-    return clips, {"top_m": m, "before": before, "after": after, "mean_clip": float(clips.mean())}
+    after = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
+    return clips, {"top_m": m, "routing": rule.score, "before": before, "after": after, "mean_clip": float(clips.mean())}
 
 
 @torch.no_grad()
@@ -84,7 +80,7 @@ def prepare_router(block: MoEBlock, x: torch.Tensor | None, spec: RouterSpec, st
     clips: torch.Tensor | float = 1.0
     if spec.mode == "align" and x is not None:
         sub = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_ALIGN_TOKENS]]
-        clips, diag = align_clips(w, sub, aq(sub), spec, block.top_k)
+        clips, diag = align_clips(w, sub, aq(sub), spec, block.routing_rule(), block.routing_bias())
         state.diagnostics.setdefault("router_align", {})[str(block.layer_idx)] = diag
     if spec.mode == "gptq" and x is not None:
         res = gptq_quantize(w.float(), hessian(x), spec.bits, None, True, act_order=True)

@@ -5,6 +5,7 @@ MoE side, aggregate="all": SmoothQuant over all tokens and all consumers (router
 shared experts); aggregate="router": the router's factor alone. aggregate="expert" (EAQuant): per expert, factors from the tokens routed to it
 and its own gate/up columns, plus the router (all tokens) and shared experts, aggregated by max.
 Optional per-expert smoothing of down_proj folds 1/s into the expert's up rows.
+Equations and deviations from the authors' code: docs/methods.md ("SmoothQuant", "EAQuant").
 """
 
 from __future__ import annotations

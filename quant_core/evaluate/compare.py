@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from quant_core.adapters.dispatch import Dispatch
+from quant_core.functional.routing import RoutingRule, routing_distribution
 from quant_core.evaluate.probe import ProbeResult
 
 
@@ -33,11 +32,13 @@ def top1_agreement(fp: Dispatch, q: Dispatch) -> float:
 
 
 def routing_kl(fp: Dispatch, q: Dispatch) -> float | None:
-    """Mean per-token KL(softmax(fp logits) ‖ softmax(q logits))."""
+    """Mean per-token KL between the family's expert distributions (softmax, or normalized sigmoid
+    scores) of the FP and quantized router logits."""
     if fp.logits is None or q.logits is None:
         return None
-    p = F.log_softmax(fp.logits.float(), -1)
-    r = F.log_softmax(q.logits.float(), -1)
+    rule = RoutingRule(top_k=fp.index.shape[1], score=getattr(fp, "score", "softmax"))
+    p = routing_distribution(fp.logits, rule)
+    r = routing_distribution(q.logits, rule)
     return float((p.exp() * (p - r)).sum(-1).mean())
 
 

@@ -1,4 +1,4 @@
-"""Affine weight quantizer on an integer grid (ALGORITHMS.md "Affine quantizer").
+"""Affine weight quantizer on an integer grid (docs/methods.md "RTN").
 
 Storage convention shared with `kernels/`: codes q are unsigned in [0, 2^b-1], dequant is
 w = (q - z)·s, scales and zeros have shape [..., out, n_groups]. Symmetric uses all 2^b codes, as

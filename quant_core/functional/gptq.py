@@ -4,6 +4,7 @@ Solves many independent problems at once: W [n, out, in] with Hessians H [n, in,
 expert) share one batched Cholesky and one column loop, so 64+ experts do not run one by one.
 Blocks of `block_size` columns with lazy error feedback; optional act-order (static groups);
 group scales fixed when a group starts (from the error-updated weights); dampening `damp`·mean(diag H).
+See docs/methods.md "GPTQ".
 """
 
 from __future__ import annotations

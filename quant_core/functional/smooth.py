@@ -1,4 +1,4 @@
-"""SmoothQuant scale computation: s_j = max|X_j|^α / max|W_{:,j}|^(1−α) (ALGORITHMS.md)."""
+"""SmoothQuant scale computation: s_j = max|X_j|^α / max|W_{:,j}|^(1−α) (docs/methods.md "SmoothQuant")."""
 
 from __future__ import annotations
 

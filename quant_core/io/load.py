@@ -15,7 +15,8 @@ from quant_core.errors import ArtifactError
 from quant_core.functional.affine import QuantParams, dequantize
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, FORMAT, META_FILE, sha256_file
 from kernels.backend import resolve_backend
-from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
+from quant_core.functional.duquant import BlockTransform
+from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, attach_input_transform, kernel_weights
 from quant_core.quantized import WeightRecord
 
 
@@ -78,15 +79,22 @@ def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str 
         target.copy_(dequantize(tensors[f"{key}.codes"], params, target.dtype))
         records[key] = WeightRecord(key, info["role"], info["layer"], tensors[f"{key}.codes"], params)
     model.to(device)
-    handles = install_runtime(moe, meta, kernels, records, torch.device(device))
+    transforms = {key: BlockTransform.from_tensors({n: tensors[f"transform.{key}.{n}"] for n in ("r1", "perm", "r2")})
+                  for key in meta.get("transforms", [])}
+    handles = install_runtime(moe, meta, kernels, records, torch.device(device), transforms)
     return LoadedModel(model, tokenizer, meta, moe, handles, records)
 
 
 def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | None = None,
-                    device: torch.device | None = None) -> list:
-    """Reinstall the activation quantization the pipeline installed (recorded in meta) and, when
-    kernels resolve to Triton on this device, the fused mixed-bit MoE kernel."""
+                    device: torch.device | None = None, transforms: dict | None = None) -> list:
+    """Reinstall the DuQuant input transforms and the activation quantization the pipeline installed
+    (recorded in meta) and, when kernels resolve to Triton on this device, the fused mixed-bit MoE kernel."""
     handles = []
+    transforms = transforms or {}
+    for path, t in transforms.items():  # before input quantization: it quantizes the transformed input
+        module = get_path(moe.model, path)
+        if module is not None and not isinstance(module, QuantExperts) and hasattr(module, "weight"):
+            handles.append(attach_input_transform(module, t))
     for path, fields in meta.get("input_quant", {}).items():
         module = get_path(moe.model, path)
         if module is None:
@@ -100,9 +108,12 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
         if use_kernel and f"{prefix}.gate_up_proj" in records and QuantExperts.kernel_compatible(block.experts.module):
             gate_up, down = records[f"{prefix}.gate_up_proj"], records[f"{prefix}.down_proj"]
             kernel = tuple(k.to(device) for k in kernel_weights(gate_up, down))
-        if fields is not None or kernel is not None:
+        t_in = transforms.get(f"{prefix}.in")
+        downs = [transforms[f"{prefix}.down.{e}"] for e in range(block.num_experts)] \
+            if f"{prefix}.down.0" in transforms else None
+        if fields is not None or kernel is not None or t_in is not None:
             aq = ActQuant(**{**(fields or {}), "backend": kernels})
-            moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels))
+            moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels, t_in, downs))
     return handles
 
 

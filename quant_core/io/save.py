@@ -50,6 +50,8 @@ def _codes_tensors(state: QuantState) -> dict[str, torch.Tensor]:
         out[f"{key}.scale"] = rec.params.scale.float().cpu().clone()
         out[f"{key}.zero"] = rec.params.zero.float().cpu().clone()
         out[f"{key}.bits"] = rec.params.bits.reshape(-1).cpu().clone()
+    for key, t in state.transforms.items():  # DuQuant online input transforms
+        out.update({f"transform.{key}.{name}": v.cpu().clone() for name, v in t.tensors().items()})
     return out
 
 
@@ -62,6 +64,7 @@ def _meta(state: QuantState, recipe: Recipe, result: dict) -> dict:
                     for k, r in state.records.items()},
         "input_quant": state.input_quant,
         "quant_experts": {str(k): v for k, v in state.quant_experts.items()},
+        "transforms": sorted(state.transforms),
         "summary": {k: result.get(k) for k in ("model", "bits", "metrics")},
     }
 
