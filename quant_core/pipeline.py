@@ -23,6 +23,7 @@ from quant_core.model_io import check_loadable, load_model, pick_device, resolve
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
+from quant_core.modules import kernel_report
 from quant_core.result import build_result
 from quant_core.validate import validate_for_model
 
@@ -114,6 +115,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
 
     num_experts = {i: b.num_experts for i, b in moe.blocks.items()}
     result = build_result(recipe, info, fp, q, state, num_experts, timings, device, calib_info)
+    result["environment"]["kernels"] = kernel_report(model, ctx.kernels)  # which backend the experts ran
     if ctx.save_dir is not None:
         from quant_core.io.save import save_quantized
 

@@ -14,7 +14,7 @@ from quant_core.adapters.model import MoEModel, get_path
 from quant_core.errors import ArtifactError
 from quant_core.functional.affine import QuantParams, dequantize
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, FORMAT, META_FILE, sha256_file
-from kernels.backend import resolve_backend
+from kernels.backend import may_use_kernels
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
 from quant_core.quantized import WeightRecord
 
@@ -92,14 +92,15 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
         if module is None:
             raise ArtifactError(f"input quantization recorded for missing module {path}")
         handles.append(attach_input_quant(module, ActQuant(**{**fields, "backend": kernels})))
-    use_kernel = records is not None and device is not None and resolve_backend(kernels, device) == "triton"
+    use_kernel = records is not None and device is not None and may_use_kernels(kernels, device)
     for i, block in moe.blocks.items():
         fields = meta.get("quant_experts", {}).get(str(i))
         prefix = f"{moe.spec.layers}.{i}.{moe.spec.mlp}.{moe.spec.experts}"
         kernel = None
         if use_kernel and f"{prefix}.gate_up_proj" in records and QuantExperts.kernel_compatible(block.experts.module):
             gate_up, down = records[f"{prefix}.gate_up_proj"], records[f"{prefix}.down_proj"]
-            kernel = tuple(k.to(device) for k in kernel_weights(gate_up, down))
+            kernel = kernel_weights(gate_up, down)
+            kernel = None if kernel is None else tuple(k.to(device) for k in kernel)
         if fields is not None or kernel is not None:
             aq = ActQuant(**{**(fields or {}), "backend": kernels})
             moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels))

@@ -1,0 +1,149 @@
+"""Packed layout of one projection (gate_up or down) of all experts of a layer, every expert at its own width.
+
+Codes are unsigned integers q ∈ [0, 2^b) with a zero point: w = (q − z)·s, s and z per (group of K, column n).
+That covers any integer grid (the asymmetric grid, the symmetric grid with z = 2^(b−1), and grids that use all
+2^b codes), so nothing here assumes a particular grid.
+
+Layout (decode-first, one flat buffer per projection):
+- A b-bit code is split into power-of-two *planes*: 2 → (2,), 3 → (2, 1), 4 → (4,), 8 → (8,); plane bits are
+  code bits [lo, lo + pb). A plane of width pb packs cpw = 32/pb consecutive k of one column n into an int32 word
+  (code k = r·cpw + j in bits [j·pb, (j+1)·pb) of word (r, n)), stored as [K_pad/cpw, N] row-major: consecutive
+  memory runs along N, so a warp's lanes read consecutive columns (coalesced) and a thread's 4 columns are one
+  128-bit load. No word straddles (3-bit needs no cross-word shifts). K is padded to a multiple of 32 with code 0.
+- All experts' planes live in one int32 buffer `qweight`; `offsets[e]` is expert e's first word, `bits[e]` its
+  width (the kernel's per-block width table).
+- Scales and zeros are float32 [E, G, N] (G = K / group_size): one contiguous row of N per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SUPPORTED_BITS = (2, 3, 4, 8)
+PLANES = {2: (2,), 3: (2, 1), 4: (4,), 8: (8,)}
+K_ALIGN = 32
+
+
+def padded_k(k: int) -> int:
+    return -(-k // K_ALIGN) * K_ALIGN
+
+
+def expert_words(out_features: int, in_features: int, bits: int) -> int:
+    """int32 words of one expert at `bits` (K padded to 32): exactly N·K_pad·b/32."""
+    return out_features * padded_k(in_features) * bits // 32
+
+
+def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """uint8 codes [N, K] → int32 words (flat: the planes of `bits` one after the other, each [K_pad/cpw, N])."""
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"packed kernels support bits {SUPPORTED_BITS}, got {bits}")
+    n, k = codes.shape
+    kp = padded_k(k)
+    c = torch.zeros(n, kp, dtype=torch.int64, device=codes.device)
+    c[:, :k] = codes.to(torch.int64)
+    out, lo = [], 0
+    for pb in PLANES[bits]:
+        cpw = 32 // pb
+        plane = ((c >> lo) & ((1 << pb) - 1)).reshape(n, kp // cpw, cpw)
+        shifts = torch.arange(cpw, device=codes.device, dtype=torch.int64) * pb
+        words = (plane << shifts).sum(-1)  # disjoint bit fields: the sum is an OR
+        words = torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32)
+        out.append(words.T.contiguous().reshape(-1))
+        lo += pb
+    return torch.cat(out)
+
+
+def unpack_planes(words: torch.Tensor, bits: int, n: int, k: int) -> torch.Tensor:
+    """Inverse of pack_planes: uint8 codes [N, K]."""
+    kp = padded_k(k)
+    codes = torch.zeros(n, kp, dtype=torch.int64, device=words.device)
+    start, lo = 0, 0
+    for pb in PLANES[bits]:
+        cpw = 32 // pb
+        size = kp // cpw * n
+        w = (words[start:start + size].to(torch.int64) & 0xFFFFFFFF).reshape(kp // cpw, n).T  # [N, K_pad/cpw]
+        shifts = torch.arange(cpw, device=words.device, dtype=torch.int64) * pb
+        plane = (w[:, :, None] >> shifts) & ((1 << pb) - 1)
+        codes |= plane.reshape(n, kp) << lo
+        start += size
+        lo += pb
+    return codes[:, :k].to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class MixedBitExperts:
+    """One projection of all experts of a layer in the packed layout above."""
+
+    num_experts: int
+    out_features: int
+    in_features: int
+    group_size: int
+    qweight: torch.Tensor  # int32 [Σ_e words_e]
+    offsets: torch.Tensor  # int64 [E]: first word of expert e
+    bits: torch.Tensor  # int32 [E]
+    scales: torch.Tensor  # float32 [E, G, N]
+    zeros: torch.Tensor  # float32 [E, G, N]
+
+    @staticmethod
+    def from_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bits: torch.Tensor | list,
+                   group_size: int) -> "MixedBitExperts":
+        """From per-expert uint8 codes [E, N, K], scales/zeros [E, N, G] and bits [E]."""
+        n, out_f, in_f = codes.shape
+        if in_f % group_size:
+            raise ValueError(f"group size {group_size} does not divide in_features {in_f}")
+        if scales.shape != (n, out_f, in_f // group_size) or zeros.shape != scales.shape:
+            raise ValueError(f"scales/zeros must be [{n}, {out_f}, {in_f // group_size}], got "
+                             f"{tuple(scales.shape)}/{tuple(zeros.shape)}")
+        bits_l = [int(b) for b in torch.as_tensor(bits).reshape(-1).tolist()]
+        if len(bits_l) != n:
+            raise ValueError(f"bits has {len(bits_l)} entries for {n} experts")
+        words, offsets, off = [], [], 0
+        for e, b in enumerate(bits_l):
+            if codes[e].numel() and int(codes[e].max()) >= 2 ** b:
+                raise ValueError(f"expert {e}: codes exceed the {b}-bit range")
+            words.append(pack_planes(codes[e], b))
+            offsets.append(off)
+            off += words[-1].numel()
+        dev = codes.device
+        return MixedBitExperts(n, out_f, in_f, group_size, torch.cat(words),
+                               torch.tensor(offsets, dtype=torch.int64, device=dev),
+                               torch.tensor(bits_l, dtype=torch.int32, device=dev),
+                               scales.float().transpose(1, 2).contiguous(), zeros.float().transpose(1, 2).contiguous())
+
+    def expert_codes(self, e: int) -> torch.Tensor:
+        b = int(self.bits[e])
+        start = int(self.offsets[e])
+        size = expert_words(self.out_features, self.in_features, b)
+        return unpack_planes(self.qweight[start:start + size], b, self.out_features, self.in_features)
+
+    def dequantize(self) -> torch.Tensor:
+        """All experts' weights [E, N, K] in float32 (the reference path)."""
+        idx = torch.arange(self.in_features, device=self.device) // self.group_size
+        out = torch.empty(self.num_experts, self.out_features, self.in_features, device=self.device)
+        for e in range(self.num_experts):
+            s, z = self.scales[e].T[:, idx], self.zeros[e].T[:, idx]
+            out[e] = (self.expert_codes(e).float() - z) * s
+        return out
+
+    def to(self, device) -> "MixedBitExperts":
+        return MixedBitExperts(self.num_experts, self.out_features, self.in_features, self.group_size,
+                               *(t.to(device) for t in (self.qweight, self.offsets, self.bits, self.scales,
+                                                        self.zeros)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.qweight.device
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(sorted({int(b) for b in self.bits.tolist()}))
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.qweight, self.scales, self.zeros))
+
+    def expert_bytes(self, e: int) -> int:
+        """Bytes the kernel streams for expert e: its packed words plus its scales and zeros."""
+        b = int(self.bits[e])
+        return 4 * expert_words(self.out_features, self.in_features, b) + 2 * self.scales[e].numel() * 4
