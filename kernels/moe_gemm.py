@@ -103,9 +103,9 @@ def _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr, z_ptr, rn, half_n, N, K, K_
 
 @triton.jit
 def _moe_kernel(a_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_ptr, s_ptr, z_ptr, route_w_ptr,
-                out_ptr, n_pairs, N, K, K_PAD, G, row_div, k_split, split_stride,
+                out_ptr, n_pairs, N, N_COLS, K, K_PAD, G, row_div, k_split, split_stride,
                 GATED: tl.constexpr, WEIGHTED: tl.constexpr, FUSED_EPILOGUE: tl.constexpr, GROUP: tl.constexpr,
-                OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                WIDTHS: tl.constexpr, OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -114,28 +114,35 @@ def _moe_kernel(a_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_pt
         rows = tl.load(pairs_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
         valid = rows < n_pairs
         a_rows = rows // row_div
-        half_n = N // 2
-        n_cols = half_n if GATED else N
+        half_n = N_COLS  # gated: N = 2·N_COLS (gate columns, then up columns)
+        n_cols = N_COLS
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         nmask = rn < n_cols
         bits = tl.load(bits_ptr + e)
-        w_ptr = qw_ptr + tl.load(offsets_ptr + e)
+        w_ptr = qw_ptr + tl.multiple_of(tl.load(offsets_ptr + e), 16)  # experts start on 64-byte boundaries
         s_ptr_e = s_ptr + e.to(tl.int64) * G * N
         z_ptr_e = z_ptr + e.to(tl.int64) * G * N
         k_lo = pid_k * k_split
         k_hi = tl.minimum(k_lo + k_split, K)
-        if bits == 4:
-            acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD, k_lo,
-                                       k_hi, nmask, 4, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
-        elif bits == 2:
-            acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD, k_lo,
-                                       k_hi, nmask, 2, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
-        elif bits == 3:
-            acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD, k_lo,
-                                       k_hi, nmask, 3, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
-        else:
-            acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD, k_lo,
-                                       k_hi, nmask, 8, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        # WIDTHS: bit mask of the widths present in this projection; only those loops are compiled
+        if (WIDTHS >> 4) & 1:
+            if bits == 4:
+                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
+                                           k_lo, k_hi, nmask, 4, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+        if (WIDTHS >> 2) & 1:
+            if bits == 2:
+                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
+                                           k_lo, k_hi, nmask, 2, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+        if (WIDTHS >> 3) & 1:
+            if bits == 3:
+                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
+                                           k_lo, k_hi, nmask, 3, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+        if (WIDTHS >> 8) & 1:
+            if bits == 8:
+                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
+                                           k_lo, k_hi, nmask, 8, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
         omask = valid[:, None] & nmask[None, :]
         if FUSED_EPILOGUE:
             if GATED:
@@ -169,9 +176,10 @@ def _launch(a: torch.Tensor, routing: Routing, experts: MixedBitExperts, row_div
     out = torch.empty((p, n_cols) if fused else (split, p, n), dtype=torch.float32, device=a.device)
     grid = (routing.n_blocks, triton.cdiv(n_cols, cfg.block_n), split)
     _moe_kernel[grid](a, routing.sorted_pairs, routing.block_expert, experts.qweight, experts.offsets, experts.bits,
-                      experts.scales, experts.zeros, route_w if route_w is not None else a, out, p, n, k,
+                      experts.scales, experts.zeros, route_w if route_w is not None else a, out, p, n, n_cols, k,
                       -(-k // 32) * 32, experts.scales.shape[1], row_div, k_split, p * n,
                       GATED=gated, WEIGHTED=route_w is not None, FUSED_EPILOGUE=fused, GROUP=experts.group_size,
+                      WIDTHS=sum(1 << b for b in experts.widths),
                       OP=tl.float16 if op == torch.float16 else tl.bfloat16, BLOCK_M=cfg.block_m,
                       BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if fused:

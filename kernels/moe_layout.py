@@ -10,8 +10,8 @@ Layout (decode-first, one flat buffer per projection):
   (code k = r·cpw + j in bits [j·pb, (j+1)·pb) of word (r, n)), stored as [K_pad/cpw, N] row-major: consecutive
   memory runs along N, so a warp's lanes read consecutive columns (coalesced) and a thread's 4 columns are one
   128-bit load. No word straddles (3-bit needs no cross-word shifts). K is padded to a multiple of 32 with code 0.
-- All experts' planes live in one int32 buffer `qweight`; `offsets[e]` is expert e's first word, `bits[e]` its
-  width (the kernel's per-block width table).
+- All experts' planes live in one int32 buffer `qweight`; `offsets[e]` is expert e's first word (a multiple of
+  16 words, so 128-bit loads stay aligned), `bits[e]` its width (the kernel's per-block width table).
 - Scales and zeros are float32 [E, G, N] (G = K / group_size): one contiguous row of N per group.
 """
 
@@ -24,6 +24,7 @@ import torch
 SUPPORTED_BITS = (2, 3, 4, 8)
 PLANES = {2: (2,), 3: (2, 1), 4: (4,), 8: (8,)}
 K_ALIGN = 32
+EXPERT_ALIGN_WORDS = 16  # every expert starts on a 64-byte boundary (aligned 128-bit loads)
 
 
 def padded_k(k: int) -> int:
@@ -85,6 +86,7 @@ class MixedBitExperts:
     bits: torch.Tensor  # int32 [E]
     scales: torch.Tensor  # float32 [E, G, N]
     zeros: torch.Tensor  # float32 [E, G, N]
+    widths: tuple[int, ...]  # the distinct widths present (host-side, so launches never read the device)
 
     @staticmethod
     def from_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bits: torch.Tensor | list,
@@ -103,14 +105,17 @@ class MixedBitExperts:
         for e, b in enumerate(bits_l):
             if codes[e].numel() and int(codes[e].max()) >= 2 ** b:
                 raise ValueError(f"expert {e}: codes exceed the {b}-bit range")
-            words.append(pack_planes(codes[e], b))
+            packed = pack_planes(codes[e], b)
+            pad = -packed.numel() % EXPERT_ALIGN_WORDS
+            words += [packed, torch.zeros(pad, dtype=torch.int32, device=codes.device)]
             offsets.append(off)
-            off += words[-1].numel()
+            off += packed.numel() + pad
         dev = codes.device
         return MixedBitExperts(n, out_f, in_f, group_size, torch.cat(words),
                                torch.tensor(offsets, dtype=torch.int64, device=dev),
                                torch.tensor(bits_l, dtype=torch.int32, device=dev),
-                               scales.float().transpose(1, 2).contiguous(), zeros.float().transpose(1, 2).contiguous())
+                               scales.float().transpose(1, 2).contiguous(), zeros.float().transpose(1, 2).contiguous(),
+                               tuple(sorted(set(bits_l))))
 
     def expert_codes(self, e: int) -> torch.Tensor:
         b = int(self.bits[e])
@@ -130,15 +135,11 @@ class MixedBitExperts:
     def to(self, device) -> "MixedBitExperts":
         return MixedBitExperts(self.num_experts, self.out_features, self.in_features, self.group_size,
                                *(t.to(device) for t in (self.qweight, self.offsets, self.bits, self.scales,
-                                                        self.zeros)))
+                                                        self.zeros)), self.widths)
 
     @property
     def device(self) -> torch.device:
         return self.qweight.device
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return tuple(sorted({int(b) for b in self.bits.tolist()}))
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.qweight, self.scales, self.zeros))
