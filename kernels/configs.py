@@ -24,7 +24,7 @@ class MoeConfig:
 
 CONFIGS = {
     # regime: (config for K ≥ 2048, config for smaller K)
-    "decode": (MoeConfig(16, 64, 128, 4, 4, 3), MoeConfig(16, 64, 64, 1, 4, 2)),
+    "decode": (MoeConfig(16, 128, 128, 4, 4, 3), MoeConfig(16, 64, 64, 1, 4, 2)),
     "prefill": (MoeConfig(64, 64, 64, 1, 4, 3), MoeConfig(32, 64, 32, 1, 4, 2)),
 }
 

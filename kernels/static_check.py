@@ -5,7 +5,11 @@ cuobjdump that ships inside Triton, and report for the main loop
 - global load widths (LDG / LDGSTS .32/.64/.128) and whether the weight words can all come in 128-bit loads,
 - the MMA instructions (HMMA/HGMMA with their operand types; TF32 is a failure).
 
-    python -m kernels.static_check            # table for every kernel configuration below
+    python -m kernels.static_check                 # table for every width, projection and regime
+    python -m kernels.static_check --json --bits 4  # JSON rows (what tests/kernels/test_static_sass.py reads)
+
+Compiling needs real JIT functions, so run it with TRITON_INTERPRET unset (the CLI clears it for itself only when
+it is started as a subprocess by the tests).
 """
 
 from __future__ import annotations
@@ -94,7 +98,9 @@ def _moe_spec(gated: bool, bits: int, act: str, cfg):
     return _moe_kernel, sig, const, aligned, weight_kb
 
 
-def analyze_moe(gated: bool, bits: int, cfg, act: str = "bf16") -> dict:
+def analyze_moe(gated: bool, bits: int, cfg, act: str | None = None) -> dict:
+    """One projection at one width; activations bf16 into gate_up and fp32 (the intermediate) into down."""
+    act = act or ("bf16" if gated else "fp32")
     fn, sig, const, aligned, weight_kb = _moe_spec(gated, bits, act, cfg)
     stats = main_loop(compile_sass(fn, sig, const, aligned, cfg.num_warps, cfg.num_stages))
     threads = 32 * cfg.num_warps
@@ -104,17 +110,21 @@ def analyze_moe(gated: bool, bits: int, cfg, act: str = "bf16") -> dict:
             "instr_per_warp_per_kb": stats.instructions / weight_kb,
             "warp_instr_per_kb": stats.instructions * cfg.num_warps / weight_kb,
             "loads": stats.loads, "wide_loads": wide_loads(stats),
-            "wide_loads_needed": weight_words / (4 * threads),  # 128-bit loads if every weight word used one
+            # 128-bit loads per thread if every weight word and every activation element came in one
+            "wide_loads_needed": weight_words / (4 * threads)
+            + cfg.block_m * cfg.block_k * (2 if act == "bf16" else 4) / (16 * threads),
             "mma": stats.mma, "tf32": has_tf32(stats)}
 
 
-def report() -> list[dict]:
+def report(bits_list=(2, 3, 4, 8), regimes=None, projections=(True, False)) -> list[dict]:
     from kernels.configs import CONFIGS
 
     rows = []
     for regime, (cfg, _) in CONFIGS.items():
-        for bits in (2, 3, 4, 8):
-            for gated in (True, False):
+        if regimes and regime not in regimes:
+            continue
+        for bits in bits_list:
+            for gated in projections:
                 row = analyze_moe(gated, bits, cfg)
                 row["regime"] = regime
                 rows.append(row)
@@ -122,10 +132,24 @@ def report() -> list[dict]:
 
 
 def main() -> None:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="SASS static check of the fused MoE kernel (sm_90, no GPU needed)")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--bits", type=int, nargs="*", default=[2, 3, 4, 8])
+    ap.add_argument("--regime", nargs="*", default=None)
+    ap.add_argument("--projection", choices=["gate_up", "down", "both"], default="both")
+    args = ap.parse_args()
+    proj = {"gate_up": (True,), "down": (False,), "both": (True, False)}[args.projection]
+    rows = report(tuple(args.bits), args.regime, proj)
+    if args.json:
+        print(json.dumps([{**r, "config": vars(r["config"])} for r in rows]))
+        return
     print("| kernel | regime | tile (M×N×K, warps, stages, split) | loop instr | instr/warp/KB | 128-bit loads "
           "(needed) | MMA | TF32 |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in report():
+    for r in rows:
         c = r["config"]
         print(f"| {r['kernel']} | {r['regime']} | {c.block_m}×{c.block_n}×{c.block_k}, {c.num_warps}, "
               f"{c.num_stages}, {c.split_k} | {r['loop_instructions']} | {r['instr_per_warp_per_kb']:.0f} | "

@@ -84,6 +84,15 @@ class QuantExperts(nn.Module):
         self.backend = backend
         self.ran = {"torch": 0, "triton": 0}  # forward calls per backend (reported in the result JSON)
 
+    def release_dense(self) -> None:
+        """Drop the dequantized expert weights: the packed copy in `kernel` replaces them. Only when every forward
+        runs the kernel (backend "triton"); "auto" may still fall back to the torch path."""
+        if self.kernel is None or self.backend != "triton":
+            raise ValueError("dense expert weights are needed unless every forward runs the kernel "
+                             "(MOEQ_KERNELS=triton)")
+        for name in ("gate_up_proj", "down_proj"):
+            setattr(self, name, nn.Parameter(getattr(self, name).new_empty(0), requires_grad=False))
+
     @staticmethod
     def kernel_compatible(experts: nn.Module) -> bool:
         """The fused kernel implements SiLU(gate)·up on concatenated, untransposed, bias-free experts."""

@@ -77,8 +77,9 @@ def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str 
             target = group.gate_up() if info["role"] == "experts_gate_up" else group.down()
         target.copy_(dequantize(tensors[f"{key}.codes"], params, target.dtype))
         records[key] = WeightRecord(key, info["role"], info["layer"], tensors[f"{key}.codes"], params)
-    model.to(device)
+    # before the move, so that experts running the packed kernel never bring their dense copy to the device
     handles = install_runtime(moe, meta, kernels, records, torch.device(device))
+    model.to(device)
     return LoadedModel(model, tokenizer, meta, moe, handles, records)
 
 
@@ -103,7 +104,10 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
             kernel = None if kernel is None else tuple(k.to(device) for k in kernel)
         if fields is not None or kernel is not None:
             aq = ActQuant(**{**(fields or {}), "backend": kernels})
-            moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels))
+            quant = QuantExperts(block.experts.module, aq, kernel, kernels)
+            moe.replace_experts(i, quant)
+            if kernel is not None and kernels == "triton":
+                quant.release_dense()  # the packed weights replace the dequantized ones
     return handles
 
 

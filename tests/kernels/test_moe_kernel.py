@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from kernels.configs import MoeConfig
 from kernels.moe_gemm import fused_moe, fused_moe_ref
 from kernels.moe_layout import MixedBitExperts, expert_words, pack_planes, unpack_planes
 from kernels.routing import align_routing, max_blocks
 from quant_core.functional.affine import compute_params, quantize
+from tests.kernels.tf32_probe import fp32_operand_gemm
 from tests.kernels.error_model import UNIT_ROUNDOFF, U32, assert_within, gemm_bound, moe_bound
 
 
@@ -138,22 +137,11 @@ def test_fused_kernel_refuses_group_sizes_the_layout_cannot_tile():
         fused_moe(torch.randn(2, 48), idx, w, gate_up, down, backend="triton")
 
 
-@triton.jit
-def _fp32_operand_gemm(x_ptr, w_ptr, y_ptr, IEEE: tl.constexpr, M: tl.constexpr, N: tl.constexpr,
-                       K: tl.constexpr):
-    """The old kernels' mistake in miniature: fp32 operands into tl.dot (TF32 on the GPU unless "ieee")."""
-    rm, rn, rk = tl.arange(0, M), tl.arange(0, N), tl.arange(0, K)
-    x = tl.load(x_ptr + rm[:, None] * K + rk[None, :])
-    w = tl.load(w_ptr + rk[:, None] * N + rn[None, :])
-    y = tl.dot(x, w, input_precision="ieee") if IEEE else tl.dot(x, w)
-    tl.store(y_ptr + rm[:, None] * N + rn[None, :], y)
-
-
 def _fp32_gemm(ieee: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(16, 64, generator=g), torch.randn(64, 32, generator=g)
     y = torch.empty(16, 32)
-    _fp32_operand_gemm[(1,)](x, w, y, IEEE=ieee, M=16, N=32, K=64)
+    fp32_operand_gemm[(1,)](x, w, y, IEEE=ieee, M=16, N=32, K=64)
     return y, x.double() @ w.double(), gemm_bound(x, w.T, w.T.abs(), U32)
 
 

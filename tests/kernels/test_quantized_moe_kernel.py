@@ -53,6 +53,8 @@ def test_reload_with_kernels_is_bitwise_repeatable_and_follows_the_torch_path(ti
     plain = load_quantized(save, kernels="torch")
     fused = load_quantized(save, kernels="triton")
     assert all(isinstance(b.experts.module, QuantExperts) for b in fused.moe.moe_blocks())
+    # the packed weights replace the dequantized ones (MOEQ_KERNELS=triton: every forward runs the kernel)
+    assert all(b.experts.module.gate_up_proj.numel() == 0 for b in fused.moe.moe_blocks())
     ids = torch.randint(4, 100, (1, 10), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b, ref = fused.model(ids).logits, fused.model(ids).logits, plain.model(ids).logits
