@@ -2,7 +2,8 @@
 
 A shape class is (regime, hidden size bucket): regime "decode" for ≤ 16 tokens (few rows per expert: small
 BLOCK_M, split-K so that enough CTAs stream the weights), "prefill" above. These are starting points chosen from
-the static SASS check (tests/kernels/test_static_sass.py); they are not GPU-tuned until RESULTS.md records a run.
+the static SASS check (python -m kernels.static_check: fewest issued instructions per weight KB or per MAC with every
+weight word in a 128-bit load and no register spills); they are not GPU-tuned until RESULTS.md records a run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class MoeConfig:
 CONFIGS = {
     # regime: (config for K ≥ 2048, config for smaller K)
     "decode": (MoeConfig(16, 128, 128, 4, 4, 3), MoeConfig(16, 64, 64, 1, 4, 2)),
-    "prefill": (MoeConfig(64, 64, 64, 1, 4, 3), MoeConfig(32, 64, 32, 1, 4, 2)),
+    "prefill": (MoeConfig(64, 128, 128, 1, 8, 3), MoeConfig(64, 64, 64, 1, 4, 3)),
 }
 
 
@@ -38,14 +39,7 @@ def shape_class(tokens: int, hidden: int, inter: int, num_experts: int, top_k: i
     return f"moe:{regime(tokens)}:d{hidden}:i{inter}:e{num_experts}:k{top_k}"
 
 
-def pick(tokens: int, k: int, group_size: int) -> MoeConfig:
+def pick(tokens: int, k: int) -> MoeConfig:
+    """The shape class's config; the launcher narrows BLOCK_K to the group and padded K, and split-K to K."""
     big, small = CONFIGS[regime(tokens)]
-    cfg = big if k >= 2048 else small
-    bk = cfg.block_k
-    # a K tile must lie inside one quantization group (scales are applied once per tile)
-    while bk > 32 and group_size % bk and group_size != k:
-        bk //= 2
-    split = cfg.split_k
-    while split > 1 and k // split < bk:
-        split //= 2
-    return MoeConfig(cfg.block_m, cfg.block_n, bk, split, cfg.num_warps, cfg.num_stages)
+    return big if k >= 2048 else small

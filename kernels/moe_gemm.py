@@ -18,6 +18,8 @@ and the epilogue applied afterwards.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -169,19 +171,23 @@ def _launch(a: torch.Tensor, routing: Routing, experts: MixedBitExperts, row_div
     n, k = experts.out_features, experts.in_features
     n_cols = n // 2 if gated else n
     p = routing.n_pairs
+    k_pad = -(-k // 32) * 32
+    bk = cfg.block_k  # a K tile must lie inside one group and inside the padded K (no reads past an expert)
+    while bk > 32 and ((experts.group_size % bk and experts.group_size != k) or k_pad % bk):
+        bk //= 2
     split = cfg.split_k
-    k_split = triton.cdiv(triton.cdiv(k, split), cfg.block_k) * cfg.block_k
+    k_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
     split = triton.cdiv(k, k_split)
     fused = split == 1
     out = torch.empty((p, n_cols) if fused else (split, p, n), dtype=torch.float32, device=a.device)
     grid = (routing.n_blocks, triton.cdiv(n_cols, cfg.block_n), split)
     _moe_kernel[grid](a, routing.sorted_pairs, routing.block_expert, experts.qweight, experts.offsets, experts.bits,
                       experts.scales, experts.zeros, route_w if route_w is not None else a, out, p, n, n_cols, k,
-                      -(-k // 32) * 32, experts.scales.shape[1], row_div, k_split, p * n,
+                      k_pad, experts.scales.shape[1], row_div, k_split, p * n,
                       GATED=gated, WEIGHTED=route_w is not None, FUSED_EPILOGUE=fused, GROUP=experts.group_size,
                       WIDTHS=sum(1 << b for b in experts.widths),
                       OP=tl.float16 if op == torch.float16 else tl.bfloat16, BLOCK_M=cfg.block_m,
-                      BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                      BLOCK_N=cfg.block_n, BLOCK_K=bk, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if fused:
         return out
     total = out.sum(0)  # fixed-order reduction over the splits
@@ -218,10 +224,10 @@ def fused_moe(hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: to
     check_layout(gate_up)
     check_layout(down)
     op = operand_dtype(hidden.dtype)
-    cfg_gu = config or configs.pick(t, gate_up.in_features, gate_up.group_size)
-    cfg_d = config or configs.pick(t, down.in_features, down.group_size)
+    cfg_gu = config or configs.pick(t, gate_up.in_features)
+    cfg_d = config or configs.pick(t, down.in_features)
     if cfg_gu.block_m != cfg_d.block_m:
-        cfg_d = configs.MoeConfig(cfg_gu.block_m, *list(vars(cfg_d).values())[1:])
+        cfg_d = dataclasses.replace(cfg_d, block_m=cfg_gu.block_m)  # one routing serves both launches
     routing = align_routing(top_k_index, gate_up.num_experts, cfg_gu.block_m)  # shared by both projections
     inter = _launch(hidden.contiguous(), routing, gate_up, top_k, True, None, cfg_gu, op)
     if act_quant is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.configs import MoeConfig
+from kernels.configs import CONFIGS, MoeConfig
 from kernels.moe_gemm import fused_moe, fused_moe_ref
 from kernels.moe_layout import MixedBitExperts, expert_words, pack_planes, unpack_planes
 from kernels.routing import align_routing, max_blocks
@@ -69,6 +69,7 @@ CASES = [  # tokens, d, inter, bits, top_k, group, config (None: the shape-class
     (1, 128, 64, [2, 4, 4, 2], 2, 64, MoeConfig(16, 32, 32, 4, 4, 1)),  # decode, split-K 4
     (3, 64, 96, [8, 2, 3, 4, 8], 4, 32, MoeConfig(16, 32, 32, 2, 4, 1)),  # split-K 2, top-4
     (20, 96, 32, [4, 3, 2, 8], 2, None, MoeConfig(32, 32, 32, 1, 4, 1)),  # per-channel groups, prefill tile
+    (2, 512, 96, [3, 4, 2, 8], 2, None, CONFIGS["decode"][0]),  # the decode default: 128-wide K tiles, split-K
 ]
 
 
