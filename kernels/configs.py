@@ -17,16 +17,15 @@ DECODE_MAX_TOKENS = 16
 class MoeConfig:
     block_m: int
     block_n: int
-    block_k: int
-    split_k: int
+    split_k: int  # K is cut into at most this many slices (each a multiple of every width's K step)
     num_warps: int
     num_stages: int
 
 
 CONFIGS = {
     # regime: (config for K ≥ 2048, config for smaller K)
-    "decode": (MoeConfig(16, 128, 128, 4, 4, 3), MoeConfig(16, 64, 64, 1, 4, 2)),
-    "prefill": (MoeConfig(64, 128, 128, 1, 8, 3), MoeConfig(64, 64, 64, 1, 4, 3)),
+    "decode": (MoeConfig(16, 128, 4, 8, 3), MoeConfig(16, 64, 1, 4, 2)),
+    "prefill": (MoeConfig(64, 128, 1, 8, 3), MoeConfig(64, 64, 1, 4, 3)),
 }
 
 
@@ -40,6 +39,6 @@ def shape_class(tokens: int, hidden: int, inter: int, num_experts: int, top_k: i
 
 
 def pick(tokens: int, k: int) -> MoeConfig:
-    """The shape class's config; the launcher narrows BLOCK_K to the group and padded K, and split-K to K."""
+    """The shape class's config (the kernel's K step is per width: kernels.moe_layout.k_step)."""
     big, small = CONFIGS[regime(tokens)]
     return big if k >= 2048 else small

@@ -27,7 +27,7 @@ import triton.language as tl
 
 from kernels import configs
 from kernels.backend import resolve_backend
-from kernels.moe_layout import MixedBitExperts
+from kernels.moe_layout import MixedBitExperts, k_step
 from kernels.routing import Routing, align_routing
 
 
@@ -56,58 +56,82 @@ def fused_moe_ref(hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights
 
 
 @triton.jit
-def _plane_tile(w_ptr, row0, rn, N, nmask, PB: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Codes of one plane for k rows [row0·cpw, row0·cpw + BLOCK_K) × columns rn, as int32 [BLOCK_K, BLOCK_N]."""
-    CPW: tl.constexpr = 32 // PB
-    R: tl.constexpr = BLOCK_K // CPW
-    rr = row0 + tl.arange(0, R)
-    words = tl.load(w_ptr + rr[:, None] * N + rn[None, :], mask=nmask[None, :], other=0)
-    shifts = tl.arange(0, CPW) * PB
-    codes = (words[:, None, :] >> shifts[None, :, None]) & ((1 << PB) - 1)
-    return tl.reshape(codes, (BLOCK_K, BLOCK_N))
+def _words(w_ptr, tile, rn, N, nmask):
+    """The 16 word rows of one plane tile × columns rn: int32 [16, BLOCK_N], 128-bit loads along N."""
+    rr = tile * 16 + tl.arange(0, 16)
+    return tl.load(w_ptr + rr[:, None] * N + rn[None, :], mask=nmask[None, :], other=0)
 
 
 @triton.jit
-def _codes(w_ptr, k0, rn, N, K_PAD, nmask, BITS: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
-    if BITS == 3:  # a 2-bit plane and a 1-bit plane
-        lo = _plane_tile(w_ptr, k0 // 16, rn, N, nmask, 2, BLOCK_K, BLOCK_N)
-        hi = _plane_tile(w_ptr + (K_PAD // 16) * N, k0 // 32, rn, N, nmask, 1, BLOCK_K, BLOCK_N)
-        return lo | (hi << 2)
-    else:
-        return _plane_tile(w_ptr, k0 // (32 // BITS), rn, N, nmask, BITS, BLOCK_K, BLOCK_N)
+def _scaled(acc, part, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, KU, N, rn, nmask, NU: tl.constexpr):
+    """acc + s_g·(Σ_k x q − z_g·Σ_k x) over the NU 16-k slices from slice u0 (all in group g). Slices past K
+    have zero activations and zero sums, so clamping g to the last group adds nothing for them."""
+    g = tl.minimum(g, G - 1)
+    s = tl.load(s_ptr + g * N + rn, mask=nmask, other=0.0)
+    z = tl.load(z_ptr + g * N + rn, mask=nmask, other=0.0)
+    xs = tl.zeros_like(a_rows.to(tl.float32))
+    u = u0 + tl.zeros_like(a_rows)  # a vector, so that the mask below is elementwise
+    for t in tl.static_range(NU):
+        xs += tl.load(xs_ptr + a_rows * KU + u + t, mask=valid & (u + t < KU), other=0.0)
+    return acc + s[None, :] * (part - z[None, :] * xs[:, None])
 
 
 @triton.jit
-def _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr, z_ptr, rn, half_n, N, K, K_PAD, k_lo, k_hi, nmask,
+def _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr, z_ptr, rn, half_n, N, K, G, k_lo, k_hi, nmask,
                  BITS: tl.constexpr, GATED: tl.constexpr, GROUP: tl.constexpr, OP: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One expert's [BLOCK_M, BLOCK_N] tile over k ∈ [k_lo, k_hi): per 16-k slice, one shift-and-mask of the
+    plane words, one k16 MMA on the integer codes, the group's scale/zero once per group on the fp32 result."""
+    PB: tl.constexpr = 8 if BITS == 8 else (4 if BITS == 4 else 2)  # the first plane's width
+    CPW: tl.constexpr = 32 // PB
+    STEP: tl.constexpr = 512 if BITS == 3 else 16 * CPW  # K per loop trip: one tile of the narrowest plane
+    SUBS: tl.constexpr = STEP // 16
+    GSUB: tl.constexpr = GROUP // 16 if GROUP < STEP else SUBS  # 16-k slices per scale application
+    k_pad = (K + STEP - 1) // STEP * STEP
+    hi_ptr = w_ptr + (k_pad // CPW) * N  # 3-bit: the 1-bit plane follows the 2-bit plane
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(a_ptr + a_rows[:, None] * K + rk[None, :], mask=valid[:, None] & (rk[None, :] < K), other=0.0)
-        a = a.to(OP)
-        a_sum = tl.sum(a.to(tl.float32), axis=1)
-        g_off = (k0 // GROUP) * N
-        q = _codes(w_ptr, k0, rn, N, K_PAD, nmask, BITS, BLOCK_K, BLOCK_N)
-        d = tl.dot(a, q.to(OP), out_dtype=tl.float32)
-        s = tl.load(s_ptr + g_off + rn, mask=nmask, other=0.0)
-        z = tl.load(z_ptr + g_off + rn, mask=nmask, other=0.0)
-        acc += s[None, :] * (d - z[None, :] * a_sum[:, None])
-        if GATED:  # the matching "up" columns are half_n further along N
-            q_u = _codes(w_ptr, k0, rn + half_n, N, K_PAD, nmask, BITS, BLOCK_K, BLOCK_N)
-            d_u = tl.dot(a, q_u.to(OP), out_dtype=tl.float32)
-            s_u = tl.load(s_ptr + g_off + half_n + rn, mask=nmask, other=0.0)
-            z_u = tl.load(z_ptr + g_off + half_n + rn, mask=nmask, other=0.0)
-            acc_up += s_u[None, :] * (d_u - z_u[None, :] * a_sum[:, None])
+    for k0 in range(k_lo, k_hi, STEP):
+        for j in tl.static_range(SUBS):
+            if j % GSUB == 0:
+                part = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+                part_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            if j % CPW == 0:
+                w0 = _words(w_ptr, (k0 // 16 + j) // CPW, rn, N, nmask)
+                if GATED:
+                    w0_up = _words(w_ptr, (k0 // 16 + j) // CPW, rn + half_n, N, nmask)
+            if BITS == 3:
+                if j % 32 == 0:
+                    w1 = _words(hi_ptr, (k0 // 16 + j) // 32, rn, N, nmask)
+                    if GATED:
+                        w1_up = _words(hi_ptr, (k0 // 16 + j) // 32, rn + half_n, N, nmask)
+            rk = k0 + j * 16 + tl.arange(0, 16)
+            a = tl.load(a_ptr + a_rows[:, None] * K + rk[None, :], mask=valid[:, None] & (rk[None, :] < K),
+                        other=0.0).to(OP)
+            q = (w0 >> ((j % CPW) * PB)) & ((1 << PB) - 1)
+            if BITS == 3:
+                q = q | (((w1 >> (j % 32)) & 1) << 2)
+            part = tl.dot(a, q.to(OP), part, out_dtype=tl.float32)
+            if GATED:  # the matching "up" columns are half_n further along N
+                q_up = (w0_up >> ((j % CPW) * PB)) & ((1 << PB) - 1)
+                if BITS == 3:
+                    q_up = q_up | (((w1_up >> (j % 32)) & 1) << 2)
+                part_up = tl.dot(a, q_up.to(OP), part_up, out_dtype=tl.float32)
+            if j % GSUB == GSUB - 1:
+                g = (k0 + j * 16) // GROUP
+                u0 = k0 // 16 + j + 1 - GSUB
+                acc = _scaled(acc, part, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, K // 16, N, rn, nmask, GSUB)
+                if GATED:
+                    acc_up = _scaled(acc_up, part_up, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, K // 16, N,
+                                     rn + half_n, nmask, GSUB)
     return acc, acc_up
 
 
 @triton.jit
-def _moe_kernel(a_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_ptr, s_ptr, z_ptr, route_w_ptr,
-                out_ptr, n_pairs, N, N_COLS, K, K_PAD, G, row_div, k_split, split_stride,
+def _moe_kernel(a_ptr, xs_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_ptr, s_ptr, z_ptr,
+                route_w_ptr, out_ptr, n_pairs, N, N_COLS, K, G, row_div, k_split, split_stride,
                 GATED: tl.constexpr, WEIGHTED: tl.constexpr, FUSED_EPILOGUE: tl.constexpr, GROUP: tl.constexpr,
-                WIDTHS: tl.constexpr, OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                WIDTHS: tl.constexpr, OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -131,20 +155,20 @@ def _moe_kernel(a_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_pt
         # WIDTHS: bit mask of the widths present in this projection; only those loops are compiled
         if (WIDTHS >> 4) & 1:
             if bits == 4:
-                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
-                                           k_lo, k_hi, nmask, 4, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 4, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
         if (WIDTHS >> 2) & 1:
             if bits == 2:
-                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
-                                           k_lo, k_hi, nmask, 2, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 2, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
         if (WIDTHS >> 3) & 1:
             if bits == 3:
-                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
-                                           k_lo, k_hi, nmask, 3, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 3, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
         if (WIDTHS >> 8) & 1:
             if bits == 8:
-                acc, acc_up = _expert_loop(a_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, K_PAD,
-                                           k_lo, k_hi, nmask, 8, GATED, GROUP, OP, BLOCK_M, BLOCK_N, BLOCK_K)
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 8, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
         omask = valid[:, None] & nmask[None, :]
         if FUSED_EPILOGUE:
             if GATED:
@@ -160,10 +184,17 @@ def _moe_kernel(a_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_pt
                 tl.store(base + half_n, acc_up, mask=omask)
 
 
+PER_CHANNEL = 1 << 30  # GROUP for one group spanning K (g = 0 everywhere)
+
+
 def check_layout(experts: MixedBitExperts) -> None:
+    """A kernel step (64…512 codes of K) must lie inside one group or hold whole groups; K in 16-k slices."""
     g, k = experts.group_size, experts.in_features
-    if g % 32 and g != k:
-        raise ValueError(f"the fused kernel needs a group size that is a multiple of 32 (or per-channel), got {g}")
+    if k % 16:
+        raise ValueError(f"the fused kernel needs in_features divisible by 16, got {k}")
+    if not (g == k or g % 512 == 0 or (g >= 16 and g & (g - 1) == 0)):
+        raise ValueError(f"the fused kernel needs a power-of-two group size ≥ 16, a multiple of 512 or one group per "
+                         f"row, got {g}")
 
 
 def _launch(a: torch.Tensor, routing: Routing, experts: MixedBitExperts, row_div: int, gated: bool,
@@ -171,23 +202,23 @@ def _launch(a: torch.Tensor, routing: Routing, experts: MixedBitExperts, row_div
     n, k = experts.out_features, experts.in_features
     n_cols = n // 2 if gated else n
     p = routing.n_pairs
-    k_pad = -(-k // 32) * 32
-    bk = cfg.block_k  # a K tile must lie inside one group and inside the padded K (no reads past an expert)
-    while bk > 32 and ((experts.group_size % bk and experts.group_size != k) or k_pad % bk):
-        bk //= 2
-    split = cfg.split_k
-    k_split = triton.cdiv(triton.cdiv(k, split), bk) * bk
+    g = experts.scales.shape[1]
+    group = PER_CHANNEL if experts.group_size == k else experts.group_size
+    a_op = a.to(op)
+    xs = a_op.float().view(a.shape[0], k // 16, 16).sum(-1).contiguous()  # Σ x per 16-k slice of the rounded operand
+    step = max(k_step(b) for b in experts.widths)
+    k_split = triton.cdiv(triton.cdiv(k, cfg.split_k), step) * step  # split boundaries on every width's step
     split = triton.cdiv(k, k_split)
     fused = split == 1
     out = torch.empty((p, n_cols) if fused else (split, p, n), dtype=torch.float32, device=a.device)
     grid = (routing.n_blocks, triton.cdiv(n_cols, cfg.block_n), split)
-    _moe_kernel[grid](a, routing.sorted_pairs, routing.block_expert, experts.qweight, experts.offsets, experts.bits,
-                      experts.scales, experts.zeros, route_w if route_w is not None else a, out, p, n, n_cols, k,
-                      k_pad, experts.scales.shape[1], row_div, k_split, p * n,
-                      GATED=gated, WEIGHTED=route_w is not None, FUSED_EPILOGUE=fused, GROUP=experts.group_size,
+    _moe_kernel[grid](a_op, xs, routing.sorted_pairs, routing.block_expert, experts.qweight, experts.offsets,
+                      experts.bits, experts.scales, experts.zeros, route_w if route_w is not None else xs, out, p, n,
+                      n_cols, k, g, row_div, k_split, p * n,
+                      GATED=gated, WEIGHTED=route_w is not None, FUSED_EPILOGUE=fused, GROUP=group,
                       WIDTHS=sum(1 << b for b in experts.widths),
                       OP=tl.float16 if op == torch.float16 else tl.bfloat16, BLOCK_M=cfg.block_m,
-                      BLOCK_N=cfg.block_n, BLOCK_K=bk, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                      BLOCK_N=cfg.block_n, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if fused:
         return out
     total = out.sum(0)  # fixed-order reduction over the splits

@@ -6,10 +6,15 @@ That covers any integer grid (the asymmetric grid, the symmetric grid with z = 2
 
 Layout (decode-first, one flat buffer per projection):
 - A b-bit code is split into power-of-two *planes*: 2 → (2,), 3 → (2, 1), 4 → (4,), 8 → (8,); plane bits are
-  code bits [lo, lo + pb). A plane of width pb packs cpw = 32/pb consecutive k of one column n into an int32 word
-  (code k = r·cpw + j in bits [j·pb, (j+1)·pb) of word (r, n)), stored as [K_pad/cpw, N] row-major: consecutive
-  memory runs along N, so a warp's lanes read consecutive columns (coalesced) and a thread's 4 columns are one
-  128-bit load. No word straddles (3-bit needs no cross-word shifts). K is padded to a multiple of 32 with code 0.
+  code bits [lo, lo + pb). A plane of width pb packs cpw = 32/pb codes of one column n into an int32 word.
+- Words are stored [K_pad/cpw, N] row-major: consecutive memory runs along N, so a warp's lanes read consecutive
+  columns (coalesced) and a thread's 4 columns are one 128-bit load. No word straddles (3-bit needs no
+  cross-word shifts).
+- Within a plane, K is cut into tiles of 16·cpw codes held by 16 word rows; slot j (bits [j·pb, (j+1)·pb)) of
+  row i of tile T holds k = T·16·cpw + 16·j + i. So one shift-and-mask of a [16, N] block of words yields the
+  codes of 16 *consecutive* k: exactly one k16 step of the tensor-core MMA, with no reshuffle of codes.
+  K is padded with code 0 to a multiple of the widest tile of the expert's planes (`k_step`: 64 at 8 bits,
+  128 at 4, 256 at 2, 512 at 3).
 - All experts' planes live in one int32 buffer `qweight`; `offsets[e]` is expert e's first word (a multiple of
   16 words, so 128-bit loads stay aligned), `bits[e]` its width (the kernel's per-block width table).
 - Scales and zeros are float32 [E, G, N] (G = K / group_size): one contiguous row of N per group.
@@ -23,17 +28,22 @@ import torch
 
 SUPPORTED_BITS = (2, 3, 4, 8)
 PLANES = {2: (2,), 3: (2, 1), 4: (4,), 8: (8,)}
-K_ALIGN = 32
 EXPERT_ALIGN_WORDS = 16  # every expert starts on a 64-byte boundary (aligned 128-bit loads)
+MMA_K = 16
 
 
-def padded_k(k: int) -> int:
-    return -(-k // K_ALIGN) * K_ALIGN
+def k_step(bits: int) -> int:
+    """K codes per tile of the expert's narrowest plane: the padding unit and the kernel's K step."""
+    return MMA_K * 32 // min(PLANES[bits])
+
+
+def padded_k(k: int, bits: int) -> int:
+    return -(-k // k_step(bits)) * k_step(bits)
 
 
 def expert_words(out_features: int, in_features: int, bits: int) -> int:
-    """int32 words of one expert at `bits` (K padded to 32): exactly N·K_pad·b/32."""
-    return out_features * padded_k(in_features) * bits // 32
+    """int32 words of one expert at `bits`: N·K_pad·b/32."""
+    return out_features * padded_k(in_features, bits) * bits // 32
 
 
 def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
@@ -41,32 +51,33 @@ def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"packed kernels support bits {SUPPORTED_BITS}, got {bits}")
     n, k = codes.shape
-    kp = padded_k(k)
+    kp = padded_k(k, bits)
     c = torch.zeros(n, kp, dtype=torch.int64, device=codes.device)
     c[:, :k] = codes.to(torch.int64)
     out, lo = [], 0
     for pb in PLANES[bits]:
         cpw = 32 // pb
-        plane = ((c >> lo) & ((1 << pb) - 1)).reshape(n, kp // cpw, cpw)
-        shifts = torch.arange(cpw, device=codes.device, dtype=torch.int64) * pb
-        words = (plane << shifts).sum(-1)  # disjoint bit fields: the sum is an OR
+        plane = ((c >> lo) & ((1 << pb) - 1)).reshape(n, kp // (MMA_K * cpw), cpw, MMA_K)  # [n, T, j, i]
+        shifts = (torch.arange(cpw, device=codes.device, dtype=torch.int64) * pb)[:, None]
+        words = (plane << shifts).sum(2)  # [n, T, i]; disjoint bit fields: the sum is an OR
         words = torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32)
-        out.append(words.T.contiguous().reshape(-1))
+        out.append(words.reshape(n, -1).T.contiguous().reshape(-1))  # rows T·16 + i, columns n
         lo += pb
     return torch.cat(out)
 
 
 def unpack_planes(words: torch.Tensor, bits: int, n: int, k: int) -> torch.Tensor:
     """Inverse of pack_planes: uint8 codes [N, K]."""
-    kp = padded_k(k)
+    kp = padded_k(k, bits)
     codes = torch.zeros(n, kp, dtype=torch.int64, device=words.device)
     start, lo = 0, 0
     for pb in PLANES[bits]:
         cpw = 32 // pb
         size = kp // cpw * n
-        w = (words[start:start + size].to(torch.int64) & 0xFFFFFFFF).reshape(kp // cpw, n).T  # [N, K_pad/cpw]
-        shifts = torch.arange(cpw, device=words.device, dtype=torch.int64) * pb
-        plane = (w[:, :, None] >> shifts) & ((1 << pb) - 1)
+        w = (words[start:start + size].to(torch.int64) & 0xFFFFFFFF).reshape(kp // cpw, n).T  # [n, T·16 + i]
+        w = w.reshape(n, kp // (MMA_K * cpw), 1, MMA_K)
+        shifts = (torch.arange(cpw, device=words.device, dtype=torch.int64) * pb)[:, None]
+        plane = (w >> shifts) & ((1 << pb) - 1)  # [n, T, j, i]
         codes |= plane.reshape(n, kp) << lo
         start += size
         lo += pb

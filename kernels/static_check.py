@@ -83,36 +83,35 @@ def has_tf32(stats: LoopStats) -> bool:
     return any("TF32" in o for o in stats.mma)
 
 
-def _moe_spec(gated: bool, bits: int, act: str, cfg):
+def _moe_spec(gated: bool, bits: int, cfg, group: int = 128):
     from kernels.moe_gemm import _moe_kernel
+    from kernels.moe_layout import k_step
 
-    sig = {"a_ptr": f"*{act}", "pairs_ptr": "*i32", "block_expert_ptr": "*i32", "qw_ptr": "*i32",
+    sig = {"a_ptr": "*bf16", "xs_ptr": "*fp32", "pairs_ptr": "*i32", "block_expert_ptr": "*i32", "qw_ptr": "*i32",
            "offsets_ptr": "*i64", "bits_ptr": "*i32", "s_ptr": "*fp32", "z_ptr": "*fp32", "route_w_ptr": "*fp32",
-           "out_ptr": "*fp32", "n_pairs": "i32", "N": "i32", "N_COLS": "i32", "K": "i32", "K_PAD": "i32", "G": "i32",
+           "out_ptr": "*fp32", "n_pairs": "i32", "N": "i32", "N_COLS": "i32", "K": "i32", "G": "i32",
            "row_div": "i32", "k_split": "i32", "split_stride": "i32"}
-    const = {"GATED": gated, "WEIGHTED": not gated, "FUSED_EPILOGUE": cfg.split_k == 1, "GROUP": 128,
-             "WIDTHS": 1 << bits, "OP": triton.language.bfloat16, "BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n,
-             "BLOCK_K": cfg.block_k}
-    aligned = {n for n, t in sig.items() if t.startswith("*")} | {"N", "N_COLS", "K", "K_PAD", "k_split", "split_stride"}
-    weight_kb = (2 if gated else 1) * cfg.block_k * cfg.block_n * bits / 8 / 1024
-    return _moe_kernel, sig, const, aligned, weight_kb
+    const = {"GATED": gated, "WEIGHTED": not gated, "FUSED_EPILOGUE": cfg.split_k == 1, "GROUP": group,
+             "WIDTHS": 1 << bits, "OP": triton.language.bfloat16, "BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n}
+    aligned = {n for n, t in sig.items() if t.startswith("*")} | {"N", "N_COLS", "K", "k_split", "split_stride"}
+    step = k_step(bits)
+    weight_kb = (2 if gated else 1) * step * cfg.block_n * bits / 8 / 1024
+    return _moe_kernel, sig, const, aligned, weight_kb, step
 
 
-def analyze_moe(gated: bool, bits: int, cfg, act: str | None = None) -> dict:
-    """One projection at one width; activations bf16 into gate_up and fp32 (the intermediate) into down."""
-    act = act or ("bf16" if gated else "fp32")
-    fn, sig, const, aligned, weight_kb = _moe_spec(gated, bits, act, cfg)
+def analyze_moe(gated: bool, bits: int, cfg) -> dict:
+    """One projection at one width (activations enter as the bf16 operand, group size 128)."""
+    fn, sig, const, aligned, weight_kb, step = _moe_spec(gated, bits, cfg)
     stats = main_loop(compile_sass(fn, sig, const, aligned, cfg.num_warps, cfg.num_stages))
     threads = 32 * cfg.num_warps
     weight_words = weight_kb * 1024 / 4
-    return {"kernel": f"moe_{'gate_up' if gated else 'down'}_w{bits}", "config": cfg,
+    return {"kernel": f"moe_{'gate_up' if gated else 'down'}_w{bits}", "config": cfg, "k_step": step,
             "loop_instructions": stats.instructions, "weight_kb_per_trip": weight_kb,
             "instr_per_warp_per_kb": stats.instructions / weight_kb,
             "warp_instr_per_kb": stats.instructions * cfg.num_warps / weight_kb,
             "loads": stats.loads, "wide_loads": wide_loads(stats),
-            # 128-bit loads per thread if every weight word and every activation element came in one
-            "wide_loads_needed": weight_words / (4 * threads)
-            + cfg.block_m * cfg.block_k * (2 if act == "bf16" else 4) / (16 * threads),
+            # 128-bit loads per thread if every weight word came in one
+            "wide_loads_needed": weight_words / (4 * threads),
             "mma": stats.mma, "tf32": has_tf32(stats)}
 
 
@@ -146,12 +145,12 @@ def main() -> None:
     if args.json:
         print(json.dumps([{**r, "config": vars(r["config"])} for r in rows]))
         return
-    print("| kernel | regime | tile (M×N×K, warps, stages, split) | loop instr | instr/warp/KB | 128-bit loads "
-          "(needed) | MMA | TF32 |")
+    print("| kernel | regime | tile M×N, K step, warps, stages, split | loop instr | instr/warp/KB | 128-bit loads "
+          "(weights need) | MMA | TF32 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["config"]
-        print(f"| {r['kernel']} | {r['regime']} | {c.block_m}×{c.block_n}×{c.block_k}, {c.num_warps}, "
+        print(f"| {r['kernel']} | {r['regime']} | {c.block_m}×{c.block_n}, {r['k_step']}, {c.num_warps}, "
               f"{c.num_stages}, {c.split_k} | {r['loop_instructions']} | {r['instr_per_warp_per_kb']:.0f} | "
               f"{r['wide_loads']} ({r['wide_loads_needed']:.0f}) | "
               f"{', '.join(f'{k}×{v}' for k, v in r['mma'].items())} | {'yes' if r['tf32'] else 'no'} |")

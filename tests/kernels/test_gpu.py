@@ -70,7 +70,7 @@ def test_moe_layer_is_graph_capturable_and_repeatable():
     w, idx = _routing(4, 16, 4, 0)
     x = torch.randn(4, 256, device=CUDA, dtype=torch.bfloat16)
     w, idx = w.to(CUDA), idx.to(CUDA)
-    cfg = MoeConfig(16, 128, 128, 2, 4, 3)
+    cfg = MoeConfig(16, 128, 2, 4, 3)
     eager = fused_moe(x, idx, w, gate_up, down, backend="triton", config=cfg)
     graph = torch.cuda.CUDAGraph()
     torch.cuda.synchronize()

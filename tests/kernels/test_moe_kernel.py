@@ -9,7 +9,7 @@ import torch
 
 from kernels.configs import CONFIGS, MoeConfig
 from kernels.moe_gemm import fused_moe, fused_moe_ref
-from kernels.moe_layout import MixedBitExperts, expert_words, pack_planes, unpack_planes
+from kernels.moe_layout import MixedBitExperts, expert_words, k_step, pack_planes, unpack_planes
 from kernels.routing import align_routing, max_blocks
 from quant_core.functional.affine import compute_params, quantize
 from tests.kernels.tf32_probe import fp32_operand_gemm
@@ -21,15 +21,18 @@ from tests.kernels.error_model import UNIT_ROUNDOFF, U32, assert_within, gemm_bo
 def test_plane_packing_round_trips_at_exact_size(bits, n, k):
     codes = torch.randint(0, 2 ** bits, (n, k), dtype=torch.uint8, generator=torch.Generator().manual_seed(n + k))
     words = pack_planes(codes, bits)
-    assert words.dtype == torch.int32 and words.numel() == expert_words(n, k, bits) == n * (-(-k // 32) * 32) * bits // 32
+    step = k_step(bits)  # K padded to one tile of the narrowest plane: 64 at 8 bits … 512 at 3
+    assert step == {2: 256, 3: 512, 4: 128, 8: 64}[bits]
+    assert words.dtype == torch.int32 and words.numel() == expert_words(n, k, bits) == n * (-(-k // step) * step) * bits // 32
     assert torch.equal(unpack_planes(words, bits, n, k), codes)
 
 
-def test_layout_runs_along_n_so_a_warp_reads_consecutive_columns():
-    codes = torch.zeros(8, 32, dtype=torch.uint8)
-    codes[:, 1] = torch.arange(8, dtype=torch.uint8)  # code k=1 of column n is n
-    words = pack_planes(codes, 4)  # one word row [1, 8]: word n holds k = 0..7 of column n
-    assert words.tolist()[:8] == [n << 4 for n in range(8)]
+def test_layout_runs_along_n_and_one_slot_of_16_rows_is_16_consecutive_k():
+    codes = torch.zeros(8, 128, dtype=torch.uint8)
+    codes[:, 17] = torch.arange(8, dtype=torch.uint8)  # code k=17 of column n is n
+    words = pack_planes(codes, 4).reshape(16, 8)  # 4-bit: one tile of 16 word rows × 8 columns holds k = 0..127
+    assert words[1].tolist() == [n << 4 for n in range(8)]  # k = 17 → slot 1 (bits 4..7) of row 1
+    assert int(words.count_nonzero()) == 7
 
 
 def test_routing_alignment_is_fixed_shape_sorted_and_padded():
@@ -66,10 +69,11 @@ CASES = [  # tokens, d, inter, bits, top_k, group, config (None: the shape-class
     (7, 64, 32, [4, 4, 4, 4], 2, 32, None),
     (13, 32, 64, [2, 3, 4, 8, 4, 2], 3, 32, None),  # mixed widths, top-3
     (5, 64, 64, [3] * 8, 1, 64, None),  # top-1
-    (1, 128, 64, [2, 4, 4, 2], 2, 64, MoeConfig(16, 32, 32, 4, 4, 1)),  # decode, split-K 4
-    (3, 64, 96, [8, 2, 3, 4, 8], 4, 32, MoeConfig(16, 32, 32, 2, 4, 1)),  # split-K 2, top-4
-    (20, 96, 32, [4, 3, 2, 8], 2, None, MoeConfig(32, 32, 32, 1, 4, 1)),  # per-channel groups, prefill tile
-    (2, 512, 96, [3, 4, 2, 8], 2, None, CONFIGS["decode"][0]),  # the decode default: 128-wide K tiles, split-K
+    (1, 128, 64, [2, 4, 4, 2], 2, 64, MoeConfig(16, 32, 4, 4, 1)),  # decode, split-K 4
+    (3, 64, 96, [8, 2, 3, 4, 8], 4, 32, MoeConfig(16, 32, 2, 4, 1)),  # split-K 2, top-4
+    (20, 96, 32, [4, 3, 2, 8], 2, None, MoeConfig(32, 32, 1, 4, 1)),  # per-channel groups, prefill tile
+    (2, 512, 96, [3, 4, 2, 8], 2, None, CONFIGS["decode"][0]),  # the decode default, split-K
+    (4, 256, 128, [8, 4, 8, 2], 2, 128, None),  # a group spans several K steps (8-bit: 64 per step)
 ]
 
 
@@ -126,16 +130,16 @@ def test_top_k_above_two_is_bitwise_repeatable():
     gate_up, down = _experts(6, 64, 32, [2, 3, 4, 8, 4, 2], 32, 0), _experts(6, 32, 32, [2, 3, 4, 8, 4, 2], 32, 1)
     w, idx = _routing(9, 6, 4, 3)
     x = torch.randn(9, 32, generator=torch.Generator().manual_seed(4))
-    cfg = MoeConfig(16, 32, 32, 1, 4, 1)
+    cfg = MoeConfig(16, 32, 1, 4, 1)
     first = fused_moe(x, idx, w, gate_up, down, backend="triton", config=cfg)
     assert torch.equal(first, fused_moe(x, idx, w, gate_up, down, backend="triton", config=cfg))
 
 
 def test_fused_kernel_refuses_group_sizes_the_layout_cannot_tile():
-    gate_up, down = _experts(2, 64, 48, [4, 4], 16, 0), _experts(2, 48, 32, [4, 4], 16, 1)
+    gate_up, down = _experts(2, 64, 96, [4, 4], 48, 0), _experts(2, 96, 32, [4, 4], 32, 1)
     w, idx = _routing(2, 2, 1, 0)
-    with pytest.raises(ValueError, match="multiple of 32"):
-        fused_moe(torch.randn(2, 48), idx, w, gate_up, down, backend="triton")
+    with pytest.raises(ValueError, match="power-of-two group size"):
+        fused_moe(torch.randn(2, 96), idx, w, gate_up, down, backend="triton")
 
 
 def _fp32_gemm(ieee: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
