@@ -2,18 +2,21 @@
 
 Per layer: one routing pass on the device (kernels.routing) shared by both projections; one launch for gate_up
 (SiLU(gate)·up fused in the epilogue) and one for down (routing weight in the epilogue), each covering every bit
-width (the block's expert selects its width at run time); then the k pairs of a token are summed in a fixed order
-(no atomics, so results are bitwise repeatable).
+width present (the block's expert selects its width at run time from the width table; only the widths present
+are compiled in); then the k pairs of a token are summed in a fixed order (no atomics: bitwise repeatable).
+
+Inner loop, per 16-k slice: one shift-and-mask of a [16, BLOCK_N] block of plane words (loaded 128 bits wide
+along N) gives the integer codes of 16 consecutive k, which go straight into one k16 tensor-core MMA against the
+activation slice; each quantization group's scale and zero are applied once to the fp32 partial result.
 
 Numerics: activations enter `tl.dot` as bf16 (fp16 when the model is fp16; fp32 inputs are rounded to bf16), the
-weight operand is the integer code q itself (exact in bf16/fp16 for q < 256), accumulation is fp32, and the group
-scale/zero are applied to the fp32 tile result: Σ_k x_k (q_kn − z_n) s_n = s_n·(Σ_k x_k q_kn − z_n Σ_k x_k). So the
-only rounding beyond fp32 accumulation is the activation operand's (unit roundoff u = 2^-8 for bf16, 2^-11 for
-fp16): |y − y_exact| ≤ u·(|x|·|W|ᵀ) + γ_fp32 terms (tests/kernels/error_model.py states the bound the tests use).
-No TF32 anywhere.
+weight operand is the integer code q itself (exact in bf16/fp16 for q < 256), accumulation is fp32, and
+Σ_k x_k (q_kn − z_n) s_n = s_n·(Σ_k x_k q_kn − z_n Σ_k x_k) with Σ_k x_k precomputed per 16-k slice of the rounded
+operand. So the only rounding beyond fp32 accumulation is the activation operand's (unit roundoff u = 2^-8 for
+bf16, 2^-11 for fp16): |y − y_exact| ≤ u·(|x|·|W|ᵀ) + γ_fp32 terms (tests/kernels/error_model.py). No TF32.
 
-Split-K (decode): each of SPLIT_K CTAs per tile writes an fp32 partial; the partials are summed in a fixed order
-and the epilogue applied afterwards.
+Split-K (decode): each of up to SPLIT_K CTAs per tile writes an fp32 partial; the partials are summed in a fixed
+order and the epilogue applied afterwards.
 """
 
 from __future__ import annotations

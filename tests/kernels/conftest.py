@@ -1,11 +1,19 @@
 """Kernel tests run the Triton kernels on CPU tensors under the Triton interpreter, with the GPU's tensor-core
-operand rounding emulated (tests/kernels/hw_numerics.py) so that they fail where the hardware would."""
+operand rounding emulated (tests/kernels/hw_numerics.py) so that they fail where the hardware would. A run that
+selects the GPU tests on a machine with CUDA (`pytest -m gpu tests/kernels`) compiles the kernels for real instead."""
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
 
-import pytest  # noqa: E402
+
+def pytest_configure(config):
+    import torch
+
+    expr = config.getoption("markexpr") or ""
+    device_run = torch.cuda.is_available() and "gpu" in expr.replace("not gpu", "")
+    if not device_run:  # before any kernel module is imported: @triton.jit decides at decoration time
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
