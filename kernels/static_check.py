@@ -115,6 +115,22 @@ def analyze_moe(gated: bool, bits: int, cfg) -> dict:
             "mma": stats.mma, "tf32": has_tf32(stats)}
 
 
+def analyze_wxa16(bits: int, block_m: int = 16, block_n: int = 64, block_k: int = 32) -> dict:
+    """The dense W·A16 kernel (kernels.dequant_gemm, row-packed layout) at its decode tile, 4 warps."""
+    from kernels.dequant_gemm import _wxa16_kernel
+
+    sig = {"x_ptr": "*bf16", "packed_ptr": "*i32", "scale_ptr": "*fp32", "zero_ptr": "*fp32", "y_ptr": "*bf16",
+           "M": "i32", "N": "i32", "K": "i32", "W": "i32", "G": "i32", "group_size": "i32"}
+    const = {"BITS": bits, "OP": triton.language.bfloat16, "BLOCK_M": block_m, "BLOCK_N": block_n,
+             "BLOCK_K": block_k}
+    aligned = {n for n, t in sig.items() if t.startswith("*")} | {"N", "K", "W"}
+    stats = main_loop(compile_sass(_wxa16_kernel, sig, const, aligned, 4, 3))
+    weight_kb = block_k * block_n * bits / 8 / 1024
+    return {"kernel": f"wxa16_w{bits}", "loop_instructions": stats.instructions,
+            "instr_per_warp_per_kb": stats.instructions / weight_kb, "loads": stats.loads,
+            "wide_loads": wide_loads(stats), "mma": stats.mma, "tf32": has_tf32(stats)}
+
+
 def report(bits_list=(2, 3, 4, 8), regimes=None, projections=(True, False)) -> list[dict]:
     from kernels.configs import CONFIGS
 
@@ -139,7 +155,11 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="*", default=[2, 3, 4, 8])
     ap.add_argument("--regime", nargs="*", default=None)
     ap.add_argument("--projection", choices=["gate_up", "down", "both"], default="both")
+    ap.add_argument("--dense", action="store_true", help="the dense W·A16 kernel instead of the MoE kernel")
     args = ap.parse_args()
+    if args.dense:
+        print(json.dumps([analyze_wxa16(b) for b in args.bits]))
+        return
     proj = {"gate_up": (True,), "down": (False,), "both": (True, False)}[args.projection]
     rows = report(tuple(args.bits), args.regime, proj)
     if args.json:

@@ -54,6 +54,11 @@ def test_every_kernel_loads_weights_wide_and_multiplies_in_bf16(regime):
         _wide_and_bf16(r)
 
 
+def test_dense_wxa16_kernel_multiplies_in_bf16():
+    (r,) = json.loads(_compiled(["-m", "kernels.static_check", "--dense", "--bits", "4"]))
+    assert r["mma"] and all("BF16" in op for op in r["mma"]) and not r["tf32"], r
+
+
 def test_the_check_sees_tf32_when_a_kernel_has_it():
     """The check can fail: the fp32-operand GEMM probe compiles to HMMA…TF32."""
     script = ("from kernels import static_check as s; from tests.kernels.tf32_probe import fp32_operand_gemm as f;"
