@@ -2,7 +2,9 @@
 
 x [M, K] (fp16/bf16/fp32), packed [N, W] int32 (kernels.packing layout), scales/zeros [N, K/g].
 The kernel unpacks a [BLOCK_K, BLOCK_N] tile of codes in registers, dequantizes with the tile's
-group scale, and accumulates in fp32; weights never exist in full precision in memory.
+group scale, and accumulates in fp32; weights never exist in full precision in memory. Both dot operands are
+bf16 (fp16 for fp16 activations), never fp32 (= TF32 on the GPU): error ≤ (2u + u²)·(|x|·|W|ᵀ) + fp32 accumulation,
+u the operand type's unit roundoff (tests/kernels/error_model.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _load_codes(packed_ptr, n_idx, k_idx, W, mask, BITS: tl.constexpr):
 
 @triton.jit
 def _wxa16_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, y_ptr, M, N, K, W, G, group_size,
-                  BITS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                  BITS: tl.constexpr, OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -61,8 +63,8 @@ def _wxa16_kernel(x_ptr, packed_ptr, scale_ptr, zero_ptr, y_ptr, M, N, K, W, G, 
         g = rk[:, None] // group_size
         s = tl.load(scale_ptr + rn[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
         z = tl.load(zero_ptr + rn[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
-        w = (codes - z) * s
-        acc += tl.dot(x.to(tl.float32), w)
+        w = ((codes - z) * s).to(OP)
+        acc += tl.dot(x.to(OP), w, out_dtype=tl.float32)
     tl.store(y_ptr + rm[:, None] * N + rn[None, :], acc.to(y_ptr.dtype.element_ty),
              mask=(rm[:, None] < M) & (rn[None, :] < N))
 
@@ -94,5 +96,6 @@ def wxa16_gemm(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zero
     bm, bn, bk = 16 if m <= 16 else 64, 64, 32
     grid = (triton.cdiv(m, bm), triton.cdiv(n, bn))
     _wxa16_kernel[grid](x.contiguous(), packed.contiguous(), scales.contiguous(), zeros.contiguous(), y, m, n, k,
-                        packed.shape[1], scales.shape[1], group_size, BITS=bits, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                        packed.shape[1], scales.shape[1], group_size, BITS=bits,
+                        OP=tl.float16 if x.dtype == torch.float16 else tl.bfloat16, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     return y

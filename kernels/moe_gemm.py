@@ -1,85 +1,47 @@
-"""Fused MoE GEMM in which each expert has its own bit width.
+"""Fused MoE GEMM in which each expert has its own bit width (layout: kernels.moe_layout).
 
-(token, slot) pairs are sorted by expert and each expert's rows padded to BLOCK_M; experts are
-grouped by bit width and each projection runs one launch per width present. gate/up is one launch
-per width with SiLU(gate)·up fused in the epilogue; down is one launch per width with the routing
-weight applied in the epilogue, then the k pairs of each token are summed (weighted combine).
+Per layer: one routing pass on the device (kernels.routing) shared by both projections; one launch for gate_up
+(SiLU(gate)·up fused in the epilogue) and one for down (routing weight in the epilogue), each covering every bit
+width present (the block's expert selects its width at run time from the width table; only the widths present
+are compiled in); then the k pairs of a token are summed in a fixed order (no atomics: bitwise repeatable).
+
+Inner loop, per 16-k slice: one shift-and-mask of a [16, BLOCK_N] block of plane words (loaded 128 bits wide
+along N) gives the integer codes of 16 consecutive k, which go straight into one k16 tensor-core MMA against the
+activation slice; each quantization group's scale and zero are applied once to the fp32 partial result.
+
+Numerics: activations enter `tl.dot` as bf16 (fp16 when the model is fp16; fp32 inputs are rounded to bf16), the
+weight operand is the integer code q itself (exact in bf16/fp16 for q < 256), accumulation is fp32, and
+Σ_k x_k (q_kn − z_n) s_n = s_n·(Σ_k x_k q_kn − z_n Σ_k x_k) with Σ_k x_k precomputed per 16-k slice of the rounded
+operand. So the only rounding beyond fp32 accumulation is the activation operand's (unit roundoff u = 2^-8 for
+bf16, 2^-11 for fp16): |y − y_exact| ≤ u·(|x|·|W|ᵀ) + γ_fp32 terms (tests/kernels/error_model.py). No TF32.
+
+Split-K (decode): each of up to SPLIT_K CTAs per tile writes an fp32 partial; the partials are summed in a fixed
+order and the epilogue applied afterwards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from kernels import configs
 from kernels.backend import resolve_backend
-from kernels.dequant_gemm import _load_codes, dequantize_packed
-from kernels.packing import pack, packed_words
+from kernels.moe_layout import MixedBitExperts, k_step
+from kernels.routing import Routing, align_routing
 
 
-@dataclass(frozen=True)
-class BitGroup:
-    bits: int
-    experts: torch.Tensor  # [E_b] global expert ids
-    packed: torch.Tensor  # [E_b, N, W] int32
-    scales: torch.Tensor  # [E_b, N, G]
-    zeros: torch.Tensor  # [E_b, N, G]
-
-
-@dataclass(frozen=True)
-class MixedBitExperts:
-    """One projection (gate_up or down) of all experts of a layer, grouped by bit width."""
-
-    num_experts: int
-    out_features: int
-    in_features: int
-    group_size: int
-    groups: tuple[BitGroup, ...]
-
-    @staticmethod
-    def from_codes(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bits: torch.Tensor,
-                   group_size: int) -> "MixedBitExperts":
-        """From per-expert uint8 codes [n, N, K], scales/zeros [n, N, G] and bits [n]."""
-        n, out_f, in_f = codes.shape
-        if scales.shape != (n, out_f, in_f // group_size) or zeros.shape != scales.shape:
-            raise ValueError(f"scales/zeros must be [{n}, {out_f}, {in_f // group_size}]")
-        groups = []
-        for b in sorted({int(x) for x in bits.tolist()}):
-            ids = torch.nonzero(bits == b).reshape(-1)
-            packed = torch.stack([pack(codes[e].contiguous(), b) for e in ids.tolist()])
-            groups.append(BitGroup(b, ids.to(codes.device), packed, scales[ids].contiguous(), zeros[ids].contiguous()))
-        return MixedBitExperts(n, out_f, in_f, group_size, tuple(groups))
-
-    def dequantize(self) -> torch.Tensor:
-        """All experts' weights [n, N, K] in float32 (for the reference path)."""
-        out = torch.empty(self.num_experts, self.out_features, self.in_features,
-                          device=self.groups[0].packed.device)
-        for g in self.groups:
-            for j, e in enumerate(g.experts.tolist()):
-                out[e] = dequantize_packed(g.packed[j], g.scales[j], g.zeros[j], g.bits, self.in_features,
-                                           self.group_size)
-        return out
-
-    def to(self, device) -> "MixedBitExperts":
-        groups = tuple(BitGroup(g.bits, g.experts.to(device), g.packed.to(device), g.scales.to(device),
-                                g.zeros.to(device)) for g in self.groups)
-        return MixedBitExperts(self.num_experts, self.out_features, self.in_features, self.group_size, groups)
-
-    @property
-    def device(self) -> torch.device:
-        return self.groups[0].packed.device
-
-    def nbytes(self) -> int:
-        return sum(g.packed.numel() * 4 + g.scales.numel() * g.scales.element_size()
-                   + g.zeros.numel() * g.zeros.element_size() for g in self.groups)
+def operand_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dot operand type for activations of `dtype` (never fp32: that would be TF32 on the GPU)."""
+    return torch.float16 if dtype == torch.float16 else torch.bfloat16
 
 
 def fused_moe_ref(hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor,
                   gate_up: MixedBitExperts, down: MixedBitExperts, act_quant=None) -> torch.Tensor:
-    """Dequantize and loop over experts (experts without tokens are skipped)."""
+    """Dequantize and loop over experts in float32 (experts without tokens are skipped)."""
     w_gu, w_d = gate_up.dequantize(), down.dequantize()
     inter_dim = down.in_features
     out = torch.zeros(hidden.shape[0], down.out_features, dtype=torch.float32, device=hidden.device)
@@ -97,85 +59,177 @@ def fused_moe_ref(hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights
 
 
 @triton.jit
-def _moe_gemm_kernel(a_ptr, pairs_ptr, block_expert_ptr, packed_ptr, scale_ptr, zero_ptr, route_w_ptr, out_ptr,
-                     K, N_OUT, W, G, group_size, row_div, n_pairs, half_n,
-                     BITS: tl.constexpr, GATED: tl.constexpr, WEIGHTED: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    e = tl.load(block_expert_ptr + pid_m)
-    rows = tl.load(pairs_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
-    valid = rows < n_pairs
-    a_rows = rows // row_div
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_cols = half_n if GATED else N_OUT
-    nmask = rn < n_cols
-    w_base = packed_ptr + e * (N_OUT * W)
-    s_base = scale_ptr + e * (N_OUT * G)
-    z_base = zero_ptr + e * (N_OUT * G)
+def _words(w_ptr, tile, rn, N, nmask):
+    """The 16 word rows of one plane tile × columns rn: int32 [16, BLOCK_N], 128-bit loads along N."""
+    rr = tile * 16 + tl.arange(0, 16)
+    return tl.load(w_ptr + rr[:, None] * N + rn[None, :], mask=nmask[None, :], other=0)
+
+
+@triton.jit
+def _scaled(acc, part, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, KU, N, rn, nmask, NU: tl.constexpr):
+    """acc + s_g·(Σ_k x q − z_g·Σ_k x) over the NU 16-k slices from slice u0 (all in group g). Slices past K
+    have zero activations and zero sums, so clamping g to the last group adds nothing for them."""
+    g = tl.minimum(g, G - 1)
+    s = tl.load(s_ptr + g * N + rn, mask=nmask, other=0.0)
+    z = tl.load(z_ptr + g * N + rn, mask=nmask, other=0.0)
+    xs = tl.zeros_like(a_rows.to(tl.float32))
+    u = u0 + tl.zeros_like(a_rows)  # a vector, so that the mask below is elementwise
+    for t in tl.static_range(NU):
+        xs += tl.load(xs_ptr + a_rows * KU + u + t, mask=valid & (u + t < KU), other=0.0)
+    return acc + s[None, :] * (part - z[None, :] * xs[:, None])
+
+
+@triton.jit
+def _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr, z_ptr, rn, half_n, N, K, G, k_lo, k_hi, nmask,
+                 BITS: tl.constexpr, GATED: tl.constexpr, GROUP: tl.constexpr, OP: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One expert's [BLOCK_M, BLOCK_N] tile over k ∈ [k_lo, k_hi): per 16-k slice, one shift-and-mask of the
+    plane words, one k16 MMA on the integer codes, the group's scale/zero once per group on the fp32 result."""
+    PB: tl.constexpr = 8 if BITS == 8 else (4 if BITS == 4 else 2)  # the first plane's width
+    CPW: tl.constexpr = 32 // PB
+    STEP: tl.constexpr = 512 if BITS == 3 else 16 * CPW  # K per loop trip: one tile of the narrowest plane
+    SUBS: tl.constexpr = STEP // 16
+    GSUB: tl.constexpr = GROUP // 16 if GROUP < STEP else SUBS  # 16-k slices per scale application
+    k_pad = (K + STEP - 1) // STEP * STEP
+    hi_ptr = w_ptr + (k_pad // CPW) * N  # 3-bit: the 1-bit plane follows the 2-bit plane
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        kmask = rk < K
-        a = tl.load(a_ptr + a_rows[:, None] * K + rk[None, :], mask=valid[:, None] & kmask[None, :], other=0.0)
-        a = a.to(tl.float32)
-        wmask = kmask[:, None] & nmask[None, :]
-        g = rk[:, None] // group_size
-        codes = _load_codes(w_base, rn[None, :], rk[:, None], W, wmask, BITS)
-        s = tl.load(s_base + rn[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
-        z = tl.load(z_base + rn[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
-        acc += tl.dot(a, (codes - z) * s)
-        if GATED:  # the matching "up" rows live half_n rows further down
-            up_n = rn + half_n
-            codes_u = _load_codes(w_base, up_n[None, :], rk[:, None], W, wmask, BITS)
-            s_u = tl.load(s_base + up_n[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
-            z_u = tl.load(z_base + up_n[None, :] * G + g, mask=wmask, other=0.0).to(tl.float32)
-            acc_up += tl.dot(a, (codes_u - z_u) * s_u)
-    if GATED:
-        acc = acc / (1.0 + tl.exp(-acc)) * acc_up
-    if WEIGHTED:
-        rw = tl.load(route_w_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-        acc = acc * rw[:, None]
-    tl.store(out_ptr + rows[:, None] * n_cols + rn[None, :], acc, mask=valid[:, None] & nmask[None, :])
+    for k0 in range(k_lo, k_hi, STEP):
+        for j in tl.static_range(SUBS):
+            if j % GSUB == 0:
+                part = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+                part_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            if j % CPW == 0:
+                w0 = _words(w_ptr, (k0 // 16 + j) // CPW, rn, N, nmask)
+                if GATED:
+                    w0_up = _words(w_ptr, (k0 // 16 + j) // CPW, rn + half_n, N, nmask)
+            if BITS == 3:
+                if j % 32 == 0:
+                    w1 = _words(hi_ptr, (k0 // 16 + j) // 32, rn, N, nmask)
+                    if GATED:
+                        w1_up = _words(hi_ptr, (k0 // 16 + j) // 32, rn + half_n, N, nmask)
+            rk = k0 + j * 16 + tl.arange(0, 16)
+            a = tl.load(a_ptr + a_rows[:, None] * K + rk[None, :], mask=valid[:, None] & (rk[None, :] < K),
+                        other=0.0).to(OP)
+            q = (w0 >> ((j % CPW) * PB)) & ((1 << PB) - 1)
+            if BITS == 3:
+                q = q | (((w1 >> (j % 32)) & 1) << 2)
+            part = tl.dot(a, q.to(OP), part, out_dtype=tl.float32)
+            if GATED:  # the matching "up" columns are half_n further along N
+                q_up = (w0_up >> ((j % CPW) * PB)) & ((1 << PB) - 1)
+                if BITS == 3:
+                    q_up = q_up | (((w1_up >> (j % 32)) & 1) << 2)
+                part_up = tl.dot(a, q_up.to(OP), part_up, out_dtype=tl.float32)
+            if j % GSUB == GSUB - 1:
+                g = (k0 + j * 16) // GROUP
+                u0 = k0 // 16 + j + 1 - GSUB
+                acc = _scaled(acc, part, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, K // 16, N, rn, nmask, GSUB)
+                if GATED:
+                    acc_up = _scaled(acc_up, part_up, s_ptr, z_ptr, xs_ptr, a_rows, valid, g, G, u0, K // 16, N,
+                                     rn + half_n, nmask, GSUB)
+    return acc, acc_up
 
 
-def _sorted_blocks(flat_expert: torch.Tensor, group: BitGroup, num_experts: int, block_m: int):
-    """Pair ids sorted by (local) expert, each expert padded to block_m; expert id per block."""
-    local = torch.full((num_experts,), -1, dtype=torch.long, device=flat_expert.device)
-    local[group.experts] = torch.arange(len(group.experts), device=flat_expert.device)
-    pair_local = local[flat_expert]
-    pairs, blocks = [], []
-    n_pairs = flat_expert.numel()
-    for j in range(len(group.experts)):
-        ids = torch.nonzero(pair_local == j).reshape(-1)
-        if ids.numel() == 0:
-            continue
-        pad = (-ids.numel()) % block_m
-        pairs.append(torch.cat([ids, torch.full((pad,), n_pairs, dtype=torch.long, device=ids.device)]))
-        blocks += [j] * ((ids.numel() + pad) // block_m)
-    if not pairs:
-        return None, None
-    return (torch.cat(pairs).to(torch.int32),
-            torch.tensor(blocks, dtype=torch.int32, device=flat_expert.device))
+@triton.jit
+def _moe_kernel(a_ptr, xs_ptr, pairs_ptr, block_expert_ptr, qw_ptr, offsets_ptr, bits_ptr, s_ptr, z_ptr,
+                route_w_ptr, out_ptr, n_pairs, N, N_COLS, K, G, row_div, k_split, split_stride,
+                GATED: tl.constexpr, WEIGHTED: tl.constexpr, FUSED_EPILOGUE: tl.constexpr, GROUP: tl.constexpr,
+                WIDTHS: tl.constexpr, OP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    e = tl.load(block_expert_ptr + pid_m)
+    if e >= 0:
+        rows = tl.load(pairs_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
+        valid = rows < n_pairs
+        a_rows = rows // row_div
+        half_n = N_COLS  # gated: N = 2·N_COLS (gate columns, then up columns)
+        n_cols = N_COLS
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        nmask = rn < n_cols
+        bits = tl.load(bits_ptr + e)
+        w_ptr = qw_ptr + tl.multiple_of(tl.load(offsets_ptr + e), 16)  # experts start on 64-byte boundaries
+        s_ptr_e = s_ptr + e.to(tl.int64) * G * N
+        z_ptr_e = z_ptr + e.to(tl.int64) * G * N
+        k_lo = pid_k * k_split
+        k_hi = tl.minimum(k_lo + k_split, K)
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        # WIDTHS: bit mask of the widths present in this projection; only those loops are compiled
+        if (WIDTHS >> 4) & 1:
+            if bits == 4:
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 4, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
+        if (WIDTHS >> 2) & 1:
+            if bits == 2:
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 2, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
+        if (WIDTHS >> 3) & 1:
+            if bits == 3:
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 3, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
+        if (WIDTHS >> 8) & 1:
+            if bits == 8:
+                acc, acc_up = _expert_loop(a_ptr, xs_ptr, a_rows, valid, w_ptr, s_ptr_e, z_ptr_e, rn, half_n, N, K, G,
+                                           k_lo, k_hi, nmask, 8, GATED, GROUP, OP, BLOCK_M, BLOCK_N)
+        omask = valid[:, None] & nmask[None, :]
+        if FUSED_EPILOGUE:
+            if GATED:
+                acc = acc / (1.0 + tl.exp(-acc)) * acc_up
+            if WEIGHTED:
+                rw = tl.load(route_w_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+                acc = acc * rw[:, None]
+            tl.store(out_ptr + rows[:, None] * n_cols + rn[None, :], acc, mask=omask)
+        else:  # raw split-K partial of [gate | up] (or of the output): summed and finished outside
+            base = out_ptr + pid_k * split_stride + rows[:, None] * N + rn[None, :]
+            tl.store(base, acc, mask=omask)
+            if GATED:
+                tl.store(base + half_n, acc_up, mask=omask)
 
 
-def _launch(a: torch.Tensor, flat_expert: torch.Tensor, experts: MixedBitExperts, out: torch.Tensor, row_div: int,
-            gated: bool, route_w: torch.Tensor | None, block_m: int = 16) -> None:
-    n_pairs = flat_expert.numel()
-    half_n = experts.out_features // 2
-    n_cols = half_n if gated else experts.out_features
-    for group in experts.groups:  # one launch per bit width present
-        pairs, blocks = _sorted_blocks(flat_expert, group, experts.num_experts, block_m)
-        if pairs is None:
-            continue
-        bn = 32
-        grid = (blocks.numel(), triton.cdiv(n_cols, bn))
-        _moe_gemm_kernel[grid](a, pairs, blocks, group.packed, group.scales, group.zeros,
-                               route_w if route_w is not None else a, out, experts.in_features,
-                               experts.out_features, group.packed.shape[-1], group.scales.shape[-1],
-                               experts.group_size, row_div, n_pairs, half_n, BITS=group.bits, GATED=gated,
-                               WEIGHTED=route_w is not None, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=32)
+PER_CHANNEL = 1 << 30  # GROUP for one group spanning K (g = 0 everywhere)
+
+
+def check_layout(experts: MixedBitExperts) -> None:
+    """A kernel step (64…512 codes of K) must lie inside one group or hold whole groups; K in 16-k slices."""
+    g, k = experts.group_size, experts.in_features
+    if k % 16:
+        raise ValueError(f"the fused kernel needs in_features divisible by 16, got {k}")
+    if not (g == k or g % 512 == 0 or (g >= 16 and g & (g - 1) == 0)):
+        raise ValueError(f"the fused kernel needs a power-of-two group size ≥ 16, a multiple of 512 or one group per "
+                         f"row, got {g}")
+
+
+def _launch(a: torch.Tensor, routing: Routing, experts: MixedBitExperts, row_div: int, gated: bool,
+            route_w: torch.Tensor | None, cfg: configs.MoeConfig, op: torch.dtype) -> torch.Tensor:
+    n, k = experts.out_features, experts.in_features
+    n_cols = n // 2 if gated else n
+    p = routing.n_pairs
+    g = experts.scales.shape[1]
+    group = PER_CHANNEL if experts.group_size == k else experts.group_size
+    a_op = a.to(op)
+    xs = a_op.float().view(a.shape[0], k // 16, 16).sum(-1).contiguous()  # Σ x per 16-k slice of the rounded operand
+    step = max(k_step(b) for b in experts.widths)
+    k_split = triton.cdiv(triton.cdiv(k, cfg.split_k), step) * step  # split boundaries on every width's step
+    split = triton.cdiv(k, k_split)
+    fused = split == 1
+    out = torch.empty((p, n_cols) if fused else (split, p, n), dtype=torch.float32, device=a.device)
+    grid = (routing.n_blocks, triton.cdiv(n_cols, cfg.block_n), split)
+    _moe_kernel[grid](a_op, xs, routing.sorted_pairs, routing.block_expert, experts.qweight, experts.offsets,
+                      experts.bits, experts.scales, experts.zeros, route_w if route_w is not None else xs, out, p, n,
+                      n_cols, k, g, row_div, k_split, p * n,
+                      GATED=gated, WEIGHTED=route_w is not None, FUSED_EPILOGUE=fused, GROUP=group,
+                      WIDTHS=sum(1 << b for b in experts.widths),
+                      OP=tl.float16 if op == torch.float16 else tl.bfloat16, BLOCK_M=cfg.block_m,
+                      BLOCK_N=cfg.block_n, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if fused:
+        return out
+    total = out.sum(0)  # fixed-order reduction over the splits
+    if gated:
+        total = F.silu(total[:, :n_cols]) * total[:, n_cols:]
+    if route_w is not None:
+        total = total * route_w[:, None]
+    return total
 
 
 def _check(hidden, top_k_index, top_k_weights, gate_up: MixedBitExperts, down: MixedBitExperts) -> None:
@@ -187,38 +241,35 @@ def _check(hidden, top_k_index, top_k_weights, gate_up: MixedBitExperts, down: M
         raise ValueError("gate_up must be [n, 2I, d] and down [n, d, I] for hidden size d")
     if gate_up.num_experts != down.num_experts:
         raise ValueError("gate_up and down have different numbers of experts")
-    for g in (*gate_up.groups, *down.groups):
-        if g.packed.device != hidden.device:
-            raise ValueError(f"weights on {g.packed.device}, hidden states on {hidden.device}")
+    for ex in (gate_up, down):
+        if ex.device != hidden.device:
+            raise ValueError(f"weights on {ex.device}, hidden states on {hidden.device}")
 
 
 def fused_moe(hidden: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor,
-              gate_up: MixedBitExperts, down: MixedBitExperts, backend: str = "auto", act_quant=None) -> torch.Tensor:
+              gate_up: MixedBitExperts, down: MixedBitExperts, backend: str = "auto", act_quant=None,
+              config: configs.MoeConfig | None = None) -> torch.Tensor:
     """Σ_j w[t, j] · down_e(SiLU(gate_e(x_t)) · up_e(x_t)) with e = top_k_index[t, j], mixed bit widths."""
     _check(hidden, top_k_index, top_k_weights, gate_up, down)
-    if resolve_backend(backend, hidden.device) == "torch":
+    t, top_k = top_k_index.shape
+    sc = configs.shape_class(t, hidden.shape[1], down.in_features, gate_up.num_experts, top_k)
+    if resolve_backend(backend, hidden.device, sc) == "torch":
         return fused_moe_ref(hidden, top_k_index, top_k_weights, gate_up, down, act_quant)
-    t, k = top_k_index.shape
-    flat = top_k_index.reshape(-1).long()
-    x = hidden.contiguous()
-    inter = torch.zeros(t * k, down.in_features, dtype=torch.float32, device=hidden.device)
-    _launch(x, flat, gate_up, inter, row_div=k, gated=True, route_w=None)
+    check_layout(gate_up)
+    check_layout(down)
+    op = operand_dtype(hidden.dtype)
+    cfg_gu = config or configs.pick(t, gate_up.in_features)
+    cfg_d = config or configs.pick(t, down.in_features)
+    if cfg_gu.block_m != cfg_d.block_m:
+        cfg_d = dataclasses.replace(cfg_d, block_m=cfg_gu.block_m)  # one routing serves both launches
+    routing = align_routing(top_k_index, gate_up.num_experts, cfg_gu.block_m)  # shared by both projections
+    inter = _launch(hidden.contiguous(), routing, gate_up, top_k, True, None, cfg_gu, op)
     if act_quant is not None:
         inter = act_quant(inter)
-    out_pairs = torch.zeros(t * k, down.out_features, dtype=torch.float32, device=hidden.device)
-    _launch(inter, flat, down, out_pairs, row_div=1, gated=False,
-            route_w=top_k_weights.reshape(-1).float().contiguous())
-    out = torch.zeros(t, down.out_features, dtype=torch.float32, device=hidden.device)
-    out.index_add_(0, torch.arange(t, device=hidden.device).repeat_interleave(k), out_pairs)
-    return out.to(hidden.dtype)
+    out_pairs = _launch(inter, routing, down, 1, False, top_k_weights.reshape(-1).float().contiguous(), cfg_d, op)
+    return out_pairs.reshape(t, top_k, -1).sum(1).to(hidden.dtype)  # fixed-order combine, no atomics
 
 
 def weight_bytes_touched(experts: MixedBitExperts, active: torch.Tensor) -> int:
     """Bytes of packed weights + scales/zeros of the experts in `active` (bandwidth-bound estimate)."""
-    total = 0
-    act = set(active.tolist())
-    for g in experts.groups:
-        per = (packed_words(experts.in_features, g.bits) * 4 * experts.out_features
-               + 2 * g.scales[0].numel() * g.scales.element_size())
-        total += per * sum(1 for e in g.experts.tolist() if e in act)
-    return total
+    return sum(experts.expert_bytes(e) for e in sorted(set(active.tolist())))

@@ -16,6 +16,7 @@ from torch import nn
 
 from kernels.act_quant import act_quant
 from kernels.backend import resolve_backend
+from kernels.configs import shape_class
 from kernels.moe_gemm import MixedBitExperts, fused_moe
 
 
@@ -59,8 +60,14 @@ def attach_input_transform(module: nn.Module, transform):
     return module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def kernel_weights(gate_up, down) -> tuple:
-    """Packed mixed-bit weights for the fused kernel from the two experts' WeightRecords."""
+def kernel_weights(gate_up, down) -> tuple | None:
+    """Packed mixed-bit weights for the fused kernel from the two experts' WeightRecords (None when the kernel's
+    layout cannot hold them: group sizes must be multiples of 32 or per-channel)."""
+    for rec in (gate_up, down):
+        g, k = rec.params.group_size, rec.codes.shape[-1]
+        if g % 32 and g != k:
+            return None
+
     def one(rec):
         bits = rec.per_matrix_bits().to(torch.int64)
         return MixedBitExperts.from_codes(rec.codes, rec.params.scale, rec.params.zero, bits, rec.params.group_size)
@@ -91,6 +98,16 @@ class QuantExperts(nn.Module):
         self.down_transforms = down_transforms
         self.kernel = kernel if down_transforms is None else None  # (gate_up, down) MixedBitExperts, or None
         self.backend = backend
+        self.ran = {"torch": 0, "triton": 0}  # forward calls per backend (reported in the result JSON)
+
+    def release_dense(self) -> None:
+        """Drop the dequantized expert weights: the packed copy in `kernel` replaces them. Only when every forward
+        runs the kernel (backend "triton"); "auto" may still fall back to the torch path."""
+        if self.kernel is None or self.backend != "triton":
+            raise ValueError("dense expert weights are needed unless every forward runs the kernel "
+                             "(MOEQ_KERNELS=triton)")
+        for name in ("gate_up_proj", "down_proj"):
+            setattr(self, name, nn.Parameter(getattr(self, name).new_empty(0), requires_grad=False))
 
     @staticmethod
     def kernel_compatible(experts: nn.Module) -> bool:
@@ -120,7 +137,13 @@ class QuantExperts(nn.Module):
         if self.in_transform is not None:
             hidden_states = self.in_transform(hidden_states)
         x = self.aq(hidden_states)
-        if self.kernel is not None and resolve_backend(self.backend, x.device) == "triton":
+        use = "torch"
+        if self.kernel is not None:
+            sc = shape_class(x.shape[0], x.shape[1], self.kernel[1].in_features, self.num_experts,
+                             top_k_index.shape[1])
+            use = resolve_backend(self.backend, x.device, sc)
+        self.ran[use] += 1
+        if use == "triton":
             if self.kernel[0].device != x.device:  # plain attributes do not follow module.to()
                 self.kernel = tuple(k.to(x.device) for k in self.kernel)
             return fused_moe(x, top_k_index, top_k_weights, *self.kernel, backend=self.backend,
@@ -147,3 +170,14 @@ class QuantExperts(nn.Module):
             y = y * top_k_weights[tok, slot, None].to(y.dtype)
             out.index_add_(0, tok, y.to(out.dtype))
         return out
+
+
+def kernel_report(model: nn.Module, requested: str) -> dict:
+    """Which backend the MoE experts actually ran: forward calls per backend over all QuantExperts modules."""
+    ran = {"torch": 0, "triton": 0}
+    for m in model.modules():
+        if isinstance(m, QuantExperts):
+            for k, v in m.ran.items():
+                ran[k] += v
+    return {"requested": requested, "moe_forward_calls": ran,
+            "moe": "triton" if ran["triton"] and not ran["torch"] else "mixed" if ran["triton"] else "torch"}

@@ -24,6 +24,7 @@ from quant_core.model_io import check_loadable, load_model, pick_device, resolve
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
+from quant_core.modules import kernel_report
 from quant_core.result import build_result
 from quant_core.stage_plan import load_costs, plan, record_costs
 from quant_core.validate import validate_for_model
@@ -138,6 +139,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     result["warnings"] = text_warnings(calib_check, eval_check, fp_ppl, vocab)
     for w in result["warnings"]:
         log.warning("%s", w)
+    result["environment"]["kernels"] = kernel_report(model, ctx.kernels)  # which backend the experts ran
     if ctx.save_dir is not None:
         from quant_core.io.save import save_quantized
 

@@ -22,7 +22,7 @@ from quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from quant_core.algorithms.mlp import quantize_mlp
 from quant_core.algorithms.weights import Scheme, quantize_linear
 from quant_core.context import RunContext
-from kernels.backend import resolve_backend
+from kernels.backend import may_use_kernels
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
@@ -62,7 +62,7 @@ class ModelQuantizer:
         self.smooth: SmoothConfig | None = recipe.technique(SmoothConfig)
         self.duquant: DuQuantConfig | None = recipe.technique(DuQuantConfig)
         self.gptq = isinstance(self.scheme.method, GptqConfig)
-        self.use_kernels = self.quantize_weights and resolve_backend(ctx.kernels, device) == "triton"
+        self.use_kernels = self.quantize_weights and may_use_kernels(ctx.kernels, device)
         self.handles: list = []
         self.n_main = 0
 

@@ -14,7 +14,7 @@ from quant_core.adapters.model import MoEModel, get_path
 from quant_core.errors import ArtifactError
 from quant_core.functional.affine import QuantParams, dequantize
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, FORMAT, META_FILE, sha256_file
-from kernels.backend import resolve_backend
+from kernels.backend import may_use_kernels
 from quant_core.functional.duquant import BlockTransform
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, attach_input_transform, kernel_weights
 from quant_core.quantized import WeightRecord
@@ -78,10 +78,11 @@ def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str 
             target = group.gate_up() if info["role"] == "experts_gate_up" else group.down()
         target.copy_(dequantize(tensors[f"{key}.codes"], params, target.dtype))
         records[key] = WeightRecord(key, info["role"], info["layer"], tensors[f"{key}.codes"], params)
-    model.to(device)
     transforms = {key: BlockTransform.from_tensors({n: tensors[f"transform.{key}.{n}"] for n in ("r1", "perm", "r2")})
                   for key in meta.get("transforms", [])}
+    # before the move, so that experts running the packed kernel never bring their dense copy to the device
     handles = install_runtime(moe, meta, kernels, records, torch.device(device), transforms)
+    model.to(device)
     return LoadedModel(model, tokenizer, meta, moe, handles, records)
 
 
@@ -100,20 +101,24 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
         if module is None:
             raise ArtifactError(f"input quantization recorded for missing module {path}")
         handles.append(attach_input_quant(module, ActQuant(**{**fields, "backend": kernels})))
-    use_kernel = records is not None and device is not None and resolve_backend(kernels, device) == "triton"
+    use_kernel = records is not None and device is not None and may_use_kernels(kernels, device)
     for i, block in moe.blocks.items():
         fields = meta.get("quant_experts", {}).get(str(i))
         prefix = f"{moe.spec.layers}.{i}.{moe.spec.mlp}.{moe.spec.experts}"
         kernel = None
         if use_kernel and f"{prefix}.gate_up_proj" in records and QuantExperts.kernel_compatible(block.experts.module):
             gate_up, down = records[f"{prefix}.gate_up_proj"], records[f"{prefix}.down_proj"]
-            kernel = tuple(k.to(device) for k in kernel_weights(gate_up, down))
+            kernel = kernel_weights(gate_up, down)
+            kernel = None if kernel is None else tuple(k.to(device) for k in kernel)
         t_in = transforms.get(f"{prefix}.in")
         downs = [transforms[f"{prefix}.down.{e}"] for e in range(block.num_experts)] \
             if f"{prefix}.down.0" in transforms else None
         if fields is not None or kernel is not None or t_in is not None:
             aq = ActQuant(**{**(fields or {}), "backend": kernels})
-            moe.replace_experts(i, QuantExperts(block.experts.module, aq, kernel, kernels, t_in, downs))
+            quant = QuantExperts(block.experts.module, aq, kernel, kernels, t_in, downs)
+            moe.replace_experts(i, quant)
+            if quant.kernel is not None and kernels == "triton":
+                quant.release_dense()  # the packed weights replace the dequantized ones
     return handles
 
 
