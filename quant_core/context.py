@@ -30,6 +30,7 @@ class RunContext:
     progress: ProgressFn = field(default=_no_progress)
     should_stop: Callable[[], bool] = field(default=_never)
     save_dir: Path | None = None
+    stream: str = "auto"  # "auto" | "on" | "off": stream layers from disk (see quant_core.streaming)
 
     def with_progress(self, progress: ProgressFn) -> "RunContext":
         return replace(self, progress=progress)

@@ -19,6 +19,7 @@ from quant_core.context import ProgressFn, RunContext
 from quant_core.errors import CalibrationError
 from quant_core.evaluate.run import cached_fp_evaluation, evaluate_model
 from quant_core.evaluate.task_sources import resolve_tasks
+from quant_core.memory import peaks, reset_peaks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
@@ -85,8 +86,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     moe = MoEModel(model)
     validate_for_model(recipe, moe)
     device = pick_device(ctx.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peaks(device)
     torch.manual_seed(recipe.seed)
     ev = recipe.eval
     windows = token_windows(ev.source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len,
@@ -121,5 +121,6 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
         t = time.perf_counter()
         result["artifacts"] = save_quantized(ctx.save_dir, model, tokenizer, state, recipe, result, windows[:1])
         result["timings"]["save_s"] = round(time.perf_counter() - t, 3)
+    result.update(peaks(device))
     ctx.progress("done", 1.0)
     return result
