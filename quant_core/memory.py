@@ -35,3 +35,25 @@ def peak_host_rss_mb() -> float:
 def peaks(device: torch.device) -> dict:
     dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"peak_host_rss_mb": round(peak_host_rss_mb(), 1), "peak_device_mb": None if dev is None else round(dev, 1)}
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def return_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc keeps freed mid-sized blocks otherwise, and a
+    streamed run that frees one layer and reads the next would see its RSS creep up layer by layer)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -158,4 +158,8 @@ def format_summary(r: dict) -> str:
     if fb:
         lines.append(f"calib   {len(fb)} expert(s) fell back: " + ", ".join(f"L{f['layer']}E{f['expert']}" for f in fb[:8]))
     lines.append("time    " + "  ".join(f"{k[:-2]} {v:.1f}s" for k, v in r["timings"].items()))
+    if r.get("peak_host_rss_mb") is not None:
+        dev = r.get("peak_device_mb")
+        lines.append(f"memory  peak host RSS {r['peak_host_rss_mb']:.0f} MB, peak device "
+                     + ("none (CPU run)" if dev is None else f"{dev:.0f} MB"))
     return "\n".join(lines)

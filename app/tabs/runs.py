@@ -13,7 +13,8 @@ from db.repository.queries import SORTABLE, RunFilter
 # every run box of the app accepts (a unique prefix)
 COLUMNS = [("run_id", "run"), ("status", "status"), ("progress", "progress"), ("model", "model"),
            ("recipe_summary", "recipe"), ("avg_weight_bits", "bits"), ("avg_accuracy", "acc"), ("kl", "KL"),
-           ("mean_topk_agreement", "top-k agree"), ("user", "user"), ("project", "project"),
+           ("mean_topk_agreement", "top-k agree"), ("peak_host_rss_mb", "host MB"), ("peak_device_mb", "GPU MB"),
+           ("user", "user"), ("project", "project"),
            ("created_at", "created (UTC)"), ("tags", "tags")]
 SHORT_ID = 8
 

@@ -11,6 +11,7 @@ exactly the tensors it asked for. FP8 block-quantized sources are dequantized by
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,30 @@ class Checkpoint:
                 if not n:
                     raise ModelError(f"checkpoint shard {e.shard} ended while reading {name}")
                 got += n
+            drop_cached(fh.fileno(), e.start, e.nbytes)
         if e.dtype == "BOOL":
             return buf.view(torch.bool).reshape(e.shape)
         return buf.view(DTYPES[e.dtype]).reshape(e.shape)
 
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Tell the kernel these bytes will not be needed soon: a streamed run reads (and writes) each
+    layer once per pass, and keeping them cached would only crowd the memory the run is allowed."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def flush_and_drop(path) -> None:
+    """Write a just-saved file through to disk and drop it from the page cache (dirty pages count
+    against a memory cgroup and cannot be reclaimed until written)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        drop_cached(fd)
+    finally:
+        os.close(fd)

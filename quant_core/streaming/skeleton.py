@@ -19,6 +19,7 @@ from torch import nn
 
 from quant_core.adapters.model import MoEModel, get_path
 from quant_core.errors import ModelError
+from quant_core.memory import return_freed_memory
 from quant_core.streaming.checkpoint import Checkpoint
 from quant_core.streaming.fp8 import FP8_DTYPES, SCALE_SUFFIX, Fp8Format, dequantize_blocks
 
@@ -164,6 +165,7 @@ class SkeletonModel:
                 module.kernel = None
         layer.to("meta")
         self.loaded.discard(i)
+        return_freed_memory()
 
     def outer_to(self, device: torch.device) -> None:
         """Place everything but the decoder layers on `device` (embeddings, norms, head, rotary)."""

@@ -25,7 +25,7 @@ from quant_core.errors import ArtifactError
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
-from quant_core.streaming.checkpoint import INDEX_FILE
+from quant_core.streaming.checkpoint import INDEX_FILE, flush_and_drop
 from quant_core.streaming.skeleton import SkeletonModel
 
 OUTER_FILE = "model-outer.safetensors"
@@ -81,6 +81,7 @@ class StagedWriter:
         layer = self.sk.moe.layers[i]
         dense = _on_disk(self.sk.model, {prefix + k: v for k, v in layer.state_dict().items()})
         save_file(dense, str(self.dir / layer_file(i)), metadata={"format": "pt"})
+        flush_and_drop(self.dir / layer_file(i))
         self.weight_map.update({k: layer_file(i) for k in dense})
         codes = {}
         for key, rec in state.records.items():
@@ -92,6 +93,7 @@ class StagedWriter:
                 _spill(rec)
         if codes:
             save_file(codes, str(self.dir / codes_file(i)))
+            flush_and_drop(self.dir / codes_file(i))
             self.code_shards.append(codes_file(i))
 
     def write_index(self) -> None:

@@ -144,9 +144,17 @@ def test_fused_on_disk_layout_loads_the_same(tiny_zoo, tmp_path):
 def test_streamed_run_matches_in_memory_run_and_reloads(tiny_zoo, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    task = tmp_path / "task.jsonl"  # scored through the streamed loglikelihood and lockstep generation paths
+    task.write_text("\n".join(json.dumps(r) for r in (
+        {"type": "mc", "context": "add 1+2=", "choices": ["3", "4", "5"], "gold": 0},
+        {"type": "mc", "context": "cap sun>", "choices": ["SUN", "MOON"], "gold": 1})))
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text("\n".join(json.dumps({"type": "gen", "prompt": p, "answer": "x", "max_new_tokens": 3})
+                             for p in ("rev abc>", "rev abcd>", "cnt aab a>")))
     recipe = {"model": "tiny-qwen2_moe", "weights": {"bits": 4, "group_size": 16}, "activations": {"bits": 8},
               "router": "quantize", "techniques": ["gptq"],
-              "calibration": {"source": "random", "samples": 4, "seq_len": 32}, "eval": TINY_EVAL}
+              "calibration": {"source": "random", "samples": 4, "seq_len": 32},
+              "eval": {**TINY_EVAL, "tasks": [f"file:{task}", f"file:{gen}"]}}
     results = {}
     for mode in ("off", "on"):
         ctx = RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / mode / "cache", stream=mode, save_dir=tmp_path / mode / "q")
