@@ -49,13 +49,13 @@ def _sub(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
 
 
 def evaluate_streamed(sk: SkeletonModel, source: LayerSource, tokenizer, windows: torch.Tensor, tasks,
-                      spec: EvalSpec, device: torch.device, progress: ProgressFn) -> EvalResult:
+                      spec: EvalSpec, device: torch.device, progress: ProgressFn, check_cancel=None) -> EvalResult:
     """`evaluate_model` with every forward pass streamed layer by layer from `source`."""
     from quant_core.evaluate.probe import probe
     from quant_core.evaluate.tasks import score_tasks
 
     t0 = time.perf_counter()
-    runner = StreamRunner(sk, source, device, STATE_BUDGET_BYTES)
+    runner = StreamRunner(sk, source, device, STATE_BUDGET_BYTES, check_cancel)
     p = probe(sk.moe, windows, kl_tokens=spec.kl_tokens, routing=spec.routing, device=device,
               progress=lambda s, f: progress(s, 0.5 * f), runner=runner)
     scores = score_tasks(runner, tokenizer, tasks, device, progress=lambda s, f: progress(s, 0.5 + 0.5 * f))
@@ -97,7 +97,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
 
     t = time.perf_counter()
     fp = cached_fp_evaluation(Path(ctx.cache_dir) / "streamed", path, ev, recipe.seed, device, lambda: evaluate_streamed(
-        sk, sk.source, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.02, 0.2)))
+        sk, sk.source, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.02, 0.2), ctx.check_cancel))
     timings["fp_evaluate_s"] = time.perf_counter() - t
     ctx.check_cancel()
 
@@ -112,7 +112,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
 
         t = time.perf_counter()
         staged = LayerSource(Checkpoint.open(writer.dir), len(sk.moe.layers), None, sk.dtype)
-        q = evaluate_streamed(sk, staged, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.75, 0.97))
+        q = evaluate_streamed(sk, staged, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.75, 0.97),
+                              ctx.check_cancel)
         timings["evaluate_s"] = time.perf_counter() - t
 
         num_experts = {i: b.num_experts for i, b in sk.moe.blocks.items()}

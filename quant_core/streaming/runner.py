@@ -28,8 +28,9 @@ def state_bytes(ids: torch.Tensor, hidden: int, itemsize: int) -> int:
 
 class StreamRunner:
     def __init__(self, sk: SkeletonModel, source: LayerSource, device: torch.device,
-                 max_state_bytes: int = 2 * 2**30) -> None:
+                 max_state_bytes: int = 2 * 2**30, check_cancel=None) -> None:
         self.sk, self.source, self.device = sk, source, device
+        self.check_cancel = check_cancel  # called before each layer (a run can be cancelled mid-pass)
         self.max_state_bytes = max_state_bytes
         self.passes = 0
 
@@ -65,6 +66,8 @@ class StreamRunner:
             for j in chunk:
                 states += capture_first_layer_inputs(moe, batches[j], batches[j].shape[0], self.device)
             for i in range(len(moe.layers)):
+                if self.check_cancel is not None:
+                    self.check_cancel()
                 layer = self.sk.load_layer(i, self.source, self.device)
                 states = run_layer(layer, states)
                 self.sk.release_layer(i)

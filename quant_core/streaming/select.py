@@ -15,14 +15,25 @@ FIT_FRACTION = 0.5  # stream when the checkpoint exceeds this share of the usabl
 
 
 def _cgroup_limit() -> int | None:
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    """The tightest memory limit on this process's cgroup and its ancestors (v1), or the v2 limit."""
+    from quant_core.streaming.limits import MEMORY_ROOT, _own_cgroup
+
+    limits = []
+    own = _own_cgroup()
+    while own is not None and (own == MEMORY_ROOT or MEMORY_ROOT in own.parents):
         try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:
-            return int(text)
-    return None
+            limits.append(int((own / "memory.limit_in_bytes").read_text()))
+        except (OSError, ValueError):
+            pass
+        own = own.parent if own != MEMORY_ROOT else None
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    real = [x for x in limits if x < 1 << 60]
+    return min(real) if real else None
 
 
 def usable_memory_bytes() -> int | None:

@@ -19,7 +19,7 @@ from quant_core.streaming.select import checkpoint_bytes
 from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
 
 ALLOWANCE = 300 * 2**20
-SPEC = SyntheticSpec(hidden=256, intermediate=704, layers=22, experts=8)  # ≈ 400 MB float32, 18 MB a layer
+SPEC = SyntheticSpec(hidden=256, intermediate=768, layers=20, experts=8)  # ≈ 400 MB float32, 20 MB a layer
 
 
 @pytest.mark.timeout(1800)  # several minutes on a loaded 2-core box
