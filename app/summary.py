@@ -54,6 +54,10 @@ def format_summary(r: dict) -> str:
     if timings:
         total = sum(v for v in timings.values() if isinstance(v, (int, float)))
         lines.append(f"time    {total:.1f}s: " + "  ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items()))
+    if r.get("peak_host_rss_mb") is not None:
+        dev = r.get("peak_device_mb")
+        lines.append(f"memory  peak host RSS {r['peak_host_rss_mb']:.0f} MB, peak device "
+                     + ("none (CPU run)" if dev is None else f"{dev:.0f} MB"))
     return "\n".join(lines)
 
 

@@ -27,4 +27,10 @@ def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         from quant_core.moqe.run import run_moqe
 
         return run_moqe(recipe, ctx)
+    from quant_core.streaming.select import use_streaming
+
+    if use_streaming(recipe, ctx):
+        from quant_core.streaming.pipeline import run_streamed
+
+        return run_streamed(recipe, ctx)
     return run_pipeline(recipe, ctx)

@@ -34,6 +34,7 @@ class RunContext:
     data_roots: tuple[Path, ...] | None = None
     task_roots: tuple[Path, ...] | None = None
     saved_roots: tuple[Path, ...] | None = None
+    stream: str = "auto"  # "auto" | "on" | "off": stream layers from disk (see quant_core.streaming)
 
     def with_progress(self, progress: ProgressFn) -> "RunContext":
         return replace(self, progress=progress)

@@ -20,6 +20,7 @@ from quant_core.errors import CalibrationError
 from quant_core.evaluate.run import cached_fp_evaluation, evaluate_model, fp_cache_path
 from quant_core.evaluate.text_check import model_text_source, text_warnings, token_check
 from quant_core.evaluate.task_sources import resolve_tasks
+from quant_core.memory import peaks, reset_peaks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
@@ -96,8 +97,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     moe = MoEModel(model)
     validate_for_model(recipe, moe)
     device = pick_device(ctx.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peaks(device)
     torch.manual_seed(recipe.seed)
     ev = recipe.eval
     ev_source = model_text_source(ev.source, path, "heldout")
@@ -151,6 +151,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
         "load": timings["load_s"], "quantize": timings["quantize_s"] + timings["calibrate_s"],
         "evaluate": timings["evaluate_s"], "save": result["timings"].get("save_s", 0.0),
         **({} if fp_cached else {"fp_evaluate": timings["fp_evaluate_s"]})})
+    result.update(peaks(device))
     ctx.progress("done", 1.0)
     return result
 

@@ -12,6 +12,7 @@ from quant_core import __version__
 from quant_core.adapters.describe import ModelInfo
 from quant_core.evaluate.compare import routing_report, token_kl
 from quant_core.evaluate.run import EvalResult
+from quant_core.memory import peaks
 from quant_core.quantized import QuantState
 from quant_core.recipe import Recipe
 
@@ -86,5 +87,6 @@ def build_result(recipe: Recipe, info: ModelInfo, fp: EvalResult, q: EvalResult,
         "environment": environment(device),
         "peak_memory_mb": round(peak, 1),
         "peak_memory_kind": kind,
+        **peaks(device),  # peak_host_rss_mb, peak_device_mb (None on CPU runs)
         "diagnostics": state.diagnostics,
     }

@@ -17,10 +17,11 @@ from db.repository.queries import SORTABLE, RunFilter
 
 # (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
 # run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without wrapping words.
-COLUMNS = [("run_id", "run", "7%"), ("status", "status", "8%"), ("model", "model", "11%"),
-           ("recipe_summary", "recipe", "26%"), ("avg_weight_bits", "bits", "5%"), ("avg_accuracy", "acc", "5%"),
-           ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"), ("duration", "duration", "7%"),
-           ("user", "user", "7%"), ("created_at", "created (UTC)", "13%")]
+COLUMNS = [("run_id", "run", "7%"), ("status", "status", "8%"), ("model", "model", "10%"),
+           ("recipe_summary", "recipe", "21%"), ("avg_weight_bits", "bits", "5%"), ("avg_accuracy", "acc", "5%"),
+           ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"), ("duration", "duration", "6%"),
+           ("peak_host_rss_mb", "host MB", "5%"), ("peak_device_mb", "GPU MB", "5%"),
+           ("user", "user", "6%"), ("created_at", "created (UTC)", "11%")]
 SHORT_ID = 8
 
 

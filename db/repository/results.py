@@ -85,6 +85,9 @@ def run_to_dict(run: Run, with_result: bool = True) -> dict:
         "code_version": run.code_version, "notes": run.notes, "tags": [t for t in run.tags.split(",") if t],
         "avg_weight_bits": run.avg_weight_bits, "avg_accuracy": run.avg_accuracy, "perplexity": run.perplexity,
         "kl": run.kl, "mean_topk_agreement": run.mean_topk_agreement, "cancel_requested": run.cancel_requested,
+        # peak memory of the run (device: None on CPU runs), from the stored result
+        "peak_host_rss_mb": (run.result or {}).get("peak_host_rss_mb"),
+        "peak_device_mb": (run.result or {}).get("peak_device_mb"),
     }
     if run.error_type:
         d["error"] = {"type": run.error_type, "message": run.error_message}

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from quant_core.adapters.dispatch import Dispatch, DispatchRecorder
 from quant_core.adapters.model import MoEModel
 from quant_core.context import ProgressFn
+from quant_core.evaluate.forward import forward_many
 
 
 @dataclass
@@ -36,32 +37,36 @@ def kl_token_budget(vocab: int, requested: int, max_bytes: int = 512 * 2**20) ->
 @torch.no_grad()
 def probe(moe: MoEModel, windows: torch.Tensor, *, batch_size: int = 8, kl_tokens: int = 4096,
           routing: bool = True, device: torch.device | None = None,
-          progress: ProgressFn | None = None) -> ProbeResult:
-    """Run the model over `windows` [N, S] (no padding) and collect NLL, log-probs and dispatch."""
-    model = moe.model
-    device = device or next(model.parameters()).device
-    kl_left = kl_token_budget(model.config.vocab_size, kl_tokens)
-    nll_sum, n_tokens = 0.0, 0
+          progress: ProgressFn | None = None, runner=None) -> ProbeResult:
+    """Run the model over `windows` [N, S] (no padding) and collect NLL, log-probs and dispatch.
+    `runner` (optional) streams the layers from disk instead of running `moe.model` in memory."""
+    model = runner if runner is not None else moe.model
+    device = device or next(moe.model.parameters()).device
+    kl_left = kl_token_budget(moe.config.vocab_size, kl_tokens)
+    acc = {"nll_sum": 0.0, "n_tokens": 0, "kl_left": kl_left}
     kept: list[torch.Tensor] = []
+    batches = [windows[b0:b0 + batch_size] for b0 in range(0, windows.shape[0], batch_size)]
+
+    def consume(j: int, logits: torch.Tensor) -> None:
+        ids = batches[j].to(logits.device)
+        logp = F.log_softmax(logits.float()[:, :-1], dim=-1)
+        target = ids[:, 1:]
+        acc["nll_sum"] += float(-logp.gather(-1, target[..., None]).sum())
+        acc["n_tokens"] += target.numel()
+        if acc["kl_left"] > 0:
+            flat = logp.reshape(-1, logp.shape[-1])[:acc["kl_left"]]
+            kept.append(flat.to("cpu", torch.float16))
+            acc["kl_left"] -= flat.shape[0]
+        if progress is not None:
+            progress("evaluate: perplexity/routing", min(1.0, (j + 1) * batch_size / windows.shape[0]))
+
     recorder = DispatchRecorder(moe, keep_inputs=False) if routing else None
     if recorder is not None:
         recorder.__enter__()
     try:
-        for b0 in range(0, windows.shape[0], batch_size):
-            ids = windows[b0:b0 + batch_size].to(device)
-            logits = model(input_ids=ids, use_cache=False).logits.float()
-            logp = F.log_softmax(logits[:, :-1], dim=-1)
-            target = ids[:, 1:]
-            nll_sum += float(-logp.gather(-1, target[..., None]).sum())
-            n_tokens += target.numel()
-            if kl_left > 0:
-                flat = logp.reshape(-1, logp.shape[-1])[:kl_left]
-                kept.append(flat.to("cpu", torch.float16))
-                kl_left -= flat.shape[0]
-            if progress is not None:
-                progress("evaluate: perplexity/routing", min(1.0, (b0 + batch_size) / windows.shape[0]))
+        forward_many(model, batches, consume, device)
     finally:
         if recorder is not None:
             recorder.__exit__(None, None, None)
     dispatch = {i: recorder.take(i) for i in recorder.layers} if recorder is not None else {}
-    return ProbeResult(nll_sum, n_tokens, torch.cat(kept) if kept else None, dispatch)
+    return ProbeResult(acc["nll_sum"], acc["n_tokens"], torch.cat(kept) if kept else None, dispatch)

@@ -7,6 +7,8 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
+from quant_core.evaluate.forward import forward_many
+
 
 def encode(tokenizer, text: str, bos: bool) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -27,14 +29,19 @@ def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], device, batch
     out: list[tuple[float, bool]] = [(0.0, True)] * len(requests)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(requests)), key=lambda r: -len(requests[r][0]))
+    groups, batches = [], []
     for b0 in range(0, len(order), batch_size):
         batch = order[b0:b0 + batch_size]
         width = max(len(requests[r][0]) for r in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         for row, r in enumerate(batch):  # right padding: causal attention keeps real positions exact
             ids[row, :len(requests[r][0])] = torch.tensor(requests[r][0])
-        logp = F.log_softmax(model(input_ids=ids.to(device), use_cache=False).logits.float(), dim=-1)
-        for row, r in enumerate(batch):
+        groups.append(batch)
+        batches.append(ids)
+
+    def consume(j: int, logits: torch.Tensor) -> None:
+        logp = F.log_softmax(logits.float(), dim=-1)
+        for row, r in enumerate(groups[j]):
             toks, n_cont = requests[r]
             if n_cont == 0:
                 continue
@@ -42,6 +49,8 @@ def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], device, batch
             tgt = torch.tensor(toks[-n_cont:], device=logp.device)
             step = logp[row, pos]
             out[r] = (float(step.gather(1, tgt[:, None]).sum()), bool((step.argmax(-1) == tgt).all()))
+
+    forward_many(model, batches, consume, device)
     return out
 
 
@@ -51,6 +60,8 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, s
     """Greedy continuations (cut at the first stop string). Prompts are sorted by length and batched
     with left padding (attention mask and explicit positions keep each row exact), then decoded one
     token per step with the KV cache."""
+    if getattr(model, "forward_many", None) is not None:  # layers streamed from disk
+        return _greedy_streamed(model, tokenizer, prompts, max_new_tokens, stops, device, batch_size // 2)
     encoded = [encode(tokenizer, p, bos=True) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out = [""] * len(prompts)
@@ -58,6 +69,40 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, s
         chunk = order[b0:b0 + batch_size]
         new = _greedy_cached(model, tokenizer, [encoded[i] for i in chunk], max_new_tokens, stops, device)
         for i, text in zip(chunk, tokenizer.batch_decode(new, skip_special_tokens=True)):
+            for s in stops:
+                text = text.split(s)[0]
+            out[i] = text
+    return out
+
+
+def _greedy_streamed(model, tokenizer, prompts: list[str], max_new_tokens: int, stops: list[str], device,
+                     batch_size: int) -> list[str]:
+    """Greedy continuations (cut at the first stop string); prompts of equal token length are batched.
+    All batches advance one token per step together (one pass of a streamed model per step)."""
+    encoded = [encode(tokenizer, p, bos=True) for p in prompts]
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for i, ids in enumerate(encoded):
+        buckets[len(ids)].append(i)
+    chunks = [idxs[b0:b0 + batch_size] for idxs in buckets.values() for b0 in range(0, len(idxs), batch_size)]
+    seqs = [torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device) for chunk in chunks]
+    starts = [s.shape[1] for s in seqs]
+    active = list(range(len(chunks)))
+    for _ in range(max_new_tokens):
+        if not active:
+            break
+        nxt: dict[int, torch.Tensor] = {}
+        forward_many(model, [seqs[c] for c in active],
+                     lambda j, logits: nxt.__setitem__(active[j], logits[:, -1].argmax(-1, keepdim=True)), device)
+        still = []
+        for c in active:
+            seqs[c] = torch.cat([seqs[c], nxt[c].to(seqs[c].device)], dim=1)
+            texts = tokenizer.batch_decode(seqs[c][:, starts[c]:], skip_special_tokens=True)
+            if not (stops and all(any(s in t for s in stops) for t in texts)):
+                still.append(c)
+        active = still
+    out = [""] * len(prompts)
+    for chunk, seq, start in zip(chunks, seqs, starts):
+        for i, text in zip(chunk, tokenizer.batch_decode(seq[:, start:], skip_special_tokens=True)):
             for s in stops:
                 text = text.split(s)[0]
             out[i] = text

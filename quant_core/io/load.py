@@ -62,9 +62,13 @@ def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str 
     if meta.get("format") != FORMAT:
         raise ArtifactError(f"{path}: unknown format {meta.get('format')!r}")
     model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval()
+    if hasattr(model, "set_experts_implementation") and torch.device(device).type == "cpu":
+        model.set_experts_implementation("eager")  # as the run computed the probe (model_io.load_model)
     model.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tensors = load_file(str(path / CODES_FILE))
+    for shard in meta.get("codes_shards", []):  # streamed runs write one codes file per layer
+        tensors.update(load_file(str(path / shard)))
     moe = MoEModel(model)
     records: dict[str, WeightRecord] = {}
     for key, info in meta["records"].items():

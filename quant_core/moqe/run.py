@@ -20,6 +20,7 @@ from quant_core.evaluate.tasks import TaskScore, score_tasks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.moqe.router import MoqeRouter, train_router
 from quant_core.recipe import Recipe, moqe_variants, recipe_summary
+from quant_core.memory import peaks
 from quant_core.result import environment, peak_memory_mb
 
 BATCH = 16
@@ -171,7 +172,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
                  "experts": {}},
         "calibration": {"tokens_per_expert": {}, "fallbacks": [], "num_sequences": int(train.shape[0])},
         "timings": {"total_s": round(time.perf_counter() - t0, 3)},
-        "environment": environment(device), "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
+        "environment": environment(device), "peak_memory_mb": round(peak_memory_mb(device)[0], 1), **peaks(device),
         "diagnostics": {},
     }
 

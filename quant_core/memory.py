@@ -1,0 +1,59 @@
+"""Peak memory of a run, as numbers: host resident set (VmHWM, reset at run start where the kernel
+allows) and device memory (CUDA's max allocated; None on CPU runs — no device memory was used)."""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import torch
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def reset_peaks(device: torch.device) -> None:
+    """Start peak tracking afresh for this run (a worker process runs many)."""
+    try:
+        _CLEAR_REFS.write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_host_rss_mb() -> float:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peaks(device: torch.device) -> dict:
+    dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"peak_host_rss_mb": round(peak_host_rss_mb(), 1), "peak_device_mb": None if dev is None else round(dev, 1)}
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def return_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc keeps freed mid-sized blocks otherwise, and a
+    streamed run that frees one layer and reads the next would see its RSS creep up layer by layer)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)

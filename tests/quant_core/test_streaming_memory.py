@@ -1,0 +1,56 @@
+"""Acceptance: a generated sharded checkpoint larger than the allowance is quantized and evaluated
+in a child process under a real (cgroup) memory limit of the interpreter's baseline (libraries and
+the weightless skeleton) + 300 MB, three quarters of the checkpoint's size, and
+its metrics equal the in-memory run's exactly (same seeds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from quant_core.api import run
+from quant_core.context import RunContext
+from quant_core.streaming.limits import cgroup_unavailable_reason, run_limited
+from quant_core.streaming.select import checkpoint_bytes
+from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+
+ALLOWANCE = 300 * 2**20
+SPEC = SyntheticSpec(hidden=256, intermediate=768, layers=20, experts=8)  # ≈ 400 MB float32, 20 MB a layer
+
+
+@pytest.mark.timeout(1800)  # several minutes on a loaded 2-core box
+def test_streamed_run_under_memory_limit_matches_in_memory_run(tmp_path):
+    reason = cgroup_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    model = write_synthetic(tmp_path / "big", SPEC, seed=3)
+    size = checkpoint_bytes(model)
+    recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128}, "techniques": ["rtn"],
+              "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32,
+                       "kl_tokens": 128}}
+    spec_file = tmp_path / "run.json"
+    spec_file.write_text(json.dumps({"recipe": recipe, "out": str(tmp_path / "streamed.json"), "stream": "on",
+                                     "zoo_dir": str(tmp_path / "zoo"), "cache_dir": str(tmp_path / "cache-s"),
+                                     "save_dir": str(tmp_path / "saved")}))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    base = run_limited([sys.executable, "-m", "quant_core.streaming.child", "--baseline", str(model)], None, 300, env=env)
+    assert base.returncode == 0, base.stderr[-2000:]
+    limit = base.max_usage_bytes + ALLOWANCE
+    assert limit - base.max_usage_bytes < size  # the allowance is smaller than the checkpoint
+    limited = run_limited([sys.executable, "-m", "quant_core.streaming.child", str(spec_file)], limit, 1700, env=env)
+    assert limited.returncode == 0, limited.stderr[-3000:]
+    assert limited.max_usage_bytes <= limit
+    streamed = json.loads((tmp_path / "streamed.json").read_text())
+
+    ctx = RunContext(zoo_dir=tmp_path / "zoo", cache_dir=tmp_path / "cache-m", stream="off")
+    in_memory = json.loads(json.dumps(run(recipe, ctx), default=str))
+    assert streamed["metrics"] == in_memory["metrics"]
+    assert streamed["tasks"] == in_memory["tasks"] and streamed["bits"] == in_memory["bits"]
+    assert streamed["peak_device_mb"] is None and streamed["peak_host_rss_mb"] > 0
+    print(f"checkpoint {size / 2**20:.0f} MiB, baseline {base.max_usage_bytes / 2**20:.0f} MiB, limit "
+          f"{limit / 2**20:.0f} MiB, streamed cgroup peak {limited.max_usage_bytes / 2**20:.0f} MiB, "
+          f"peak RSS {streamed['peak_host_rss_mb']:.0f} MiB, in-memory peak RSS {in_memory['peak_host_rss_mb']:.0f} MiB")
