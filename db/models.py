@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.x typed models for the shared store (DESIGN.md §4.5).
+"""SQLAlchemy 2.x typed models for the shared store.
 
 Runs keep the full recipe and result JSON plus denormalized headline metrics (for sorting and
 filtering 10k+ runs); per-metric, per-layer and per-expert facts live in their own tables.

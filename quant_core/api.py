@@ -1,6 +1,6 @@
 """Public entry of the numeric core: run one recipe end to end and return the result dict.
 
-Contract (DESIGN.md §4.3): the returned dict has keys model, recipe, metrics, bits, calibration,
+Contract: the returned dict has keys model, recipe, metrics, bits, calibration,
 timings, environment, expert_stats, diagnostics. The caller (jobs) adds run_id and status.
 User-fixable problems raise `quant_core.errors.MoeqError` subclasses; a cancel request raises
 `CancelledError` between decoder blocks.

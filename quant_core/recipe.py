@@ -1,4 +1,4 @@
-"""The recipe contract (DESIGN.md §4.2): parse, validate and serialize, torch-free.
+"""The recipe contract: parse, validate and serialize, torch-free.
 
 `parse_recipe(dict)` returns a frozen `Recipe` or raises `RecipeError` naming the key. Checks that
 need the model (group size divides the dimension, family supports a technique) live in

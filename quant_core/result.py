@@ -1,4 +1,4 @@
-"""Assemble the result dict of DESIGN.md §4.3 from one run's evaluations and quantization state."""
+"""Assemble the result dict from one run's evaluations and quantization state."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Evaluation against the full-precision model (DESIGN.md §4.4)."""
+"""Evaluation against the full-precision model."""

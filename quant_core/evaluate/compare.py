@@ -1,4 +1,4 @@
-"""FP-vs-quantized comparisons (DESIGN.md §4.4): next-token KL, routing agreement, routing KL, load."""
+"""FP-vs-quantized comparisons: next-token KL, routing agreement, routing KL, load."""
 
 from __future__ import annotations
 
