@@ -99,7 +99,7 @@ def test_on_a_terminal_run_draws_a_bar_with_elapsed_time_and_eta(tmp_path, recip
 def test_runs_show_prints_a_summary_and_json_on_request(one_run, capsys):
     assert main(["runs", "show", one_run[:8]]) == 0
     text = capsys.readouterr().out
-    assert text.startswith(f"run {one_run}  succeeded") and "KL(FP||Q)" in text and "avg weight bits" in text
+    assert text.startswith(f"run {one_run}  succeeded") and "KL(FP||Q)" in text and "avg bits over all quantized weights" in text
     assert "time " in text and len(text.splitlines()) < 20
     assert main(["runs", "show", one_run[:8], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == one_run
@@ -111,7 +111,7 @@ def test_runs_compare_takes_two_or_more_runs(one_run, recipe_file, capsys):
     other = json.loads(capsys.readouterr().out)["run_id"]
     assert main(["runs", "compare", one_run[:8], other[:8]]) == 0
     text = capsys.readouterr().out
-    assert one_run[:8] in text and other[:8] in text and "KL(FP||Q)" in text and "avg weight bits" in text
+    assert one_run[:8] in text and other[:8] in text and "KL(FP||Q)" in text and "avg bits over all quantized weights" in text
     assert main(["runs", "compare", one_run[:8]]) == 2
     assert "at least two run ids" in capsys.readouterr().err
 

@@ -40,8 +40,11 @@ def test_submit_without_wait_prints_the_id_and_a_bad_recipe_queues_nothing(clust
     settings, store, workers = cluster
     proc = _moeq(workers.env, "submit", "--model", "tiny-mixtral", "--bits", "W5A16")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "weights.bits" in proc.stderr
+    missing = (settings.model_roots or (tmp_path,))[0] / "no-such-model"  # inside the roots (team mode confines paths to them)
+    proc = _moeq(workers.env, "submit", "--model", str(missing))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and proc.stderr.count("\n") == 1
     proc = _moeq(workers.env, "submit", "--model", "/no/such/model")
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     proc = _moeq(workers.env, "submit", "--model", "tiny-mixtral", "--bits", "W4A16g16")
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip()
