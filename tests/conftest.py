@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -68,3 +69,21 @@ def run_on_testbed(ctx, model: str, **recipe) -> dict:
     for key, value in recipe.items():
         full[key] = {**full[key], **value} if isinstance(value, dict) and isinstance(full.get(key), dict) else value
     return run(full, ctx)
+
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture()
+def pg_url():
+    """A fresh PostgreSQL database for one test (the server on 127.0.0.1), dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"moeq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
