@@ -39,25 +39,26 @@ class ActQuant:
         return act_quant(x, self.bits, self.clip_ratio, self.symmetric, backend=self.backend)
 
 
-def attach_input_quant(module: nn.Module, aq: ActQuant):
-    """Fake-quantize the first positional input of `module` on every call; returns the hook handle."""
+def attach_input_fn(module: nn.Module, fn):
+    """Apply `fn` to the first input of `module` (positional, else the first keyword) on every call;
+    returns the hook handle."""
     def hook(mod, args, kwargs):
         if args:
-            return (aq(args[0]), *args[1:]), kwargs
+            return (fn(args[0]), *args[1:]), kwargs
         key = next(iter(kwargs))
-        return args, {**kwargs, key: aq(kwargs[key])}
+        return args, {**kwargs, key: fn(kwargs[key])}
     return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def attach_input_quant(module: nn.Module, aq: ActQuant):
+    """Fake-quantize the first input of `module` on every call; returns the hook handle."""
+    return attach_input_fn(module, aq)
 
 
 def attach_input_transform(module: nn.Module, transform):
-    """Apply `transform` (e.g. a DuQuant BlockTransform) to the first positional input of `module` on
-    every call; attach it before any input quantization so quantization sees the transformed input."""
-    def hook(mod, args, kwargs):
-        if args:
-            return (transform(args[0]), *args[1:]), kwargs
-        key = next(iter(kwargs))
-        return args, {**kwargs, key: transform(kwargs[key])}
-    return module.register_forward_pre_hook(hook, with_kwargs=True)
+    """Apply `transform` (e.g. a DuQuant BlockTransform) to the first input of `module` on every call;
+    attach it before any input quantization so quantization sees the transformed input."""
+    return attach_input_fn(module, transform)
 
 
 def kernel_weights(gate_up, down) -> tuple | None:
