@@ -17,8 +17,9 @@ from torch import nn
 
 from quant_core.adapters.model import MoEModel, get_path
 from quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input,
-                                           collect_linear_inputs, run_layer)
+                                           collect_linear_inputs)
 from quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
+from quant_core.algorithms.mlp_pass import MlpPass, capture_mlp_pass, next_inputs
 from quant_core.algorithms.mlp import quantize_mlp
 from quant_core.algorithms.weights import Scheme, quantize_linear
 from quant_core.context import RunContext
@@ -29,6 +30,7 @@ from quant_core.recipe import Recipe
 from quant_core.techniques import DuQuantConfig, GptqConfig, RotationConfig, RtnConfig, SmoothConfig
 
 log = logging.getLogger(__name__)
+REUSE_MAX_BYTES = 1 << 30  # keeping a layer's residual stream costs one more copy of the calibration activations
 
 
 def _raise_stop(mod, args):
@@ -65,6 +67,8 @@ class ModelQuantizer:
         self.use_kernels = self.quantize_weights and may_use_kernels(ctx.kernels, device)
         self.handles: list = []
         self.n_main = 0
+        self.reuse_attention = False  # run() sets it: keep each layer's MLP pass to make its outputs
+        self.mlp_pass: MlpPass | None = None
 
     @property
     def layers_path(self) -> str:
@@ -87,13 +91,15 @@ class ModelQuantizer:
             if reserve_windows is not None and reserve_windows.shape[0]:
                 batches += capture_first_layer_inputs(self.moe, reserve_windows, batch_size, self.device)
         n = len(self.moe.layers)
+        self.reuse_attention = True
         for i, layer in enumerate(self.moe.layers):
             self.ctx.check_cancel()
             self.ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
             layer.to(self.device)
             self.quantize_layer(i, layer, batches)
             if batches is not None:
-                batches = run_layer(layer, batches)
+                batches = next_inputs(layer, self.moe.spec.mlp, self.mlp_pass, batches)
+            self.mlp_pass = None
             if self.device.type != "cpu":
                 layer.to("cpu")
         self.ctx.progress("quantize: done", 1.0)
@@ -130,7 +136,7 @@ class ModelQuantizer:
             for key, mod in attn.items():
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
                                                hess.get(key)))
-        x = capture_module_input(layer, self.moe.spec.mlp, batches) if batches is not None else None
+        x = self._capture_mlp_input(layer, batches) if batches is not None else None
         n_main_tokens = sum(b.hidden.shape[0] * b.hidden.shape[1] for b in batches[:self.n_main]) if batches else 0
         block = self.moe.blocks.get(i)
         if block is None:
@@ -140,6 +146,16 @@ class ModelQuantizer:
         if self.aq.enabled:
             for key, mod in attn.items():
                 self._attach(f"{prefix}.{key}", mod, self.aq)
+
+    def _capture_mlp_input(self, layer: nn.Module, batches: list[LayerBatch]) -> torch.Tensor:
+        """The MLP input [T, d] under the quantized attention; kept for the layer's outputs too when
+        nothing done after this pass changes the attention path (weight-only, no smoothing/transforms)."""
+        size = sum(b.hidden.numel() * b.hidden.element_size() for b in batches)
+        if (not self.reuse_attention or self.aq.enabled or self.smooth is not None or self.duquant is not None
+                or size > REUSE_MAX_BYTES):
+            return capture_module_input(layer, self.moe.spec.mlp, batches)
+        self.mlp_pass = capture_mlp_pass(layer, self.moe.spec.post_attn_norm, self.moe.spec.mlp, batches)
+        return self.mlp_pass.x
 
     def _duquant_attention(self, i: int, layer: nn.Module, attn: dict, batches: list[LayerBatch], prefix: str) -> None:
         """DuQuant transforms at every attention linear: q/k/v share one (same input), others their own."""

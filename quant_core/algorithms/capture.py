@@ -82,6 +82,12 @@ def capture_module_input(layer: nn.Module, path: str, batches: list[LayerBatch])
     return torch.cat(grabbed)
 
 
+def batch_moments(x: torch.Tensor, want_hessian: bool) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """(per-channel |x| max, Σ x xᵀ or None, token count) of one batch of inputs [..., d]."""
+    x = x.reshape(-1, x.shape[-1]).float()
+    return x.abs().amax(dim=0), (x.T @ x) if want_hessian else None, x.shape[0]
+
+
 @dataclass
 class InputStats:
     """Streaming per-linear input statistics: Hessian sum (optional) and per-channel |x| max."""
@@ -91,13 +97,14 @@ class InputStats:
     count: int = 0
 
     def update(self, x: torch.Tensor, want_hessian: bool) -> None:
-        x = x.reshape(-1, x.shape[-1]).float()
-        amax = x.abs().amax(dim=0)
-        self.absmax = amax if self.absmax is None else torch.maximum(self.absmax, amax)
-        if want_hessian:
-            h = x.T @ x
-            self.hessian = h if self.hessian is None else self.hessian + h
-        self.count += x.shape[0]
+        self.add(*batch_moments(x, want_hessian))
+
+    def add(self, amax: torch.Tensor, h: torch.Tensor | None, n: int) -> None:
+        """Fold in one batch's moments (from `batch_moments`; never aliased: readers share them)."""
+        self.absmax = amax.clone() if self.absmax is None else torch.maximum(self.absmax, amax)
+        if h is not None:
+            self.hessian = h.clone() if self.hessian is None else self.hessian + h
+        self.count += n
 
     def H(self) -> torch.Tensor:
         """2/N · Σ x xᵀ."""
@@ -112,20 +119,28 @@ class LinearInputCollector:
     want_hessian: bool = True
     stats: dict[str, InputStats] = field(default_factory=dict)
     _handles: list = field(default_factory=list)
+    _last: tuple | None = None  # (input tensor, its moments): the last input seen, shared by readers
 
     def __enter__(self) -> "LinearInputCollector":
         for key, mod in self.linears.items():
             self.stats[key] = InputStats()
 
             def hook(m, args, key=key):
-                self.stats[key].update(args[0].detach(), self.want_hessian)
+                self.stats[key].add(*self._moments(args[0]))
             self._handles.append(mod.register_forward_pre_hook(hook))
         return self
+
+    def _moments(self, x: torch.Tensor) -> tuple:
+        """Moments of `x`, computed once when several linears read the same tensor (q/k/v)."""
+        if self._last is None or self._last[0] is not x:
+            self._last = (x, batch_moments(x.detach(), self.want_hessian))
+        return self._last[1]
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._last = None
 
 
 @torch.no_grad()

@@ -17,15 +17,23 @@ def encode(tokenizer, text: str, bos: bool) -> list[int]:
     return ids
 
 
+def encode_many(tokenizer, texts: list[str], bos: bool) -> list[list[int]]:
+    """`encode` of every text (each distinct text tokenized once, all in one batched call)."""
+    distinct = list(dict.fromkeys(texts))
+    if not distinct:
+        return []
+    ids = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    head = [tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []
+    return [head + list(ids[t]) for t in texts]
+
+
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], device, batch_size: int = 32
                    ) -> list[tuple[float, bool]]:
     """(Σ log p(continuation | context), continuation is the greedy choice) for each pair."""
-    requests = []
-    for ctx, cont in pairs:
-        c_ids = encode(tokenizer, ctx, bos=True)
-        n_ids = encode(tokenizer, cont, bos=False)
-        requests.append((c_ids + n_ids, len(n_ids)))
+    contexts = encode_many(tokenizer, [ctx for ctx, _ in pairs], bos=True)
+    continuations = encode_many(tokenizer, [cont for _, cont in pairs], bos=False)
+    requests = [(c_ids + n_ids, len(n_ids)) for c_ids, n_ids in zip(contexts, continuations)]
     out: list[tuple[float, bool]] = [(0.0, True)] * len(requests)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(requests)), key=lambda r: -len(requests[r][0]))
@@ -62,7 +70,7 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, s
     token per step with the KV cache."""
     if getattr(model, "forward_many", None) is not None:  # layers streamed from disk
         return _greedy_streamed(model, tokenizer, prompts, max_new_tokens, stops, device, batch_size // 2)
-    encoded = [encode(tokenizer, p, bos=True) for p in prompts]
+    encoded = encode_many(tokenizer, prompts, bos=True)
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out = [""] * len(prompts)
     for b0 in range(0, len(order), batch_size):
@@ -79,7 +87,7 @@ def _greedy_streamed(model, tokenizer, prompts: list[str], max_new_tokens: int, 
                      batch_size: int) -> list[str]:
     """Greedy continuations (cut at the first stop string); prompts of equal token length are batched.
     All batches advance one token per step together (one pass of a streamed model per step)."""
-    encoded = [encode(tokenizer, p, bos=True) for p in prompts]
+    encoded = encode_many(tokenizer, prompts, bos=True)
     buckets: dict[int, list[int]] = defaultdict(list)
     for i, ids in enumerate(encoded):
         buckets[len(ids)].append(i)
