@@ -106,7 +106,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     eval_check = token_check(tokenizer, windows, ev_source)
     tasks = resolve_tasks(ev.tasks, ev.limit, TASK_SEED)
     timings["load_s"] = time.perf_counter() - t
-    fp_cached = fp_cache_path(ctx.cache_dir, path, ev, recipe.seed, device).is_file()
+    fp_cached = fp_cache_path(ctx.cache_dir, path, ev, recipe.seed, device, windows, tasks).is_file()
     skip = ({"fp_evaluate"} if fp_cached else set()) | (set() if ctx.save_dir is not None else {"save"})
     stages = plan(load_costs(ctx.cache_dir, recipe.model, _method(recipe)), skip)
 
@@ -116,7 +116,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     t = time.perf_counter()
     model.to(device)
     fp = cached_fp_evaluation(ctx.cache_dir, path, ev, recipe.seed, device, lambda: evaluate_model(
-        moe, tokenizer, windows, tasks, ev, device, _prefixed(sub("fp_evaluate"), "FP reference")))
+        moe, tokenizer, windows, tasks, ev, device, _prefixed(sub("fp_evaluate"), "FP reference")), windows, tasks)
     timings["fp_evaluate_s"] = time.perf_counter() - t
     ctx.check_cancel()
 

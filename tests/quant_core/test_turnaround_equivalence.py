@@ -128,3 +128,32 @@ def test_batched_encoding_equals_one_text_at_a_time_on_the_testbed(testbed_ctx):
     texts += [c for t in tasks for it in t.items for c in getattr(it, "choices", ())]
     assert len(texts) > 20
     assert encode_many(tok, texts, True) == [encode(tok, t, True) for t in texts]
+
+
+def test_fp_cache_key_follows_everything_the_evaluation_reads(tiny_zoo, tmp_path):
+    """Same inputs → same cache file; other windows, other task items, or a touched tokenizer file →
+    another one (a stale FP reference would silently skew every metric of the run)."""
+    import os
+    import shutil
+
+    from quant_core.evaluate.run import fp_cache_path
+    from quant_core.evaluate.task_types import MCItem, Task
+    from quant_core.recipe import EvalSpec
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_zoo / "tiny-mixtral", model_dir)
+    spec, cpu = EvalSpec(), torch.device("cpu")
+    windows = torch.arange(64).reshape(2, 32)
+    tasks = [Task("t", "mc", (MCItem("a", ("b", "c"), 0),), "d", 0.5)]
+
+    def key(w=windows, t=tasks):
+        return fp_cache_path(tmp_path / "cache", model_dir, spec, 0, cpu, w, t)
+
+    first = key()
+    assert key(windows.clone(), list(tasks)) == first
+    assert key(windows + 1) != first
+    assert key(t=[Task("t", "mc", (MCItem("a", ("b", "x"), 0),), "d", 0.5)]) != first
+    tok = next(p for p in model_dir.iterdir() if p.name.startswith("tokenizer"))
+    st = tok.stat()
+    os.utime(tok, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert key() != first
