@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.act_quant import act_quant
 from kernels.backend import resolve_backend
 from kernels.configs import shape_class
-from kernels.moe_layout import MixedBitExperts
+from kernels.moe_gemm import MixedBitExperts, fused_moe
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,6 @@ class ActQuant:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
-        from kernels.act_quant import act_quant  # imports Triton: only when activations are quantized
-
         return act_quant(x, self.bits, self.clip_ratio, self.symmetric, backend=self.backend)
 
 
@@ -146,8 +145,6 @@ class QuantExperts(nn.Module):
             use = resolve_backend(self.backend, x.device, sc)
         self.ran[use] += 1
         if use == "triton":
-            from kernels.moe_gemm import fused_moe  # imports Triton: only when the kernel runs
-
             if self.kernel[0].device != x.device:  # plain attributes do not follow module.to()
                 self.kernel = tuple(k.to(x.device) for k in self.kernel)
             return fused_moe(x, top_k_index, top_k_weights, *self.kernel, backend=self.backend,
