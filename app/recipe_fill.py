@@ -44,7 +44,7 @@ def _flat(d, prefix: str = "") -> dict:
 
 
 def _canonical(recipe: dict) -> dict:
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     return parse_recipe(recipe).to_dict()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quant_core.presets import expand, merge
+from spec.presets import expand, merge
 
 TECHNIQUE_CHOICES = ("rtn", "gptq", "agq (affinity-guided GPTQ)", "rotation", "smoothquant",
                      "expert-aware smoothing (EAQuant)", "down_proj smoothing", "clip search")

@@ -13,7 +13,7 @@ def warning_lines(r: dict) -> list[str]:
 
 def format_summary(r: dict) -> str:
     """A finished result: the key metrics against FP, per-task accuracy, routing, bits, time."""
-    from quant_core.recipe import parse_recipe, recipe_summary
+    from spec.recipe import parse_recipe, recipe_summary
 
     m = r.get("metrics") or {}
     info = r.get("model_info", {})

@@ -24,7 +24,7 @@ from db.store import Store
 from jobs.local import make_context
 from jobs.settings import Settings
 from quant_core.context import ProgressFn
-from quant_core.errors import CancelledError, MoeqError
+from spec.errors import CancelledError, MoeqError
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 0.5

@@ -10,8 +10,8 @@ from db.repository.runs import create_run, get_run, request_cancel, set_task_id
 from db.repository.users import DEFAULT_PROJECT, LOCAL_USER
 from db.store import Store
 from jobs.settings import Settings
-from quant_core import __version__
-from quant_core.recipe import parse_recipe, recipe_summary, technique_to_dict
+from spec import __version__
+from spec.recipe import parse_recipe, recipe_summary, technique_to_dict
 
 TASK_NAME = "moeq.run_recipe"
 QUEUE = "gpu"

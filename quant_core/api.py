@@ -2,7 +2,7 @@
 
 Contract: the returned dict has keys model, recipe, metrics, bits, calibration,
 timings, environment, expert_stats, diagnostics. The caller (jobs) adds run_id and status.
-User-fixable problems raise `quant_core.errors.MoeqError` subclasses; a cancel request raises
+User-fixable problems raise `spec.errors.MoeqError` subclasses; a cancel request raises
 `CancelledError` between decoder blocks.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from quant_core.context import RunContext
-from quant_core.recipe import Recipe, parse_recipe
+from spec.recipe import Recipe, parse_recipe
 
 
 def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Quantize `recipe.model` with `recipe`, evaluate against FP, return the result dict."""
     from quant_core.pipeline import run_pipeline
-    from quant_core.sources import confine_recipe
+    from spec.sources import confine_recipe
 
     if not isinstance(recipe, Recipe):
         recipe = parse_recipe(recipe)

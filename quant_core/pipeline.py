@@ -16,7 +16,7 @@ from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.allocation import expert_bits
 from quant_core.calibration.data import token_windows
 from quant_core.context import ProgressFn, RunContext
-from quant_core.errors import CalibrationError
+from spec.errors import CalibrationError
 from quant_core.evaluate.run import cached_fp_evaluation, evaluate_model, fp_cache_path
 from quant_core.evaluate.text_check import model_text_source, text_warnings, token_check
 from quant_core.evaluate.task_sources import resolve_tasks
@@ -24,7 +24,7 @@ from quant_core.memory import peaks, reset_peaks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 from quant_core.modules import kernel_report
 from quant_core.result import build_result
 from quant_core.stage_plan import load_costs, plan, record_costs
@@ -81,7 +81,7 @@ def quantize_model(moe: MoEModel, tokenizer, recipe: Recipe, ctx: RunContext, de
 
 
 def _method(recipe: Recipe) -> str:
-    from quant_core.recipe import technique_to_dict
+    from spec.recipe import technique_to_dict
 
     return "+".join(technique_to_dict(t)["name"] for t in recipe.techniques) or "none"
 

@@ -25,8 +25,8 @@ from quant_core.context import RunContext
 from kernels.backend import may_use_kernels
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
-from quant_core.techniques import DuQuantConfig, GptqConfig, RotationConfig, RtnConfig, SmoothConfig
+from spec.recipe import Recipe
+from spec.techniques import DuQuantConfig, GptqConfig, RotationConfig, RtnConfig, SmoothConfig
 
 log = logging.getLogger(__name__)
 

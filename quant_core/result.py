@@ -8,13 +8,13 @@ import sys
 
 import torch
 
-from quant_core import __version__
-from quant_core.adapters.describe import ModelInfo
+from spec import __version__
+from spec.describe import ModelInfo
 from quant_core.evaluate.compare import routing_report, token_kl
 from quant_core.evaluate.run import EvalResult
 from quant_core.memory import peaks
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 
 
 def environment(device: torch.device) -> dict:

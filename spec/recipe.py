@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from quant_core.config_parse import build, to_dict
-from quant_core.errors import RecipeError
-from quant_core.techniques import (
+from spec.config_parse import build, to_dict
+from spec.errors import RecipeError
+from spec.techniques import (
     ALIASES,
     ORDER,
     DuQuantConfig,
@@ -243,7 +243,7 @@ def _parse_router(value: Any) -> RouterSpec:
 
 def parse_recipe(data: Any) -> Recipe:
     """Validate a recipe dict (or JSON text) and return the frozen Recipe."""
-    from quant_core import limits
+    from spec import limits
 
     limits.check_raw(data)
     if isinstance(data, (str, bytes)):
@@ -295,7 +295,7 @@ def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
     """Each MoQE variant as a full recipe — the run's model, calibration, evaluation and seed plus the
     variant's own keys — or, for a 'path:<dir>' variant, the saved model directory. Errors name
     `moqe.variants[i]…`; parse_recipe calls this, so a bad variant is refused before queuing."""
-    from quant_core.presets import merge
+    from spec.presets import merge
 
     d = recipe.to_dict()
     shared = {"model": recipe.model, "calibration": d["calibration"], "eval": d["eval"], "seed": recipe.seed}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 
 def _check(cond: bool, key: str, message: str) -> None:

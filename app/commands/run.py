@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from app.summary import format_summary
-from quant_core.errors import MoeqError, RecipeError
+from spec.errors import MoeqError, RecipeError
 
 EPILOG = """examples:
   moeq run --model testbed-mixtral --bits W4A16 --techniques gptq
@@ -45,8 +45,8 @@ def add_recipe_args(p) -> None:
 
 def build_recipe_dict(args) -> dict:
     """Recipe dict from --recipe plus overriding flags (validated later by parse_recipe)."""
-    from quant_core.presets import expand, merge
-    from quant_core.recipe import parse_bits
+    from spec.presets import expand, merge
+    from spec.recipe import parse_bits
 
     recipe: dict = {}
     if args.recipe is not None:
@@ -90,7 +90,7 @@ def _int(text: str, key: str) -> int:
 
 def handle(args, settings) -> int:
     from app.form_check import check_model_ref
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     try:
         recipe = build_recipe_dict(args)

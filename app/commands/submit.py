@@ -37,7 +37,7 @@ def handle(args, settings) -> int:
     from jobs.submit import submit
 
     from app.form_check import check_model_ref
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     recipe = build_recipe_dict(args)
     parse_recipe(recipe)

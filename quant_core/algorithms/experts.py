@@ -15,7 +15,7 @@ from quant_core.adapters.model import MoEBlock
 from quant_core.algorithms.weights import Scheme, quantize_stacked
 from quant_core.functional.gptq import hessian
 from quant_core.quantized import QuantState
-from quant_core.techniques import GptqConfig
+from spec.techniques import GptqConfig
 
 
 @dataclass

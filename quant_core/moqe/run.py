@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from quant_core.adapters.model import MoEModel
 from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
-from quant_core.errors import CalibrationError
+from spec.errors import CalibrationError
 from quant_core.evaluate.scoring import encode
 from quant_core.evaluate.task_sources import resolve_tasks
 from quant_core.evaluate.tasks import TaskScore, score_tasks
 from quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from quant_core.moqe.router import MoqeRouter, train_router
-from quant_core.recipe import Recipe, moqe_variants, recipe_summary
+from spec.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.memory import peaks
 from quant_core.result import environment, peak_memory_mb
 

@@ -16,17 +16,17 @@ import torch
 
 from quant_core.calibration.data import token_windows
 from quant_core.context import ProgressFn, RunContext
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.evaluate.run import EvalResult, cached_fp_evaluation
 from quant_core.evaluate.task_sources import resolve_tasks
 from quant_core.memory import peaks, reset_peaks
 from quant_core.model_io import check_loadable, pick_device, resolve_model
-from quant_core.recipe import EvalSpec, Recipe
+from spec.recipe import EvalSpec, Recipe
 from quant_core.result import build_result
 from quant_core.streaming.checkpoint import Checkpoint
 from quant_core.streaming.runner import StreamRunner
 from quant_core.streaming.skeleton import LayerSource, SkeletonModel
-from quant_core.techniques import RotationConfig
+from spec.techniques import RotationConfig
 from quant_core.validate import validate_for_model
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 from quant_core.streaming.runner import StreamRunner
 from quant_core.streaming.skeleton import SkeletonModel
 from quant_core.streaming.writer import StagedWriter

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from db.models import ExpertStat, RunMetric
 from db.repository.runs import get_run, progress_history
 from jobs.submit import cancel, submit
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from tests.contract import validate_result
 from tests.jobs.conftest import SLOW, TINY, wait_for
 

@@ -61,7 +61,7 @@ def test_shipped_testbed_installs_and_loads_without_moeq(name, tmp_path):
 def test_corrupted_shipped_weights_are_refused(tmp_path):
     import shutil
 
-    from quant_core.errors import ModelError
+    from spec.errors import ModelError
     from quant_core.zoo import testbed as tb
 
     fake_root = tmp_path / "weights"
