@@ -23,7 +23,7 @@ from db.repository.runs import (Superseded, cancel_requested, claim_run, get_run
 from db.store import Store
 from jobs.local import make_context
 from jobs.settings import Settings
-from quant_core.context import ProgressFn
+from quant_core.api import ProgressFn
 from spec.errors import CancelledError, MoeqError
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,6 @@ from jobs.settings import Settings
 from spec import __version__
 from spec.recipe import parse_recipe, recipe_summary, technique_to_dict
 
-TASK_NAME = "moeq.run_recipe"
-QUEUE = "gpu"
-
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
@@ -55,7 +52,7 @@ def create(store: Store, recipe: dict, *, user: str | None = None, project: str 
 
 def enqueue(settings: Settings, store: Store, run_id: str, celery_app=None) -> str:
     """Send the run to the `gpu` queue by name with only its id; records the Celery task id."""
-    from jobs.celery_app import make_celery
+    from jobs.celery_app import QUEUE, TASK_NAME, make_celery
 
     app = celery_app or make_celery(settings)
     res = app.send_task(TASK_NAME, args=[run_id], queue=QUEUE)

@@ -97,9 +97,9 @@ def handle(args, settings) -> int:
         parse_recipe(recipe)
         check_model_ref(recipe["model"], settings.model_roots)
         if args.save is not None:
-            from quant_core.io.atomic import check_target
+            from jobs.local import check_save_target
 
-            check_target(args.save)  # refused before any work, never deleted or overwritten
+            check_save_target(args.save)  # refused before any work, never deleted or overwritten
         result = _execute(settings, recipe, args.save, args.user, args.project, getattr(args, "quiet", False))
     except MoeqError as exc:
         if args.json:

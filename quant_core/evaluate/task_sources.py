@@ -47,7 +47,7 @@ def resolve_tasks(names: tuple[str, ...], limit: int | None, seed: int = 0) -> l
     tasks: list[Task] = []
     for name in names:
         if name == "testbed":
-            from quant_core.zoo.corpus import eval_tasks
+            from quant_core.evaluate.testbed_tasks import eval_tasks
 
             tasks.extend(eval_tasks(seed=seed, n_per_task=limit or 100))
         elif name.startswith("lm_eval:"):

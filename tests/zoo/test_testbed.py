@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from quant_core.evaluate.task_types import GenItem, MCItem
-from quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, eval_tasks, text_stream
+from quant_core.evaluate.testbed_tasks import eval_tasks
+from quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, text_stream
 from quant_core.zoo.testbed import MANIFEST, TESTBEDS, WEIGHTS_DIR, install_testbed, train_testbed
 from quant_core.zoo.tokenizer import CHARS
 
