@@ -12,15 +12,11 @@ def warning_lines(r: dict) -> list[str]:
 
 
 def format_summary(r: dict) -> str:
-    """A finished result: the key metrics against FP, per-task accuracy, routing, bits, time."""
-    from spec.recipe import parse_recipe, recipe_summary
-
+    """A finished result: the key metrics against FP, per-task accuracy, routing, bits, time. The
+    recipe line is the summary stored with the run (`recipe_summary`), never a re-parse."""
     m = r.get("metrics") or {}
     info = r.get("model_info", {})
-    try:
-        recipe = recipe_summary(parse_recipe(r["recipe"]))
-    except Exception:  # an old or foreign recipe: show what is stored
-        recipe = str(r.get("recipe"))[:120]
+    recipe = r.get("recipe_summary") or str(r.get("recipe"))[:120]  # a result without its run row
     lines = [f"run {r.get('run_id') or '-'}  {r['status']}",
              f"model   {r['model']} ({info.get('family')}, {info.get('num_layers')} layers, "
              f"{info.get('num_experts')} experts, top-{info.get('top_k')})",
@@ -65,7 +61,8 @@ def format_run(run: dict) -> str:
     """`moeq runs show`: the summary of a finished run, else its state (progress, stage, error)."""
     result = run.get("result")
     if run["status"] == "succeeded" and result:
-        return format_summary({**result, "run_id": run["run_id"], "status": run["status"]})
+        return format_summary({**result, "run_id": run["run_id"], "status": run["status"],
+                               "recipe_summary": run.get("recipe_summary")})
     lines = [f"run {run['run_id']}  {run['status']}",
              f"model   {run['model']}",
              f"recipe  {run.get('recipe_summary')}",

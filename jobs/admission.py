@@ -28,8 +28,10 @@ def _variants(data: dict) -> list | None:
     return variants if isinstance(variants, list) else None
 
 
-def _run_artifacts(settings: Settings, store: Store, ref: str, scope, key: str) -> Path:
-    """The saved model of run `ref`, which `scope` (None: every project) must be allowed to read."""
+def _run_artifacts(settings: Settings, store: Store | None, ref: str, scope, key: str) -> Path:
+    """The saved model of run `ref`, which `scope` (None: every project) must be allowed to read
+    (`store` None: the database of `settings`, opened only now that a run is named)."""
+    store = store or Store(settings.database_url)
     try:
         with store.session() as s:
             run_id = resolve_run_id(s, ref, scope)
@@ -41,7 +43,7 @@ def _run_artifacts(settings: Settings, store: Store, ref: str, scope, key: str) 
     return path
 
 
-def _check_saved_paths(settings: Settings, store: Store, data: dict, scope) -> None:
+def _check_saved_paths(settings: Settings, store: Store | None, data: dict, scope) -> None:
     """Rewrite `run:<id>` variants; a `path:` into the artifacts must be a run the user may read."""
     variants = _variants(data)
     if not variants:
@@ -93,9 +95,10 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
                                   f"{recipe.model}; use a divisor of {dim} or null (per channel)")
 
 
-def admit(settings: Settings, store: Store, data, scope: tuple[str, ...] | None = None) -> Recipe:
+def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
     """The parsed recipe, ready to store and queue, or one MoeqError naming the problem. `scope`: the
-    projects whose runs the user may read (None: all, e.g. the CLI or single-user mode)."""
+    projects whose runs the user may read (None: all, e.g. the CLI or single-user mode); `store` None
+    opens the database only if the recipe names a run (MoQE `run:<id>` variants)."""
     limits.check_raw(data)
     if isinstance(data, (str, bytes)):
         data = limits.loads(data)
