@@ -19,6 +19,11 @@ The rules:
 - No import circles: no project module imports (lazily or not, directly or through others) a
   module that imports it back. Edges to a package's `__init__` implied by importing one of its
   submodules are counted too, so a package `__init__` may not import its own submodules' importers.
+- The testbed generator (quant_core.zoo) never imports evaluation (quant_core.evaluate), which
+  defines the tasks it is scored on.
+
+The one import the walk cannot see is the technique registry's "module:function" names
+(spec/techniques.py), which `quant_core.apply.apply_function` imports inside the numeric core only.
 """
 
 from __future__ import annotations
