@@ -6,7 +6,7 @@ set up the router, dispatch calibration tokens with the final router, quantize r
 (batched), shared experts and dense MLPs; install activation quantization; then run the quantized
 layer to produce the next layer's inputs. Layers not being processed may stay on CPU.
 
-The techniques are not named here: the walk runs the recipe's techniques by stage (spec.techniques
+The techniques are not named here: the walk runs the recipe's techniques by stage (spec.registry
 STAGES) — "model" ones once before the walk, "layer" ones through their hooks at each site of every
 layer (quant_core/apply/hooks.py), and the "weights" one as the method every linear is quantized
 with. Each technique's apply function comes from its registry line (quant_core.apply).

@@ -23,7 +23,7 @@ The rules:
   defines the tasks it is scored on.
 
 The one import the walk cannot see is the technique registry's "module:function" names
-(spec/techniques.py), which `quant_core.apply.apply_function` imports inside the numeric core only.
+(spec/registry.py), which `quant_core.apply.apply_function` imports inside the numeric core only.
 """
 
 from __future__ import annotations
