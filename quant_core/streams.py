@@ -9,6 +9,7 @@ All streams derive from the recipe's `seed`:
 - MoQE router training windows: the calibration stream after every variant's calibration tokens
   (disjoint from them and, being split "calib", from the evaluation windows); a "random" source draws
   a fresh stream with `seed + 2000`
+- MoQE router: initial weights and training order from `seed` (quant_core.moqe)
 - task items: TASK_SEED, whatever the recipe's seed, so every run scores the same items
 
 `auto` text resolves to the model's own text files when it ships them (evaluate.text_check).

@@ -79,6 +79,16 @@ def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train
     return Variant(label, evaluation, train_nll, bits, calib, timings), model
 
 
+def _variant_entry(v: Variant, m: dict) -> dict:
+    """One variant's figures in the result (its metrics against the same FP reference as the mixture's)."""
+    calibration = dict(v.calibration)
+    check = calibration.pop("text_check", None)
+    return {"label": v.label, "perplexity": v.evaluation.probe.perplexity, "bits": float(v.bits["avg_weight_bits"]),
+            "accuracy": m["accuracy"], "avg_accuracy": m["avg_accuracy"], "kl": m["kl"],
+            "mean_topk_agreement": (m.get("routing") or {}).get("mean_topk_agreement"),
+            "calibration": calibration, "text_check": check, "timings": {k: round(x, 3) for k, x in v.timings.items()}}
+
+
 def _task_picks(router: MoqeRouter, tokenizer, tasks) -> list[list[int]]:
     """The router's variant for each item of each scored task (by the item's context or prompt)."""
     return [[int(router.choose(torch.tensor([encode(tokenizer, getattr(it, "context", None) or it.prompt,
@@ -124,6 +134,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     ctx.progress("moqe: train router", 0.8)
     t = time.perf_counter()
     labels = torch.stack([v.train_nll for v in variants], 1).argmin(1)
+    torch.manual_seed(recipe.seed)  # the router's initial weights depend on the run's seed, not on what ran before
     router = MoqeRouter(embedding, len(variants), layers=spec.encoder_layers, pad_id=run.tokenizer.pad_token_id)
     history = train_router(router, train, labels, epochs=spec.epochs, alpha=spec.alpha, seed=recipe.seed)
     picks = router.choose(run.windows)
@@ -132,15 +143,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     overhead = _router_overhead(router, run.windows[:BATCH], model_s, run.device)
     timings["router_s"] = time.perf_counter() - t
 
-    singles = []
-    for v in variants:
-        m = result_metrics(recipe, fp, v.evaluation, num_experts)
-        singles.append({"label": v.label, "perplexity": v.evaluation.probe.perplexity,
-                        "bits": float(v.bits["avg_weight_bits"]), "accuracy": m["accuracy"],
-                        "avg_accuracy": m["avg_accuracy"], "kl": m["kl"],
-                        "mean_topk_agreement": (m.get("routing") or {}).get("mean_topk_agreement"),
-                        "calibration": v.calibration, "text_check": v.calibration.pop("text_check", None),
-                        "timings": {k: round(s, 3) for k, s in v.timings.items()}})
+    singles = [_variant_entry(v, result_metrics(recipe, fp, v.evaluation, num_experts)) for v in variants]
     n = len(variants)
     result = assemble_result(recipe, run.info, fp, mix, num_experts, bits=_mean_bits(variants), expert_stats=[],
                              calibration={"num_sequences": int(train.shape[0])}, timings=timings, device=run.device,
