@@ -88,8 +88,12 @@ def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_d
     assert capsys.readouterr().out.strip().endswith("revision 0003")
     engine = make_engine(old_db)
     tables = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:  # rows that reference runs survive the rebuilt runs table (SQLite)
+        progress = conn.execute(sa.text("SELECT run_id, fraction, stage FROM run_progress ORDER BY id")).all()
     engine.dispose()
     assert not DROPPED & tables and {"runs", "users", "projects", "run_progress"} <= tables
+    assert [tuple(p) for p in progress] == [(r["run_id"], r["fraction"], r["stage"])
+                                           for r in DATA["tables"]["run_progress"]]
 
     (message, _, metrics, table, acc, routing, field, heat, heat_diff, _, load, trade_acc, _, runs) = \
         _compare_page(old_db, f"{GPTQ[:8]} {MOQE[:8]}")
