@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from quant_core import streams
 from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.allocation import expert_bits
 from quant_core.context import ProgressFn, RunContext
@@ -23,7 +24,6 @@ from quant_core.evaluate.text_check import token_check
 from quant_core.memory import peaks
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
-from quant_core import streams
 from quant_core.recipe import Recipe
 from quant_core.result import build_result
 from quant_core.run_steps import add_checks, fp_is_cached, fp_reference, load_run
@@ -128,4 +128,3 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     result.update(peaks(device))
     ctx.progress("done", 1.0)
     return result
-
