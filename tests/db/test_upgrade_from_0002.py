@@ -131,3 +131,17 @@ def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_d
     assert main(["runs", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["total"] == 2 and {r["run_id"] for r in listed["runs"]} == {GPTQ, MOQE}
+
+
+def test_downgrade_to_0002_and_back_keeps_runs_and_their_progress(old_db, capsys):
+    assert main(["db", "upgrade"]) == 0 and main(["db", "downgrade", "0002"]) == 0
+    assert capsys.readouterr().out.strip().endswith("revision 0002")
+    engine = make_engine(old_db)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT COUNT(*) FROM runs WHERE result IS NOT NULL")).scalar()
+        progress = conn.execute(sa.text("SELECT COUNT(*) FROM run_progress")).scalar()
+    assert {"models", "run_metrics", "expert_stats"} <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert runs == 2 and progress == len(DATA["tables"]["run_progress"])
+    assert main(["db", "upgrade"]) == 0 and main(["runs", "show", GPTQ[:8]]) == 0
+    assert f"run {GPTQ}  succeeded" in capsys.readouterr().out
