@@ -28,7 +28,6 @@ from quant_core.recipe import Recipe
 from quant_core.result import build_result
 from quant_core.run_steps import add_checks, fp_is_cached, fp_reference, load_run
 from quant_core.stage_plan import load_costs, plan, record_costs
-from quant_core.streams import EVAL_SEED_OFFSET, TASK_SEED  # noqa: F401  (quant_core.streaming reads them here)
 
 log = logging.getLogger(__name__)
 
