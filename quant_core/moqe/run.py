@@ -25,6 +25,7 @@ from quant_core.memory import peaks
 from quant_core.model_io import load_model
 from quant_core.moqe.mixture import mixed_evaluation, oracle_perplexity
 from quant_core.moqe.router import MoqeRouter, train_router
+from quant_core.pipeline import quantize_model
 from quant_core.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.result import assemble_result, bits_report, result_metrics
 from quant_core.run_steps import LoadedRun, add_checks, fp_reference, load_run
@@ -51,8 +52,6 @@ def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train
                    lo: float, hi: float) -> tuple[Variant, object]:
     """Quantize (or load, for a saved-model directory) one variant and evaluate it like a single run.
     A recipe variant quantizes `fp_model` in place when given (the run's FP model), else a fresh copy."""
-    from quant_core.pipeline import quantize_model
-
     device, timings = run.device, {}
     t = time.perf_counter()
     calib: dict = {}
