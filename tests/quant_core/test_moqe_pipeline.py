@@ -61,3 +61,23 @@ def test_a_moqe_variant_scores_exactly_as_the_same_recipe_run_alone(tiny_zoo, tm
     assert moqe["environment"]["kernels"]["moe"] == alone["environment"]["kernels"]["moe"]
     assert moqe["expert_stats"] == [] and len(moqe["metrics"]["routing"]["layers"]) == 3
     assert moqe["moqe"]["stored_weight_bits"] == 6.0 and moqe["bits"]["avg_weight_bits"] == 3.0
+
+
+def test_a_saved_model_variant_scores_as_the_run_that_saved_it(tiny_zoo, tmp_path):
+    from dataclasses import replace
+
+    from quant_core.api import run
+    from quant_core.context import RunContext
+
+    ctx = RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / "cache")
+    base = {"model": "tiny-mixtral", "calibration": {"source": "random", "samples": 4, "seq_len": 32},
+            "eval": {"source": "random", "tasks": [], "ppl_windows": 6, "seq_len": 32}}
+    saved = tmp_path / "saved"
+    alone = run({**base, "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}, replace(ctx, save_dir=saved))
+    moqe = run({**base, "weights": {"group_size": 16},
+                "moqe": {"variants": [f"path:{saved}", {"weights": {"bits": 2, "group_size": 16}, "techniques": ["rtn"]}],
+                         "train_samples": 8, "eval_samples": 6, "epochs": 2}}, replace(ctx, saved_roots=(tmp_path,)))
+    variant = moqe["moqe"]["variants"][0]
+    assert variant["label"] == f"saved:{saved}" and variant["bits"] == 4.0
+    assert variant["perplexity"] == alone["metrics"]["perplexity"] and variant["kl"] == alone["metrics"]["kl"]
+    assert moqe["bits"]["avg_weight_bits"] == 3.0 and moqe["moqe"]["stored_weight_bits"] == 6.0
