@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from db.repository.result_shape import fallback_rows
+
 
 def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
@@ -43,7 +45,7 @@ def format_summary(r: dict) -> str:
         if b.get("avg_expert_bits") is not None:
             lines.append(f"        {b['avg_expert_bits']:.3f} avg bits over routed experts, "
                          f"{b['avg_expert_bits_with_overhead']:.3f} with scales/zeros")
-    fb = (r.get("calibration") or {}).get("fallbacks") or []
+    fb = fallback_rows(r)
     if fb:
         lines.append(f"calib   {len(fb)} expert(s) fell back: " + ", ".join(f"L{f['layer']}E{f['expert']}" for f in fb[:8]))
     timings = r.get("timings") or {}
@@ -59,10 +61,9 @@ def format_summary(r: dict) -> str:
 
 def format_run(run: dict) -> str:
     """`moeq runs show`: the summary of a finished run, else its state (progress, stage, error)."""
-    result = run.get("result")
+    result = run.get("result")  # the stored result with its run_id and status (db.repository.results)
     if run["status"] == "succeeded" and result:
-        return format_summary({**result, "run_id": run["run_id"], "status": run["status"],
-                               "recipe_summary": run.get("recipe_summary")})
+        return format_summary({**result, "recipe_summary": run.get("recipe_summary")})
     lines = [f"run {run['run_id']}  {run['status']}",
              f"model   {run['model']}",
              f"recipe  {run.get('recipe_summary')}",

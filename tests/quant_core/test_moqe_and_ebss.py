@@ -109,7 +109,7 @@ def test_moqe_router_trains_on_windows_after_every_variants_calibration(tiny_zoo
     from transformers import AutoTokenizer
 
     from quant_core.calibration.data import token_windows
-    from quant_core.moqe.run import router_windows
+    from quant_core.streams import router_windows
     from spec.recipe import moqe_variants, parse_recipe
 
     tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-mixtral")
