@@ -65,7 +65,6 @@ def in_process_stages(root: Path) -> None:
     mark("import torch")
     from jobs.settings import load_settings
     from jobs.submit import create_and_execute
-    from quant_core.recipe import parse_recipe
 
     mark("import moeq")
     last = [None]
@@ -77,7 +76,6 @@ def in_process_stages(root: Path) -> None:
             last[0] = name
 
     recipe = {"model": MODEL, "weights": {"bits": 4}, "techniques": [{"name": "gptq"}]}
-    parse_recipe(recipe)
     result = create_and_execute(load_settings(), recipe, progress=progress)
     mark("end")
     if result["status"] != "succeeded":

@@ -16,7 +16,7 @@ from quant_core.context import RunContext
 from quant_core.evaluate.scoring import encode, encode_many
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
-from quant_core.recipe import parse_recipe
+from spec.recipe import parse_recipe
 from tests.conftest import FAMILIES, load_tiny
 
 
@@ -138,7 +138,7 @@ def test_fp_cache_key_follows_everything_the_evaluation_reads(tiny_zoo, tmp_path
 
     from quant_core.evaluate.run import fp_cache_path
     from quant_core.evaluate.task_types import MCItem, Task
-    from quant_core.recipe import EvalSpec
+    from spec.recipe import EvalSpec
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_zoo / "tiny-mixtral", model_dir)
