@@ -34,8 +34,11 @@ EVAL_SEED = 0  # one set of held-out windows for every row, whatever the calibra
 
 
 def llmc_version(python: str) -> str | None:
-    probe = subprocess.run([python, "-c", "import llmcompressor; print(llmcompressor.__version__)"],
-                           capture_output=True, text=True)
+    try:
+        probe = subprocess.run([python, "-c", "import llmcompressor; print(llmcompressor.__version__)"],
+                               capture_output=True, text=True)
+    except OSError:  # no such interpreter
+        return None
     lines = probe.stdout.strip().splitlines()  # llm-compressor may log to stdout on import
     return lines[-1].strip() if probe.returncode == 0 and lines else None
 
