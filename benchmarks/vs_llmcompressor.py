@@ -4,7 +4,9 @@ the same evaluation: next-token KL vs FP, top-k routing agreement, task accuracy
     OMP_NUM_THREADS=1 python benchmarks/vs_llmcompressor.py --model testbed-mixtral --bits 4,3,2 --seeds 0,1,2 \
         --llmc-python /work/venv-llmc/bin/python --out benchmarks/results/vs-llmcompressor-mixtral.json
 
-llm-compressor pins its own transformers, so it runs in its own environment (`--llmc-python`, default: this
+llm-compressor pins its own transformers, so it runs in its own environment (e.g. `python3.11 -m venv
+/work/venv-llmc; /work/venv-llmc/bin/pip install torch==2.13.0; /work/venv-llmc/bin/pip install llmcompressor
+-c constraints.txt` with `torch==2.13.0` in constraints.txt) (`--llmc-python`, default: this
 interpreter) through `llmc_oneshot.py`, which writes a plain dequantized checkpoint; this script evaluates that
 checkpoint and moeq's quantized model with one function (`evaluate`), on one set of held-out windows and task items.
 When llm-compressor cannot be imported by `--llmc-python`, the script says so and stops (exit status 0).
