@@ -55,21 +55,17 @@ class Bench:
     """Loads models, builds the shared evaluation inputs, evaluates any model against the cached FP reference."""
 
     def __init__(self, model: str, ctx):
-        from quant_core.evaluate.task_sources import resolve_tasks
         from quant_core.model_io import load_model, pick_device, resolve_model
-        from quant_core.pipeline import EVAL_SEED_OFFSET, TASK_SEED
-        from quant_core.calibration.data import token_windows
-        from quant_core.evaluate.text_check import model_text_source
-        from quant_core.recipe import parse_recipe
+        from quant_core.streams import evaluation_tasks, evaluation_windows
+        from spec.recipe import parse_recipe
 
         self.ctx, self.path = ctx, resolve_model(model, ctx)
         self.device = pick_device(ctx.device)
         self.ev = parse_recipe(recipe(model, 4, 128, 8, 64, EVAL_SEED, True)).eval
         _, self.tokenizer = load_model(self.path, ctx)
-        source = model_text_source(self.ev.source, self.path, "heldout")
-        self.windows = token_windows(source, "heldout", self.tokenizer, self.ev.ppl_windows, self.ev.seq_len,
-                                     EVAL_SEED + EVAL_SEED_OFFSET)
-        self.tasks = resolve_tasks(self.ev.tasks, self.ev.limit, TASK_SEED)
+        # the pipeline's own seed policy (quant_core.streams), at one evaluation seed for every row
+        self.windows, _ = evaluation_windows(self.ev, EVAL_SEED, self.tokenizer, self.path)
+        self.tasks = evaluation_tasks(self.ev)
         self.fp = self._fp()
 
     def load(self, path: Path):
@@ -96,10 +92,10 @@ class Bench:
                 "avg_accuracy": q.avg_accuracy(), "perplexity": q.probe.perplexity}
 
     def calibration(self, r: dict) -> torch.Tensor:
-        from quant_core.pipeline import calibration_windows
-        from quant_core.recipe import parse_recipe
+        from quant_core.streams import calibration_windows
+        from spec.recipe import parse_recipe
 
-        return calibration_windows(parse_recipe(r), None, self.tokenizer, self.ctx, self.path)[0]
+        return calibration_windows(parse_recipe(r), self.tokenizer, self.path)[0]
 
 
 def changed_tensors(before: dict, model) -> list[str]:
@@ -113,7 +109,7 @@ def moeq_row(bench: Bench, r: dict) -> tuple[dict, list[str]]:
     from safetensors.torch import load_file
 
     from quant_core.pipeline import quantize_model
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     parsed = parse_recipe(r)
     moe = bench.load(bench.path)
