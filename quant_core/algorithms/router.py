@@ -12,12 +12,14 @@ import torch
 from quant_core.adapters.model import MoEBlock
 from quant_core.functional.affine import compute_params, fake_quant, quantize
 from quant_core.functional.gptq import gptq_quantize, hessian
-from quant_core.functional.routing import RoutingRule, router_alignment_loss, select_experts
+from quant_core.functional.routing import (RoutingRule, router_alignment_loss, routing_distribution,
+                                          select_experts)
 from quant_core.modules import ActQuant
 from quant_core.quantized import QuantState, WeightRecord
 from quant_core.recipe import RouterSpec
 
 MAX_ALIGN_TOKENS = 8192
+CANDIDATE_ELEMENTS = 1 << 23  # logits scored at once in the clip search (memory bound)
 
 
 def _router_key(block: MoEBlock) -> str:
@@ -44,26 +46,37 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
     def objective(z_q: torch.Tensor) -> float:
         return float(router_alignment_loss(z_fp, z_q, m, spec.lam, rule, bias))
 
+    # the FP side of the loss is fixed: select S_m and log p once; candidates are scored in batches
+    top = select_experts(z_fp, rule, m, bias)
+    log_p = routing_distribution(z_fp, rule).gather(-1, top)
+    p = log_p.exp()
+    p_log_p = float((p * log_p).sum(-1).mean())
+    chunk = max(1, CANDIDATE_ELEMENTS // max(1, z_fp.numel()))
+
+    def objectives(z_try: torch.Tensor) -> torch.Tensor:
+        """router_alignment_loss for each candidate logit matrix z_try [G, T, n] → [G]."""
+        log_q = routing_distribution(z_try, rule).gather(-1, top.expand(z_try.shape[0], *top.shape))
+        obj = p_log_p - (p * log_q).sum(-1).mean(-1)
+        return obj + spec.lam * (z_fp - z_try).pow(2).mean((-2, -1)) if spec.lam > 0 else obj
+
     clips = torch.ones(n, 1)
     wf = w.float()
-
-    def row_q(e: int, c: float) -> torch.Tensor:
-        return fake_quant(wf[e:e + 1], compute_params(wf[e:e + 1], spec.bits, None, True, c))[0]
+    grid_t = torch.tensor(grid, dtype=torch.float32)[:, None]
 
     z_q = x_q.float() @ fake_quant(wf, compute_params(wf, spec.bits, None, True, 1.0)).T
     before = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     for _ in range(sweeps):
         for e in range(n):
-            best_c, best_obj, best_col = float(clips[e]), None, None
-            for c in grid:
-                col = x_q.float() @ row_q(e, c)
-                z_try = z_q.clone()
-                z_try[:, e] = col
-                obj = objective(z_try)
-                if best_obj is None or obj < best_obj - 1e-12:
-                    best_c, best_obj, best_col = c, obj, col
-            clips[e] = best_c
-            z_q[:, e] = best_col
+            rows = wf[e:e + 1].expand(len(grid), -1)
+            cols = x_q.float() @ fake_quant(rows, compute_params(rows, spec.bits, None, True, grid_t)).T  # [T, G]
+            scores = []
+            for g0 in range(0, len(grid), chunk):
+                z_try = z_q[None].repeat(min(chunk, len(grid) - g0), 1, 1)
+                z_try[:, :, e] = cols[:, g0:g0 + chunk].T
+                scores.append(objectives(z_try))
+            best = int(torch.cat(scores).argmin())  # the first minimum, as a strict-improvement scan picks
+            clips[e] = grid[best]
+            z_q[:, e] = cols[:, best]
     after = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     return clips, {"top_m": m, "routing": rule.score, "before": before, "after": after, "mean_clip": float(clips.mean())}
 
