@@ -19,7 +19,6 @@ from quant_core.quantized import QuantState, WeightRecord
 from quant_core.recipe import RouterSpec
 
 MAX_ALIGN_TOKENS = 8192
-CANDIDATE_ELEMENTS = 1 << 23  # logits scored at once in the clip search (memory bound)
 
 
 def _router_key(block: MoEBlock) -> str:
@@ -46,18 +45,34 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
     def objective(z_q: torch.Tensor) -> float:
         return float(router_alignment_loss(z_fp, z_q, m, spec.lam, rule, bias))
 
-    # the FP side of the loss is fixed: select S_m and log p once; candidates are scored in batches
+    # The FP side of the loss is fixed (S_m, p), and a candidate changes one logit column e, so the
+    # loss of every grid ratio is a closed form over [T, G] (docs/methods.md "EAQuant"):
+    #   log q_j = f(z_j) − log Σ_i g(z_i),  f = id, g = exp (softmax) or f = log σ, g = σ (sigmoid).
     top = select_experts(z_fp, rule, m, bias)
     log_p = routing_distribution(z_fp, rule).gather(-1, top)
     p = log_p.exp()
     p_log_p = float((p * log_p).sum(-1).mean())
-    chunk = max(1, CANDIDATE_ELEMENTS // max(1, z_fp.numel()))
+    p_full = torch.zeros_like(z_fp).scatter_(-1, top, p)  # p_j on S_m, 0 elsewhere
+    sigmoid = rule.score == "sigmoid"
+    f = torch.nn.functional.logsigmoid if sigmoid else (lambda z: z)
+    tokens, n_cols = z_fp.shape
 
-    def objectives(z_try: torch.Tensor) -> torch.Tensor:
-        """router_alignment_loss for each candidate logit matrix z_try [G, T, n] → [G]."""
-        log_q = routing_distribution(z_try, rule).gather(-1, top.expand(z_try.shape[0], *top.shape))
-        obj = p_log_p - (p * log_q).sum(-1).mean(-1)
-        return obj + spec.lam * (z_fp - z_try).pow(2).mean((-2, -1)) if spec.lam > 0 else obj
+    def grid_objectives(z_q: torch.Tensor, e: int, cols: torch.Tensor) -> torch.Tensor:
+        """alignment loss [G] of z_q with column e replaced by each column of cols [T, G]."""
+        rest = torch.ones(n_cols, dtype=torch.bool)
+        rest[e] = False
+        if sigmoid:
+            lse = torch.log(torch.sigmoid(z_q[:, rest]).sum(-1, keepdim=True) + torch.sigmoid(cols))
+        else:
+            shift = torch.maximum(z_q[:, rest].amax(-1, keepdim=True), cols.amax(-1, keepdim=True))
+            lse = shift + torch.log(torch.exp(z_q[:, rest] - shift).sum(-1, keepdim=True) + torch.exp(cols - shift))
+        fixed = (p_full[:, rest] * f(z_q[:, rest])).sum(-1, keepdim=True)
+        cross = fixed + p_full[:, e:e + 1] * f(cols) - p_full.sum(-1, keepdim=True) * lse
+        obj = p_log_p - cross.mean(0)
+        if spec.lam > 0:
+            sq = (z_fp[:, rest] - z_q[:, rest]).pow(2).sum() + (z_fp[:, e:e + 1] - cols).pow(2).sum(0)
+            obj = obj + spec.lam * sq / (tokens * n_cols)
+        return obj
 
     clips = torch.ones(n, 1)
     wf = w.float()
@@ -69,12 +84,7 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
         for e in range(n):
             rows = wf[e:e + 1].expand(len(grid), -1)
             cols = x_q.float() @ fake_quant(rows, compute_params(rows, spec.bits, None, True, grid_t)).T  # [T, G]
-            scores = []
-            for g0 in range(0, len(grid), chunk):
-                z_try = z_q[None].repeat(min(chunk, len(grid) - g0), 1, 1)
-                z_try[:, :, e] = cols[:, g0:g0 + chunk].T
-                scores.append(objectives(z_try))
-            best = int(torch.cat(scores).argmin())  # the first minimum, as a strict-improvement scan picks
+            best = int(grid_objectives(z_q, e, cols).argmin())  # the first minimum, as a scan picks
             clips[e] = grid[best]
             z_q[:, e] = cols[:, best]
     after = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}

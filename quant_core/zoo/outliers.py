@@ -110,10 +110,10 @@ def plant_massive_channel(model, ids: torch.Tensor, spec: OutlierSpec = SPEC) ->
     return {"kappa": kappa, "growth": growth}
 
 
-def _lr(step: int, spec: OutlierSpec) -> float:
+def _lr(step: int, steps: int, spec: OutlierSpec) -> float:
     if step < spec.warmup:
         return spec.lr * (step + 1) / spec.warmup
-    progress = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    progress = (step - spec.warmup) / max(1, steps - spec.warmup)
     return spec.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -135,7 +135,7 @@ def finetune_outliers(base_dir: Path, out_dir: Path, *, spec: OutlierSpec = SPEC
     curve = []
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, spec)
+            group["lr"] = _lr(step, steps, spec)
         ids = training_batch(r, spec.batch, spec.seq_len, tokenizer)
         with norm_inputs(moe) as seen:
             out = model(input_ids=ids, labels=ids, output_router_logits=True)
