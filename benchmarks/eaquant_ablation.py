@@ -5,13 +5,17 @@ calibration balance (r = 2), and all three — at each weight/activation setting
 changes the calibration sample and the evaluation windows), reported as mean ± half-range.
 
     python benchmarks/eaquant_ablation.py --model testbed-outliers --settings W4A4,W3A4,W2A4 \
-        --seeds 0,1,2 --out benchmarks/results/eaquant_outliers.json
+        --seeds 0,1,2 --out benchmarks/results/eaquant-outliers.json
+
+Long runs can be split (e.g. one process per --settings, each with its own --out and --resume) and
+tabulated afterwards with `--table-only --merge part1.json part2.json ... --out all.json`.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 from common import context, standard_args, headline, run_recipe, write_json
 
@@ -51,6 +55,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
+    ap.add_argument("--merge", nargs="*", type=Path, default=[],
+                    help="JSON files of partial runs (e.g. one per setting) to take rows from")
+    ap.add_argument("--table-only", action="store_true", help="run nothing: tabulate the rows found")
     args = ap.parse_args()
     ctx = context()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -58,6 +65,8 @@ def main() -> None:
     done = {}
     if args.resume and args.out is not None and args.out.is_file():  # rows of an interrupted run
         done = {(r["setting"], r["variant"], r["seed"]): r for r in json.loads(args.out.read_text())["runs"]}
+    for path in args.merge:
+        done.update({(r["setting"], r["variant"], r["seed"]): r for r in json.loads(path.read_text())["runs"]})
     for setting in args.settings.split(","):
         wbits, abits = (int(x) for x in setting[1:].split("A"))
         for name in args.variants.split(","):
@@ -66,6 +75,8 @@ def main() -> None:
                 if (setting, name, seed) in done:
                     runs.append(done[(setting, name, seed)])
                     per_seed.append(done[(setting, name, seed)])
+                    continue
+                if args.table_only:
                     continue
                 result, seconds = run_recipe(recipe(args.model, wbits, abits, VARIANTS[name], args.samples,
                                                     args.limit, seed), ctx)
@@ -76,15 +87,19 @@ def main() -> None:
                       f"top-k {row['mean_topk_agreement']:.3f} ({seconds:.0f} s)", flush=True)
                 write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples,
                                       "limit": args.limit, "runs": runs, "partial": True})
-            table.append({"setting": setting, "variant": name,
+            if not per_seed:
+                continue
+            table.append({"setting": setting, "variant": name, "seeds": [r["seed"] for r in per_seed],
                           **{k: summarize([r[k] for r in per_seed]) for k in ("kl", "avg_accuracy",
                                                                               "mean_topk_agreement")}})
     print(f"\n# EAQuant ablation on {args.model} (seeds {seeds}; mean ± half-range)")
-    print("| setting | variant | KL | avg acc | top-k agree |")
-    print("|---|---|---|---|---|")
+    fp_acc = next((r["fp_avg_accuracy"] for r in runs if r.get("fp_avg_accuracy") is not None), None)
+    print(f"FP avg accuracy {fp_acc}")
+    print("| setting | variant | seeds | KL | avg acc | top-k agree |")
+    print("|---|---|---|---|---|---|")
     for t in table:
         cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['half_range']:{f}}"  # noqa: E731
-        print(f"| {t['setting']} | {t['variant']} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
+        print(f"| {t['setting']} | {t['variant']} | {','.join(map(str, t['seeds']))} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
               f"{cell('mean_topk_agreement', '.3f')} |")
     write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples, "limit": args.limit,
                           "runs": runs, "table": table})
