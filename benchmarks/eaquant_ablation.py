@@ -99,8 +99,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for t in table:
         cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['half_range']:{f}}"  # noqa: E731
-        print(f"| {t['setting']} | {t['variant']} | {','.join(map(str, t['seeds']))} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
-              f"{cell('mean_topk_agreement', '.3f')} |")
+        seeds_cell = ",".join(map(str, t["seeds"]))
+        print(f"| {t['setting']} | {t['variant']} | {seeds_cell} | {cell('kl', '.4f')} | "
+              f"{cell('avg_accuracy', '.3f')} | {cell('mean_topk_agreement', '.3f')} |")
     write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples, "limit": args.limit,
                           "runs": runs, "table": table})
 
