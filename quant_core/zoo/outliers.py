@@ -8,10 +8,10 @@ channel still holds most of each token's energy, so every attention and MoE inpu
 ~10× larger than the others whatever is folded where. Construction (docs/methods.md
 "testbed-outliers"):
 
-1. plant: add a token-dependent constant a_t on channel c of every token embedding, with a_t large
-   enough that channel c holds ≈ `energy` of the residual's energy at every norm input; rescale
-   every RMSNorm weight (other channels ×rms'/rms, channel c → 0) so the model's function is
-   approximately unchanged;
+1. plant: set channel c of every token embedding to a_t = κ·rms(e_t) (token-dependent), κ large
+   enough that channel c holds ≈ `energy` of the residual's energy at the norm inputs; rescale
+   every RMSNorm weight by the median rms'/rms (channel c → 0). The scale is right on average but
+   the norms no longer normalize per token, so this alone breaks the model (LM loss 0.6 → 17);
 2. fine-tune on the corpus with the LM loss plus an auxiliary hinge that keeps channel c's energy
    share ≥ `energy` at every norm input (attention and MoE inputs, and the final norm), so the
    model learns to work with the massive channel instead of removing it.
@@ -86,8 +86,9 @@ def energy_share(h: torch.Tensor, channel: int) -> torch.Tensor:
 @torch.no_grad()
 def plant_massive_channel(model, ids: torch.Tensor, spec: OutlierSpec = SPEC) -> dict:
     """Step 1: channel c of every token embedding becomes a_t = κ·rms(e_t) (token-dependent), with κ
-    such that c holds ≥ `energy` of Σh² at every linear's input on `ids`; every norm weight is
-    rescaled by the median factor rms'/rms (channel c → 0), so the function is nearly unchanged."""
+    such that c holds `energy` of Σh² at the median token of the most grown linear input on `ids`;
+    every norm weight is rescaled by the median factor rms'/rms (channel c → 0). The fine-tune
+    repairs what the lost per-token normalization breaks."""
     moe = MoEModel(model)
     d = model.config.hidden_size
     c = spec.channel
