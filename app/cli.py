@@ -14,7 +14,7 @@ import os
 import sys
 
 from app.commands import COMMANDS
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 
 def build_parser() -> argparse.ArgumentParser:

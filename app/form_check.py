@@ -11,7 +11,7 @@ import copy
 from dataclasses import fields, replace
 
 from app.recipe_form import LaunchForm
-from quant_core.errors import MoeqError, RecipeError
+from spec.errors import MoeqError, RecipeError
 
 # recipe key (longest prefix wins) → the label the Launch form shows for it
 FORM_LABELS = {
@@ -121,7 +121,7 @@ def _drop(recipe: dict, key: str) -> bool:
 
 def recipe_errors(recipe) -> list[str]:
     """Every problem parse_recipe finds, each as '<form label>: <message> (recipe.<key>)'."""
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     if not isinstance(recipe, dict):
         try:
@@ -146,9 +146,9 @@ def recipe_errors(recipe) -> list[str]:
 
 def check_model_ref(ref: str, model_roots) -> None:
     """Raise ModelError unless `ref` is a zoo name or a readable directory of a supported MoE model."""
-    from quant_core.adapters.describe import describe_dir
-    from quant_core.zoo import is_zoo_name
-    from quant_core.model_ref import resolve_local_path
+    from spec.describe import describe_dir
+    from spec.zoo import is_zoo_name
+    from spec.model_ref import resolve_local_path
 
     if is_zoo_name(ref):
         return

@@ -11,26 +11,7 @@ import copy
 from dataclasses import asdict
 
 from app.recipe_form import LaunchForm, form_to_recipe
-
-# checkbox words for a canonical technique dict (see recipe_form._techniques)
-_SMOOTH = {"expert": "expert-aware smoothing (EAQuant)", "all": "smoothquant"}
-
-
-def _checkboxes(techniques: list[dict]) -> list[str]:
-    names: list[str] = []
-    for t in techniques:
-        n = t.get("name")
-        if n == "rotation":
-            names.append("rotation")
-        elif n == "smooth":
-            names.append(_SMOOTH.get(t.get("aggregate", "all"), "smoothquant"))
-            if t.get("down_proj"):
-                names.append("down_proj smoothing")
-        elif n == "gptq":
-            names.append("agq (affinity-guided GPTQ)" if t.get("affinity") else "gptq")
-        elif n == "rtn":
-            names.append("clip search" if t.get("clip_search") else "rtn")
-    return names
+from spec.vocabulary import labels_for
 
 
 def _flat(d, prefix: str = "") -> dict:
@@ -44,7 +25,7 @@ def _flat(d, prefix: str = "") -> dict:
 
 
 def _canonical(recipe: dict) -> dict:
-    from quant_core.recipe import parse_recipe
+    from spec.recipe import parse_recipe
 
     return parse_recipe(recipe).to_dict()
 
@@ -59,7 +40,7 @@ def recipe_to_form(recipe: dict) -> tuple[LaunchForm, dict[str, object]]:
         model=full["model"], weight_bits=w["bits"],
         group_size="channel" if w["group_size"] is None else str(w["group_size"]), symmetric=bool(w["symmetric"]),
         act_bits=full["activations"]["bits"], router=router, preset="none",
-        techniques=_checkboxes(full.get("techniques") or []),
+        techniques=labels_for(full.get("techniques") or []),
         calib_source=cal["source"], calib_samples=cal["samples"], calib_seq_len=cal["seq_len"],
         sampler=cal["sampler"], balance_r=float((cal.get("balance") or {}).get("r", 0.0)),
         allocation=alloc["method"] if alloc else "none", avg_bits=float(alloc["avg_bits"]) if alloc else 3.0,

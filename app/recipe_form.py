@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quant_core.presets import expand, merge
+from spec.presets import expand, merge
+from spec.vocabulary import form_techniques, variant_words
 
-TECHNIQUE_CHOICES = ("rtn", "gptq", "agq (affinity-guided GPTQ)", "rotation", "smoothquant",
-                     "expert-aware smoothing (EAQuant)", "down_proj smoothing", "clip search")
-PRESET_CHOICES = ("none", "duquant", "eaquant", "moequant", "gptq_rotation", "quarot_smooth")
-# short names for MoQE variants typed as 'rtn; gptq; rotation+gptq; rtn+clip' (or 'path:<saved dir>')
-VARIANT_WORDS = {"rtn": "rtn", "gptq": "gptq", "agq": "agq (affinity-guided GPTQ)", "rotation": "rotation",
-                 "smoothquant": "smoothquant", "eaquant-smooth": "expert-aware smoothing (EAQuant)",
-                 "clip": "clip search"}
+# The technique checkboxes, preset names and MoQE variant words come from spec.vocabulary (derived
+# from the technique registry); this module only turns form values into a recipe dict.
 
 
 @dataclass
@@ -39,27 +35,6 @@ class LaunchForm:
     moqe_variants: str = ""
 
 
-def _techniques(names: list[str]) -> list[dict]:
-    """Checkbox names → technique dicts (one weight quantizer, at most one smoothing)."""
-    out: list[dict] = [{"name": "rotation"}] if "rotation" in names else []
-    smooth = None
-    if "expert-aware smoothing (EAQuant)" in names:
-        smooth = {"name": "smooth", "aggregate": "expert", "alpha": 0.6}
-    elif "smoothquant" in names:
-        smooth = {"name": "smooth", "aggregate": "all", "alpha": 0.5}
-    if "down_proj smoothing" in names:
-        smooth = {**(smooth or {"name": "smooth", "aggregate": "all", "alpha": 0.5}), "down_proj": True}
-    if smooth:
-        out.append(smooth)
-    if any(n.startswith("agq") for n in names):
-        out.append({"name": "gptq", "affinity": True})
-    elif "gptq" in names:
-        out.append({"name": "gptq"})
-    elif "rtn" in names or "clip search" in names:
-        out.append({"name": "rtn", "clip_search": "clip search" in names})
-    return out
-
-
 def form_to_recipe(f: LaunchForm) -> dict:
     """The recipe the form describes; a preset contributes its techniques and settings first."""
     group = None if str(f.group_size).lower() in ("channel", "none", "-1", "0") else int(f.group_size)
@@ -80,7 +55,7 @@ def form_to_recipe(f: LaunchForm) -> dict:
         preset = expand([f.preset])
         recipe = merge(recipe, {k: v for k, v in preset.items() if k != "techniques"})
         recipe["techniques"] = preset["techniques"]
-    own = _techniques(list(f.techniques))
+    own = form_techniques(list(f.techniques))
     kinds = {t["name"] for t in recipe["techniques"]}
     for t in own:  # the form's explicit choices override the preset's technique of the same kind
         same = {"rtn", "gptq"} if t["name"] in ("rtn", "gptq") else {t["name"]}
@@ -96,16 +71,17 @@ def form_to_recipe(f: LaunchForm) -> dict:
 
 def _moqe_recipe(recipe: dict, text: str) -> dict:
     """MoQE: each ';'-separated variant is '+'-joined technique words at the form's weight setting."""
+    words = variant_words()
     variants: list = []
     for part in (p.strip() for p in text.split(";") if p.strip()):
         if part.startswith("path:"):
             variants.append(part)
             continue
-        words = [w.strip().lower() for w in part.split("+") if w.strip()]
-        unknown = [w for w in words if w not in VARIANT_WORDS]
+        said = [w.strip().lower() for w in part.split("+") if w.strip()]
+        unknown = [w for w in said if w not in words]
         if unknown:
-            raise ValueError(f"MoQE variant {part!r}: unknown {unknown[0]!r} (use {', '.join(VARIANT_WORDS)})")
+            raise ValueError(f"MoQE variant {part!r}: unknown {unknown[0]!r} (use {', '.join(words)})")
         variants.append({"weights": dict(recipe["weights"]), "activations": dict(recipe["activations"]),
-                         "techniques": _techniques([VARIANT_WORDS[w] for w in words])})
+                         "techniques": form_techniques([words[w] for w in said])})
     keep = ("model", "calibration", "eval", "seed")
     return {**{k: recipe[k] for k in keep}, "moqe": {"variants": variants}}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 log = logging.getLogger(__name__)
 MAX_FIELD = 512  # run ids, filters, search text, tags

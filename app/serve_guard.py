@@ -8,7 +8,7 @@ import ipaddress
 import socket
 
 from jobs.settings import Settings
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 
 class ServeError(MoeqError):

@@ -20,10 +20,10 @@ from db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, ensure_
                                  password_hash, require_access, user_projects, verify_user)
 from db.store import Store
 from jobs.settings import Settings
-from quant_core.adapters.describe import describe_dir
-from quant_core.errors import MoeqError
-from quant_core.model_ref import resolve_local_path
-from quant_core.zoo import ZOO, zoo_path
+from spec.describe import describe_dir
+from spec.errors import MoeqError
+from spec.model_ref import resolve_local_path
+from spec.zoo import ZOO, zoo_path
 
 log = logging.getLogger(__name__)
 EXPORT_KEEP_S = 600.0  # a download link lives this long; older export files are removed

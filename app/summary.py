@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from db.repository.result_shape import fallback_rows
+
 
 def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
@@ -12,15 +14,11 @@ def warning_lines(r: dict) -> list[str]:
 
 
 def format_summary(r: dict) -> str:
-    """A finished result: the key metrics against FP, per-task accuracy, routing, bits, time."""
-    from quant_core.recipe import parse_recipe, recipe_summary
-
+    """A finished result: the key metrics against FP, per-task accuracy, routing, bits, time. The
+    recipe line is the summary stored with the run (`recipe_summary`), never a re-parse."""
     m = r.get("metrics") or {}
     info = r.get("model_info", {})
-    try:
-        recipe = recipe_summary(parse_recipe(r["recipe"]))
-    except Exception:  # an old or foreign recipe: show what is stored
-        recipe = str(r.get("recipe"))[:120]
+    recipe = r.get("recipe_summary") or str(r.get("recipe"))[:120]  # a result without its run row
     lines = [f"run {r.get('run_id') or '-'}  {r['status']}",
              f"model   {r['model']} ({info.get('family')}, {info.get('num_layers')} layers, "
              f"{info.get('num_experts')} experts, top-{info.get('top_k')})",
@@ -47,7 +45,7 @@ def format_summary(r: dict) -> str:
         if b.get("avg_expert_bits") is not None:
             lines.append(f"        {b['avg_expert_bits']:.3f} avg bits over routed experts, "
                          f"{b['avg_expert_bits_with_overhead']:.3f} with scales/zeros")
-    fb = (r.get("calibration") or {}).get("fallbacks") or []
+    fb = fallback_rows(r)
     if fb:
         lines.append(f"calib   {len(fb)} expert(s) fell back: " + ", ".join(f"L{f['layer']}E{f['expert']}" for f in fb[:8]))
     timings = r.get("timings") or {}
@@ -63,9 +61,9 @@ def format_summary(r: dict) -> str:
 
 def format_run(run: dict) -> str:
     """`moeq runs show`: the summary of a finished run, else its state (progress, stage, error)."""
-    result = run.get("result")
+    result = run.get("result")  # the stored result with its run_id and status (db.repository.results)
     if run["status"] == "succeeded" and result:
-        return format_summary({**result, "run_id": run["run_id"], "status": run["status"]})
+        return format_summary({**result, "recipe_summary": run.get("recipe_summary")})
     lines = [f"run {run['run_id']}  {run['status']}",
              f"model   {run['model']}",
              f"recipe  {run.get('recipe_summary')}",

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db.models import ExpertStat, Run, RunMetric  # noqa: E402
+from db.models import Run  # noqa: E402
 from db.repository.queries import RunFilter, list_runs  # noqa: E402
 from db.repository.results import store_result  # noqa: E402
 from db.repository.runs import claim_run, create_run  # noqa: E402
@@ -53,8 +53,8 @@ def many_jobs(n_runs: int, n_workers: int) -> dict:
         with store.session() as s:
             done = s.scalar(select(func.count()).select_from(Run).where(Run.status == "succeeded"))
             hosts = len(set(s.scalars(select(Run.worker_host))))
-            metrics = s.scalar(select(func.count(func.distinct(RunMetric.run_id))))
-            experts = s.scalar(select(func.count()).select_from(ExpertStat))
+            metrics = s.scalar(select(func.count()).select_from(Run).where(Run.kl.is_not(None)))
+            experts = sum(len((r or {}).get("expert_stats") or []) for r in s.scalars(select(Run.result)))
     finally:
         workers.stop_all()
         store.dispose()

@@ -26,7 +26,7 @@ def ebss_timing(model: str, ctx) -> dict:
     from quant_core.adapters.model import MoEModel
     from quant_core.calibration.ebss import ebss_windows
     from quant_core.model_io import load_model, resolve_model
-    from quant_core.recipe import CalibrationSpec, EbssSpec
+    from spec.recipe import CalibrationSpec, EbssSpec
 
     path = resolve_model(model, ctx)
     m, tok = load_model(path, ctx)

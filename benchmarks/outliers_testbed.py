@@ -16,7 +16,7 @@ from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.rotation import fold_norms
 from quant_core.calibration.data import token_windows
 from quant_core.model_io import load_model, resolve_model
-from quant_core.presets import PRESETS
+from spec.presets import PRESETS
 
 W4 = {"bits": 4, "group_size": None, "symmetric": False}
 ROWS = {

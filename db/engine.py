@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 
 class DatabaseError(MoeqError):

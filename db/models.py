@@ -1,15 +1,14 @@
 """SQLAlchemy 2.x typed models for the shared store.
 
-Runs keep the full recipe and result JSON plus denormalized headline metrics (for sorting and
-filtering 10k+ runs); per-metric, per-layer and per-expert facts live in their own tables.
+Runs keep the full recipe and result JSON (the one read model of a result, per-expert facts included)
+plus denormalized headline metrics the runs table sorts and filters on (fast at 10k+ runs).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -49,22 +48,6 @@ class ProjectMember(Base):
     role: Mapped[str] = mapped_column(String(16), default="member")
 
 
-class ModelRecord(Base):
-    __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "config_hash"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(512))
-    family: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16), default="local")  # "zoo" | "local"
-    path: Mapped[str | None] = mapped_column(Text)
-    num_params: Mapped[int | None] = mapped_column(BigInteger)
-    num_layers: Mapped[int | None] = mapped_column(Integer)
-    num_experts: Mapped[int | None] = mapped_column(Integer)
-    top_k: Mapped[int | None] = mapped_column(Integer)
-    config_hash: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),
@@ -72,7 +55,6 @@ class Run(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
     model_ref: Mapped[str] = mapped_column(String(512))
     recipe: Mapped[dict] = mapped_column(JsonType)
     recipe_summary: Mapped[str] = mapped_column(String(256), default="")
@@ -106,50 +88,6 @@ class Run(Base):
 
     user: Mapped[User | None] = relationship()
     project: Mapped[Project | None] = relationship()
-
-
-class RunMetric(Base):
-    __tablename__ = "run_metrics"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(64))
-    task: Mapped[str | None] = mapped_column(String(128))
-    value: Mapped[float | None] = mapped_column(Float)
-    stderr: Mapped[float | None] = mapped_column(Float)
-
-
-class RoutingStat(Base):
-    __tablename__ = "routing_stats"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    layer: Mapped[int] = mapped_column(Integer)
-    topk: Mapped[float | None] = mapped_column(Float)
-    top1: Mapped[float | None] = mapped_column(Float)
-    kl: Mapped[float | None] = mapped_column(Float)
-
-
-class ExpertStat(Base):
-    __tablename__ = "expert_stats"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    layer: Mapped[int] = mapped_column(Integer)
-    expert: Mapped[int] = mapped_column(Integer)
-    bits: Mapped[int | None] = mapped_column(Integer)
-    group_size: Mapped[int | None] = mapped_column(Integer)
-    calib_tokens: Mapped[int | None] = mapped_column(Integer)
-    weight_error: Mapped[float | None] = mapped_column(Float)
-    fallback: Mapped[str | None] = mapped_column(String(64))
-
-
-class Artifact(Base):
-    __tablename__ = "artifacts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(64))
-    path: Mapped[str] = mapped_column(Text)
-    bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RunProgress(Base):

@@ -1,7 +1,7 @@
 """Everything the worker would reject, checked before a run is stored or queued (torch-free).
 
 `admit` parses the recipe (bounds included), turns MoQE `run:<id>` variants into the saved model of
-a run the user may read, confines every named file to its roots (quant_core.sources), and checks
+a run the user may read, confines every named file to its roots (spec.sources), and checks
 the model: it exists inside the model roots (or is a zoo name), its config.json is sane, it is an
 MoE of a supported family, its safetensors files are whole, and the group size divides its sizes.
 Every failure is one MoeqError line; nothing reaches the database or the queue before this passes.
@@ -15,11 +15,11 @@ from db.repository.runs import RunNotFound, resolve_run_id
 from db.store import Store
 from jobs.local import saved_roots
 from jobs.settings import Settings
-from quant_core import limits
-from quant_core.errors import ModelError, RecipeError
-from quant_core.recipe import Recipe, parse_recipe
-from quant_core.sources import confine_recipe, inside
-from quant_core.zoo import ZOO, zoo_path
+from spec import limits
+from spec.errors import ModelError, RecipeError
+from spec.recipe import Recipe, parse_recipe
+from spec.sources import confine_recipe, inside
+from spec.zoo import ZOO, zoo_path
 
 
 def _variants(data: dict) -> list | None:
@@ -28,8 +28,10 @@ def _variants(data: dict) -> list | None:
     return variants if isinstance(variants, list) else None
 
 
-def _run_artifacts(settings: Settings, store: Store, ref: str, scope, key: str) -> Path:
-    """The saved model of run `ref`, which `scope` (None: every project) must be allowed to read."""
+def _run_artifacts(settings: Settings, store: Store | None, ref: str, scope, key: str) -> Path:
+    """The saved model of run `ref`, which `scope` (None: every project) must be allowed to read
+    (`store` None: the database of `settings`, opened only now that a run is named)."""
+    store = store or Store(settings.database_url)
     try:
         with store.session() as s:
             run_id = resolve_run_id(s, ref, scope)
@@ -41,7 +43,7 @@ def _run_artifacts(settings: Settings, store: Store, ref: str, scope, key: str) 
     return path
 
 
-def _check_saved_paths(settings: Settings, store: Store, data: dict, scope) -> None:
+def _check_saved_paths(settings: Settings, store: Store | None, data: dict, scope) -> None:
     """Rewrite `run:<id>` variants; a `path:` into the artifacts must be a run the user may read."""
     variants = _variants(data)
     if not variants:
@@ -63,7 +65,7 @@ def _check_saved_paths(settings: Settings, store: Store, data: dict, scope) -> N
 
 def _model_dir(settings: Settings, ref: str) -> Path | None:
     """Directory of the model to check now; None for a zoo model that is not built yet."""
-    from quant_core.model_ref import resolve_local_path
+    from spec.model_ref import resolve_local_path
 
     if ref in ZOO:
         built = zoo_path(ref, settings.zoo_dir)
@@ -72,8 +74,8 @@ def _model_dir(settings: Settings, ref: str) -> Path | None:
 
 
 def check_model(settings: Settings, recipe: Recipe) -> None:
-    from quant_core.adapters.describe import describe_config, read_config
-    from quant_core.checkpoint_check import check_checkpoint_files
+    from spec.describe import describe_config, read_config
+    from spec.checkpoint_check import check_checkpoint_files
 
     path = _model_dir(settings, recipe.model)
     if path is None:
@@ -93,9 +95,10 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
                                   f"{recipe.model}; use a divisor of {dim} or null (per channel)")
 
 
-def admit(settings: Settings, store: Store, data, scope: tuple[str, ...] | None = None) -> Recipe:
+def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
     """The parsed recipe, ready to store and queue, or one MoeqError naming the problem. `scope`: the
-    projects whose runs the user may read (None: all, e.g. the CLI or single-user mode)."""
+    projects whose runs the user may read (None: all, e.g. the CLI or single-user mode); `store` None
+    opens the database only if the recipe names a run (MoQE `run:<id>` variants)."""
     limits.check_raw(data)
     if isinstance(data, (str, bytes)):
         data = limits.loads(data)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from celery import Celery
 
 from jobs.settings import Settings
-from jobs.submit import QUEUE, TASK_NAME
+
+TASK_NAME = "moeq.run_recipe"  # tasks are sent by name with only the run id (jobs.submit.enqueue)
+QUEUE = "gpu"
 
 
 def make_celery(settings: Settings) -> Celery:

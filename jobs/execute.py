@@ -23,8 +23,9 @@ from db.repository.runs import (Superseded, cancel_requested, claim_run, get_run
 from db.store import Store
 from jobs.local import make_context
 from jobs.settings import Settings
-from quant_core.context import ProgressFn
-from quant_core.errors import CancelledError, MoeqError
+from quant_core.api import ProgressFn
+from spec.errors import CancelledError, MoeqError
+from spec.recipe import Recipe
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_S = 0.5
@@ -112,8 +113,11 @@ class Heartbeat:
 
 
 def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, worker_host: str | None = None,
-                device: str | None = None, save_dir: Path | None = None, progress: ProgressFn | None = None) -> dict:
-    """Run `run_id` if it is still queued; returns its result JSON afterwards."""
+                device: str | None = None, save_dir: Path | None = None, progress: ProgressFn | None = None,
+                recipe: Recipe | None = None) -> dict:
+    """Run `run_id` if it is still queued; returns its result JSON afterwards. `recipe`: the run's
+    parsed recipe when this process admitted it (`moeq run`); otherwise the stored recipe is parsed
+    once, by the pipeline's entry point (a worker)."""
     from quant_core.api import run as run_pipeline
 
     store = store or Store(settings.database_url)
@@ -123,7 +127,9 @@ def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, 
             log.info("run %s is not queued any more; skipping", run_id)
             return result_json(get_run(s, run_id))
         run = get_run(s, run_id)
-        recipe, save, attempt, base = dict(run.recipe), run.save_model, run.attempts, float(run.progress or 0.0)
+        stored, save, attempt, base = dict(run.recipe), run.save_model, run.attempts, float(run.progress or 0.0)
+    if recipe is None:
+        recipe = stored
     writer = ProgressWriter(store, run_id, attempt, echo=progress, base=base if attempt > 1 else 0.0)
     if save and save_dir is None:
         save_dir = Path(settings.artifacts_dir) / run_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobs.settings import Settings, ensure_home
-from quant_core.context import ProgressFn, RunContext
+from quant_core.api import ProgressFn, RunContext
 
 
 def make_context(settings: Settings, progress: ProgressFn | None = None, should_stop=None,
@@ -32,7 +32,14 @@ def saved_roots(settings: Settings) -> tuple[Path, ...] | None:
 
 
 def build_zoo_model(settings: Settings, name: str, retrain: bool = False) -> Path:
-    from quant_core.zoo.build import ensure_built
+    from quant_core.api import build_zoo_model as build
 
     ensure_home(settings)
-    return ensure_built(name, settings.zoo_dir, retrain=retrain)
+    return build(name, settings.zoo_dir, retrain=retrain)
+
+
+def check_save_target(path: Path) -> None:
+    """ArtifactError unless `path` is new or an empty directory: checked before any work starts."""
+    from quant_core.api import check_save_target as check
+
+    check(path)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 
 class SettingsError(MoeqError):
@@ -40,7 +40,7 @@ class Settings:
     lease_s: float = 60.0
     max_attempts: int = 2
     requeue_s: float = 600.0
-    # where recipes may name files (quant_core.sources): None = anywhere (embedded mode, one local
+    # where recipes may name files (spec.sources): None = anywhere (embedded mode, one local
     # user); () = nowhere. Team mode (a broker or MOEQ_AUTH) defaults to () until the operator sets
     # them, and its model roots default to $MOEQ_HOME/models.
     data_roots: tuple[Path, ...] | None = None

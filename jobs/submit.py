@@ -10,11 +10,9 @@ from db.repository.runs import create_run, get_run, request_cancel, set_task_id
 from db.repository.users import DEFAULT_PROJECT, LOCAL_USER
 from db.store import Store
 from jobs.settings import Settings
-from quant_core import __version__
-from quant_core.recipe import parse_recipe, recipe_summary, technique_to_dict
-
-TASK_NAME = "moeq.run_recipe"
-QUEUE = "gpu"
+from spec import __version__
+from spec.recipe import Recipe, parse_recipe, recipe_summary
+from spec.vocabulary import recipe_tags
 
 
 @lru_cache(maxsize=1)
@@ -29,25 +27,29 @@ def code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
-def create(store: Store, recipe: dict, *, user: str | None = None, project: str | None = None,
-           save_model: bool = False, settings: Settings | None = None, scope: tuple[str, ...] | None = None) -> str:
-    """Validate `recipe` (RecipeError names the key; with `settings`, everything jobs.admission checks
-    before queuing) and insert a queued run; returns its id."""
-    if settings is not None:
-        from jobs.admission import admit
+def admit_recipe(settings: Settings, recipe, store: Store | None = None,
+                 scope: tuple[str, ...] | None = None) -> Recipe:
+    """Parse and check `recipe` once, everything jobs.admission checks before queuing (one MoeqError
+    line otherwise). Pass the returned Recipe on to `create` / `create_and_execute`: it is not
+    parsed again in this process."""
+    from jobs.admission import admit
 
-        parsed = admit(settings, store, recipe, scope)
+    return admit(settings, store, recipe, scope)
+
+
+def create(store: Store, recipe: dict | Recipe, *, user: str | None = None, project: str | None = None,
+           save_model: bool = False, settings: Settings | None = None, scope: tuple[str, ...] | None = None) -> str:
+    """Insert a queued run; returns its id. A recipe dict is admitted first (RecipeError names the key;
+    with `settings`, everything jobs.admission checks before queuing); a Recipe is one `admit_recipe`
+    returned in this process and is stored as it is."""
+    if isinstance(recipe, Recipe):
+        parsed = recipe
+    elif settings is not None:
+        parsed = admit_recipe(settings, recipe, store, scope)
     else:
         parsed = parse_recipe(recipe)
-    names = ",".join(technique_to_dict(t)["name"] for t in parsed.techniques)
-    if parsed.router.mode != "fp":
-        names += f",router:{parsed.router.mode}"
-    if parsed.allocation is not None:
-        names += f",alloc:{parsed.allocation.method}"
-    if parsed.moqe is not None:  # the top-level techniques do not apply; the variants carry their own
-        names = "moqe"
     with store.session() as s:
-        run = create_run(s, parsed.to_dict(), summary=recipe_summary(parsed), techniques=names,
+        run = create_run(s, parsed.to_dict(), summary=recipe_summary(parsed), techniques=recipe_tags(parsed),
                          user=user or LOCAL_USER, project=project or DEFAULT_PROJECT, code_version=code_version())
         run.save_model = save_model
         return run.id
@@ -55,7 +57,7 @@ def create(store: Store, recipe: dict, *, user: str | None = None, project: str 
 
 def enqueue(settings: Settings, store: Store, run_id: str, celery_app=None) -> str:
     """Send the run to the `gpu` queue by name with only its id; records the Celery task id."""
-    from jobs.celery_app import make_celery
+    from jobs.celery_app import QUEUE, TASK_NAME, make_celery
 
     app = celery_app or make_celery(settings)
     res = app.send_task(TASK_NAME, args=[run_id], queue=QUEUE)
@@ -99,11 +101,15 @@ def cancel_with_message(settings: Settings, store: Store, run_id: str, celery_ap
     return status, f"run {short} already finished ({status}); nothing to cancel"
 
 
-def create_and_execute(settings: Settings, recipe: dict, *, user: str | None = None, project: str | None = None,
-                       save_dir: Path | None = None, store: Store | None = None, progress=None) -> dict:
-    """`moeq run`: validate, record the run, execute it in this process, return the result JSON."""
+def create_and_execute(settings: Settings, recipe: dict | Recipe, *, user: str | None = None,
+                       project: str | None = None, save_dir: Path | None = None, store: Store | None = None,
+                       progress=None) -> dict:
+    """`moeq run`: validate (unless `recipe` is an admitted Recipe), record the run, execute it in this
+    process with the same parsed recipe, return the result JSON."""
     from jobs.execute import execute_run
 
     store = store or Store(settings.database_url)
+    if not isinstance(recipe, Recipe):
+        recipe = admit_recipe(settings, recipe, store)
     run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None, settings=settings)
-    return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress)
+    return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress, recipe=recipe)

@@ -10,10 +10,9 @@ import threading
 import time
 
 from db.store import Store
-from jobs.celery_app import make_celery
+from jobs.celery_app import QUEUE, make_celery
 from jobs.reaper import ReaperThread
 from jobs.settings import Settings, ensure_home, load_settings
-from jobs.submit import QUEUE
 
 
 def watch_parent(parent_pid: int, interval: float = 1.0) -> threading.Thread:

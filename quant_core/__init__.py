@@ -1,7 +1,10 @@
 """Numeric core of moeq: adapters, calibration, transforms, quantizers, evaluation.
 
-Importing this package is cheap and torch-free; submodules that need torch import it themselves,
-so the web app can validate recipes and describe models without loading torch.
+Importing this package is cheap and torch-free; submodules that need torch import it themselves.
+Callers outside the numeric core (`jobs/`) use only `quant_core.api`; the torch-free contract lives
+in `spec` (docs/architecture.md).
 """
 
-__version__ = "0.1.0"
+from spec import __version__
+
+__all__ = ["__version__"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from quant_core.errors import CancelledError
+from spec.errors import CancelledError
 
 ProgressFn = Callable[[str, float], None]  # (stage text, fraction 0..1 of the whole run)
 
@@ -30,7 +30,7 @@ class RunContext:
     progress: ProgressFn = field(default=_no_progress)
     should_stop: Callable[[], bool] = field(default=_never)
     save_dir: Path | None = None
-    # where recipe-named files may come from (quant_core.sources); None = unrestricted
+    # where recipe-named files may come from (spec.sources); None = unrestricted
     data_roots: tuple[Path, ...] | None = None
     task_roots: tuple[Path, ...] | None = None
     saved_roots: tuple[Path, ...] | None = None

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from quant_core.adapters.describe import ModelInfo, describe_config, read_config
+from spec.describe import ModelInfo, describe_config, read_config
 from quant_core.context import RunContext
-from quant_core.errors import ModelError
-from quant_core.model_ref import resolve_local_path
-from quant_core.zoo import is_zoo_name
+from spec.errors import ModelError
+from spec.model_ref import resolve_local_path
+from spec.zoo import is_zoo_name
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def resolve_model(ref: str, ctx: RunContext) -> Path:
 
 def check_loadable(path: Path, ctx: RunContext) -> ModelInfo:
     """Describe the checkpoint and refuse remote code unless the operator allowed it."""
-    from quant_core.checkpoint_check import check_checkpoint_files
+    from spec.checkpoint_check import check_checkpoint_files
 
     config = read_config(path)
     if config.get("auto_map") and not ctx.allow_remote_code:

@@ -5,6 +5,11 @@ quantize attention; capture the MLP input under the *quantized* attention, smoot
 set up the router, dispatch calibration tokens with the final router, quantize routed experts
 (batched), shared experts and dense MLPs; install activation quantization; then run the quantized
 layer to produce the next layer's inputs. Layers not being processed may stay on CPU.
+
+The techniques are not named here: the walk runs the recipe's techniques by stage (spec.registry
+STAGES) — "model" ones once before the walk, "layer" ones through their hooks at each site of every
+layer (quant_core/apply/hooks.py), and the "weights" one as the method every linear is quantized
+with. Each technique's apply function comes from its registry line (quant_core.apply).
 """
 
 from __future__ import annotations
@@ -21,20 +26,16 @@ from quant_core.algorithms.capture import (LayerBatch, capture_first_layer_input
 from quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from quant_core.algorithms.mlp import quantize_mlp
 from quant_core.algorithms.weights import Scheme, quantize_linear
+from quant_core.apply import apply_function
+from quant_core.apply.hooks import LayerHooks, MoeInput
 from quant_core.context import RunContext
 from kernels.backend import may_use_kernels
 from quant_core.modules import ActQuant, QuantExperts, attach_input_quant, kernel_weights
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
-from quant_core.techniques import DuQuantConfig, GptqConfig, RotationConfig, RtnConfig, SmoothConfig
+from spec.recipe import Recipe
+from spec.techniques import GptqConfig, RtnConfig, technique_of
 
 log = logging.getLogger(__name__)
-
-
-def _raise_stop(mod, args):
-    from quant_core.algorithms.capture import _Stop
-
-    raise _Stop
 
 
 def _linears_under(module: nn.Module, prefix: str) -> dict[str, nn.Linear]:
@@ -54,17 +55,21 @@ class ModelQuantizer:
         self.expert_bits = expert_bits
         w = recipe.weights
         self.quantize_weights = w.bits < 16
-        self.scheme = Scheme(w.group_size, w.symmetric, w.clip_ratio, recipe.weight_quantizer or RtnConfig())
+        self.handles: list = []
+        self.n_main = 0
+        self.stages = {stage: [t for t in recipe.techniques if technique_of(t).stage == stage]
+                       for stage in ("model", "layer", "weights")}
+        # "weights": the method every linear is quantized with (RTN when the recipe names none)
+        quantizer = next(iter(self.stages["weights"]), None) or RtnConfig()
+        self.scheme = Scheme(w.group_size, w.symmetric, w.clip_ratio, apply_function(quantizer)(self, quantizer))
         self.other_bits = recipe.allocation.other_bits if recipe.allocation else w.bits
         self.quantize_other = self.quantize_weights and self.other_bits < 16  # other_bits 16: non-expert stays FP
         a = recipe.activations
         self.aq = ActQuant(a.bits, a.clip_ratio, a.symmetric, backend=ctx.kernels)
-        self.smooth: SmoothConfig | None = recipe.technique(SmoothConfig)
-        self.duquant: DuQuantConfig | None = recipe.technique(DuQuantConfig)
         self.gptq = isinstance(self.scheme.method, GptqConfig)
         self.use_kernels = self.quantize_weights and may_use_kernels(ctx.kernels, device)
-        self.handles: list = []
-        self.n_main = 0
+        # "layer": each technique's hooks, called at every site of every decoder layer, in order
+        self.hooks: list[LayerHooks] = [apply_function(t)(self, t) for t in self.stages["layer"]]
 
     @property
     def layers_path(self) -> str:
@@ -72,11 +77,8 @@ class ModelQuantizer:
 
     def run(self, calib_windows: torch.Tensor | None, batch_size: int,
             reserve_windows: torch.Tensor | None = None) -> None:
-        rot = self.recipe.technique(RotationConfig)
-        if rot is not None:
-            from quant_core.algorithms.rotation import rotate_model
-
-            self.state.diagnostics["rotation"] = rotate_model(self.moe, rot)
+        for cfg in self.stages["model"]:  # "model": whole-model techniques, once, before the walk
+            apply_function(cfg)(self, cfg)
         batches = None
         if self.device.type != "cpu":
             self._offload()
@@ -112,20 +114,18 @@ class ModelQuantizer:
         attn_path = self.moe.spec.attn_output.split(".")[0]
         attn = _linears_under(getattr(layer, attn_path), attn_path)
         hess = {}
-        if batches is not None and (self.gptq or self.smooth is not None):
-            stats = collect_linear_inputs(layer, attn, batches[:self.n_main], want_hessian=self.gptq,
-                                          stop_at=self.moe.spec.post_attn_norm)
-            if self.smooth is not None and self.smooth.attention:
-                from quant_core.algorithms.smoothing import smooth_attention
-
-                stats = smooth_attention(self.moe, i, stats, self.smooth, self.state)
-            hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
-        if batches is not None and self.duquant is not None:
-            self._duquant_attention(i, layer, attn, batches[:self.n_main], prefix)
-            if self.gptq:  # Hessians of the transformed inputs
-                stats = collect_linear_inputs(layer, attn, batches[:self.n_main], want_hessian=True,
+        if batches is not None:
+            main = batches[:self.n_main]
+            stats = None
+            if self.gptq or any(h.wants_attention_stats for h in self.hooks):
+                stats = collect_linear_inputs(layer, attn, main, want_hessian=self.gptq,
                                               stop_at=self.moe.spec.post_attn_norm)
-                hess = {k: s.H() for k, s in stats.items() if s.hessian is not None}
+            for h in self.hooks:
+                stats, changed = h.attention(i, layer, attn, main, stats, prefix)
+                if changed and self.gptq:  # Hessians of the transformed inputs
+                    stats = collect_linear_inputs(layer, attn, main, want_hessian=True,
+                                                  stop_at=self.moe.spec.post_attn_norm)
+            hess = {k: s.H() for k, s in (stats or {}).items() if s.hessian is not None}
         if self.quantize_other:
             for key, mod in attn.items():
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
@@ -141,46 +141,12 @@ class ModelQuantizer:
             for key, mod in attn.items():
                 self._attach(f"{prefix}.{key}", mod, self.aq)
 
-    def _duquant_attention(self, i: int, layer: nn.Module, attn: dict, batches: list[LayerBatch], prefix: str) -> None:
-        """DuQuant transforms at every attention linear: q/k/v share one (same input), others their own."""
-        from quant_core.algorithms.capture import _run_until_stop
-        from quant_core.algorithms.duquant import capture_inputs, install_each, install_shared
-
-        cfg = self.duquant
-        stop = get_path(layer, self.moe.spec.post_attn_norm).register_forward_pre_hook(_raise_stop)
-        try:
-            inputs = capture_inputs(attn, lambda: _run_until_stop(layer, batches), cfg.max_tokens, cfg.seed)
-        finally:
-            stop.remove()
-        shared = [k for k in self.moe.spec.attn_inputs if k in attn and k in inputs]
-        if shared:
-            install_shared({f"{prefix}.{k}": attn[k] for k in shared}, inputs[shared[0]], cfg, self.state,
-                           self.handles)
-        rest = {k: m for k, m in attn.items() if k not in shared}
-        install_each({f"{prefix}.{k}": m for k, m in rest.items()}, {f"{prefix}.{k}": v for k, v in inputs.items()},
-                     cfg, self.state, self.handles)
-
-    def _duquant_mlp(self, mlp: nn.Module, x: torch.Tensor, key_prefix: str,
-                     inputs_group: dict[str, nn.Module] | None = None):
-        """Transforms of a dense gated MLP (or a shared expert): one for its gate/up input (or joined to
-        `inputs_group`, the MoE input's readers), one for its down_proj; returns the input transform."""
-        from quant_core.algorithms.duquant import capture_inputs, install_each, install_shared
-
-        spec, cfg = self.moe.spec, self.duquant
-        down = get_path(mlp, spec.mlp_output)
-        got = capture_inputs({"down": down}, lambda: mlp(x), cfg.max_tokens, cfg.seed)
-        group = dict(inputs_group or {})
-        group.update({f"{key_prefix}.{n}": get_path(mlp, n) for n in spec.mlp_inputs if get_path(mlp, n) is not None})
-        t_in = install_shared(group, x, cfg, self.state, self.handles)
-        install_each({f"{key_prefix}.{spec.mlp_output}": down}, {f"{key_prefix}.{spec.mlp_output}": got["down"]},
-                     cfg, self.state, self.handles)
-        return t_in
-
     def _quantize_dense_mlp(self, i: int, layer: nn.Module, x: torch.Tensor | None, prefix: str) -> None:
         spec = self.moe.spec
         mlp = getattr(layer, spec.mlp)
-        if self.duquant is not None and x is not None:
-            self._duquant_mlp(mlp, x, f"{prefix}.{spec.mlp}")
+        if x is not None:
+            for h in self.hooks:
+                h.dense_mlp(i, mlp, x, f"{prefix}.{spec.mlp}")
         if self.quantize_other:
             quantize_mlp(mlp, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme, self.state,
                          f"{prefix}.{spec.mlp}", i)
@@ -190,18 +156,12 @@ class ModelQuantizer:
 
     def _quantize_moe(self, i: int, block, x: torch.Tensor | None, n_main: int, prefix: str) -> None:
         spec = self.moe.spec
-        if x is not None and self.smooth is not None:
-            from quant_core.algorithms.smoothing import smooth_moe
-
-            # the (balanced) per-expert token sets under the FP router feed the smoothing statistics
-            sets = self._routed(block, x, n_main, i) if self.recipe.calibration.balance is not None else None
-            s = smooth_moe(self.moe, block, x[:n_main], self.smooth, self.state, sets)
-            x = (x.float() / s).to(x.dtype)
-        x_t = x  # the MoE input as the router and experts see it (after the DuQuant transform)
-        t_in = None
-        if x is not None and self.duquant is not None:
-            t_in = self._duquant_moe_input(block, x[:n_main], prefix)
-            x_t = t_in(x)
+        x_t, t_in = x, None  # x_t: the MoE input as the router and experts see it (after online transforms)
+        if x is not None:
+            site = MoeInput(x=x, x_t=x, n_main=n_main)
+            for h in self.hooks:
+                h.moe_input(i, block, site, prefix)
+            x, x_t, t_in = site.x, site.x_t, site.t_in
         from quant_core.algorithms.router import prepare_router
 
         router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
@@ -212,10 +172,10 @@ class ModelQuantizer:
         down_tf = None
         if x is not None:
             # dispatch by the final (possibly quantized) router; experts calibrate on the transformed input
-            tokens = self._routed(block, x, n_main, i, x_t)
+            tokens = self.routed(block, x, n_main, i, x_t)
             x = x[:n_main]
-            if t_in is not None:
-                down_tf = self._duquant_expert_down(block, tokens, x_t[:n_main], prefix)
+            for h in self.hooks:
+                down_tf = h.experts_down(i, block, tokens, x_t[:n_main], prefix) or down_tf
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
                                     f"{prefix}.{spec.mlp}.{spec.experts}", down_tf)
@@ -236,35 +196,7 @@ class ModelQuantizer:
                 for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
-    def _duquant_moe_input(self, block, x: torch.Tensor, prefix: str):
-        """One transform for the MoE input shared by the router, the routed experts' gate/up and the
-        shared experts' gate/up; the shared experts' down_proj gets its own."""
-        spec = self.moe.spec
-        experts_path = f"{prefix}.{spec.mlp}.{spec.experts}"
-        readers = {f"{prefix}.{spec.mlp}.{spec.router}": block.router}
-        if block.shared is not None:
-            t_in = self._duquant_mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}", readers)
-        else:
-            from quant_core.algorithms.duquant import install_shared
-
-            t_in = install_shared(readers, x, self.duquant, self.state, self.handles)
-        from quant_core.algorithms.duquant import fold
-
-        fold(block.experts.gate_up(), t_in)
-        self.state.transforms[f"{experts_path}.in"] = t_in
-        return t_in
-
-    def _duquant_expert_down(self, block, tokens: RoutedTokens, x_all: torch.Tensor, prefix: str) -> list:
-        """Per-expert down_proj transforms from each expert's (balanced, when asked) calibration tokens."""
-        from quant_core.algorithms.duquant import expert_down_transforms
-
-        xs = [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
-        tfs = expert_down_transforms(block.experts, xs, x_all, self.duquant)
-        key = f"{prefix}.{self.moe.spec.mlp}.{self.moe.spec.experts}.down"
-        self.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(tfs)})
-        return tfs
-
-    def _routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
+    def routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
         """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
         `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
         with torch.no_grad():

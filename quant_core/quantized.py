@@ -6,12 +6,15 @@ records hold the integers, so that saving, bit statistics and the packed kernels
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 from quant_core.functional.affine import QuantParams, dequantize
+
+log = logging.getLogger(__name__)
 
 Role = Literal["linear", "experts_gate_up", "experts_down", "router"]
 SCALE_BITS = 16
@@ -58,6 +61,12 @@ class QuantState:
     # DuQuant online input transforms: module path → BlockTransform; routed experts use
     # "<experts path>.in" (shared with the router) and "<experts path>.down.<e>"
     transforms: dict = field(default_factory=dict)
+
+    def record_fallback(self, layer: int, expert: int, tokens: int, reason: str, fallback: str) -> None:
+        """Record (for the result) and log that an expert was not quantized the way the recipe asked."""
+        self.fallbacks.append({"layer": layer, "expert": expert, "tokens": tokens, "reason": reason,
+                               "fallback": fallback})
+        log.info("layer %d expert %d: %s; fallback %s", layer, expert, reason, fallback)
 
     def add(self, record: WeightRecord) -> None:
         self.records[record.key] = record

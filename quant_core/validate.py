@@ -6,9 +6,9 @@ from __future__ import annotations
 from torch import nn
 
 from quant_core.adapters.model import MoEModel, get_path
-from quant_core.errors import RecipeError
-from quant_core.recipe import Recipe
-from quant_core.techniques import DuQuantConfig, RotationConfig
+from spec.errors import RecipeError
+from spec.recipe import Recipe
+from spec.techniques import DuQuantConfig, RotationConfig
 
 
 def quantized_input_dims(moe: MoEModel) -> dict[str, int]:

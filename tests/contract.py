@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 NUMBER = (int, float)
+EXPERT_KEYS = {"layer", "expert", "bits", "group_size", "calib_tokens", "weight_error", "fallback", "fallback_reason"}
 
 
 def validate_result(r: dict) -> None:
     """Raise AssertionError naming the first contract violation."""
-    for key in ("run_id", "status", "model", "recipe", "metrics", "bits", "calibration", "timings", "environment"):
+    for key in ("run_id", "status", "model", "recipe", "metrics", "bits", "calibration", "expert_stats", "timings",
+                "environment"):
         assert key in r, f"result lacks {key!r}"
     assert r["status"] in ("succeeded", "failed", "cancelled")
     m = r["metrics"]
@@ -25,9 +27,14 @@ def validate_result(r: dict) -> None:
         assert isinstance(routing["mean_topk_agreement"], NUMBER)
     b = r["bits"]
     assert isinstance(b["avg_weight_bits"], NUMBER) and isinstance(b["bits_per_param_with_overhead"], NUMBER)
-    for layer, experts in b["experts"].items():
-        assert layer.isdigit() and all(e.isdigit() and isinstance(v, int) for e, v in experts.items())
-    c = r["calibration"]
-    assert isinstance(c["tokens_per_expert"], dict) and isinstance(c["fallbacks"], list)
+    assert "experts" not in b, "per-expert bits belong in expert_stats"
+    assert not {"tokens_per_expert", "fallbacks"} & set(r["calibration"]), "per-expert facts belong in expert_stats"
+    rows = r["expert_stats"]
+    assert isinstance(rows, list)
+    assert len({(x["layer"], x["expert"]) for x in rows}) == len(rows), "one expert_stats row per expert"
+    for x in rows:
+        assert set(x) == EXPERT_KEYS, f"expert_stats row keys {sorted(x)}"
+        assert x["bits"] is None or isinstance(x["bits"], int)
+        assert x["calib_tokens"] is None or isinstance(x["calib_tokens"], int)
     assert all(isinstance(v, NUMBER) for v in r["timings"].values())
     assert {"device", "torch", "moeq"} <= set(r["environment"])

@@ -16,7 +16,7 @@ import torch
 from app.cli import main
 from quant_core.api import run
 from quant_core.context import RunContext
-from quant_core.errors import CalibrationError, ModelError, RecipeError
+from spec.errors import CalibrationError, ModelError, RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"weights": {"bits": 4, "group_size": 16}, "eval": {"source": "random", "tasks": [], "ppl_windows": 1,

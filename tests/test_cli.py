@@ -34,7 +34,8 @@ def test_run_json_validates_against_the_contract(moeq_home, recipe_file, capsys)
     assert result["status"] == "succeeded"
     assert result["recipe"]["techniques"][0]["name"] == "gptq"
     assert result["bits"]["avg_weight_bits"] == 4.0
-    assert set(result["calibration"]["tokens_per_expert"]) == {"0", "1", "2"}
+    calibrated = {row["layer"] for row in result["expert_stats"] if row["calib_tokens"] is not None}
+    assert calibrated == {0, 1, 2} and len(result["expert_stats"]) == 3 * 8
 
 
 @pytest.mark.parametrize("args, message", [

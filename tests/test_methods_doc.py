@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_no_source_file_points_to_external_background_docs():
     offenders = []
-    for top in ("app", "jobs", "quant_core", "kernels", "db"):
+    for top in ("app", "jobs", "spec", "quant_core", "kernels", "db"):
         for f in (ROOT / top).rglob("*"):
             if f.is_file() and f.suffix in (".py", ".md", ".txt", ".html", ".js", ".ini", ".toml", ".json"):
                 text = f.read_text(errors="ignore")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from quant_core.errors import RecipeError
-from quant_core.recipe import parse_bits, parse_recipe, recipe_summary
-from quant_core.techniques import GptqConfig, RotationConfig, RtnConfig
+from spec.errors import RecipeError
+from spec.recipe import parse_bits, parse_recipe, recipe_summary
+from spec.techniques import GptqConfig, RotationConfig, RtnConfig
 
 
 def test_design_example_recipe_parses_and_round_trips():

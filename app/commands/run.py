@@ -7,20 +7,25 @@ import sys
 from pathlib import Path
 
 from app.summary import format_summary
-from quant_core.errors import MoeqError, RecipeError
+from spec import vocabulary as vocab
+from spec.errors import MoeqError, RecipeError
 
-EPILOG = """examples:
+EXAMPLES = """examples:
   moeq run --model testbed-mixtral --bits W4A16 --techniques gptq
   moeq run --model testbed-mixtral --bits W4A4 --techniques eaquant --json
-  moeq run --model /models/Mixtral-8x7B --recipe recipe.json --save out/mixtral-w4
-techniques: rtn, gptq, agq, smooth, smoothquant, rotation, duquant; presets: duquant, eaquant, moequant, gptq_rotation, quarot_smooth"""
+  moeq run --model /models/Mixtral-8x7B --recipe recipe.json --save out/mixtral-w4"""
+
+
+def epilog(examples: str) -> str:
+    """Examples plus the technique and preset names the registry knows today."""
+    return f"{examples}\n{vocab.cli_techniques_help()}"
 
 
 def register(sub) -> None:
     import argparse
 
     p = sub.add_parser("run", help="quantize + evaluate one recipe and print the result",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_args(p)
     p.add_argument("--save", type=Path, help="write the quantized model (HF checkpoint + codes) to this directory")
     p.add_argument("--json", action="store_true", help="print the full result JSON")
@@ -36,7 +41,7 @@ def add_recipe_args(p) -> None:
     p.add_argument("--bits", help="weight/activation bits, e.g. W4A16, W3A4, W4A16g32 (g-1 = per channel)")
     p.add_argument("--techniques", help="comma-separated techniques/presets, e.g. rotation,gptq or eaquant")
     p.add_argument("--group-size", help="weight group size (integer) or 'channel'")
-    p.add_argument("--router", choices=["fp", "quantize", "align", "gptq"], help="router treatment")
+    p.add_argument("--router", choices=vocab.ROUTER_MODES, help="router treatment")
     p.add_argument("--samples", type=int, help="calibration sequences")
     p.add_argument("--seq-len", type=int, help="calibration sequence length")
     p.add_argument("--eval-limit", type=int, help="items per evaluation task")
@@ -45,8 +50,8 @@ def add_recipe_args(p) -> None:
 
 def build_recipe_dict(args) -> dict:
     """Recipe dict from --recipe plus overriding flags (validated later by parse_recipe)."""
-    from quant_core.presets import expand, merge
-    from quant_core.recipe import parse_bits
+    from spec.presets import expand, merge
+    from spec.recipe import parse_bits
 
     recipe: dict = {}
     if args.recipe is not None:
@@ -89,17 +94,15 @@ def _int(text: str, key: str) -> int:
 
 
 def handle(args, settings) -> int:
-    from app.form_check import check_model_ref
-    from quant_core.recipe import parse_recipe
+    from jobs.submit import admit_recipe
+    from spec.recipe import recipe_summary
 
     try:
-        recipe = build_recipe_dict(args)
-        parse_recipe(recipe)
-        check_model_ref(recipe["model"], settings.model_roots)
+        recipe = admit_recipe(settings, build_recipe_dict(args))  # parsed and checked once, here
         if args.save is not None:
-            from quant_core.io.atomic import check_target
+            from jobs.local import check_save_target
 
-            check_target(args.save)  # refused before any work, never deleted or overwritten
+            check_save_target(args.save)  # refused before any work, never deleted or overwritten
         result = _execute(settings, recipe, args.save, args.user, args.project, getattr(args, "quiet", False))
     except MoeqError as exc:
         if args.json:
@@ -111,14 +114,14 @@ def handle(args, settings) -> int:
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     elif result["status"] == "succeeded":
-        print(format_summary(result))
+        print(format_summary({**result, "recipe_summary": recipe_summary(recipe)}))
     else:
         print(f"moeq: error: run {result['run_id']} {result['status']}: {result['error']['type']}: "
               f"{result['error']['message']}", file=sys.stderr)
     return 0 if result["status"] == "succeeded" else 1
 
 
-def _execute(settings, recipe: dict, save: Path | None, user: str | None, project: str | None,
+def _execute(settings, recipe, save: Path | None, user: str | None, project: str | None,
              quiet: bool = False) -> dict:
     """Record the run in the database and execute it in this process (progress on stderr)."""
     from app.progress_view import make_progress

@@ -78,7 +78,7 @@ def handle_compare(args, settings) -> int:
     from db.store import Store
 
     from app.summary import format_compare
-    from quant_core.errors import MoeqError
+    from spec.errors import MoeqError
 
     if len(args.run_ids) < 2:
         raise MoeqError("runs compare needs at least two run ids (e.g. `moeq runs compare 1a2b3c4d 5e6f7a8b`)")

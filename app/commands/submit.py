@@ -8,9 +8,9 @@ import json
 import sys
 import time
 
-from app.commands.run import add_recipe_args, build_recipe_dict
+from app.commands.run import add_recipe_args, build_recipe_dict, epilog
 
-EPILOG = """examples:
+EXAMPLES = """examples:
   moeq submit --model testbed-mixtral --bits W4A16 --techniques gptq
   for b in W2A16 W3A16 W4A16; do moeq submit --model testbed-mixtral --bits $b --techniques gptq; done
   moeq submit --recipe recipe.json --wait        # follow progress, print the result
@@ -21,7 +21,7 @@ NO_WORKER_HINT_S = 15.0
 
 def register(sub) -> None:
     p = sub.add_parser("submit", help="queue one recipe for the workers and print the run id",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_args(p)
     p.add_argument("--save-model", action="store_true", help="the worker keeps the quantized model (artifacts)")
     p.add_argument("--wait", action="store_true", help="follow the run's progress to the end and print its result")
@@ -36,14 +36,9 @@ def handle(args, settings) -> int:
     from jobs.settings import ensure_home
     from jobs.submit import submit
 
-    from app.form_check import check_model_ref
-    from quant_core.recipe import parse_recipe
-
     recipe = build_recipe_dict(args)
-    parse_recipe(recipe)
-    check_model_ref(recipe["model"], settings.model_roots)
     ensure_home(settings)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url)  # submit admits the recipe (parse, roots, model) once
     run_id = submit(settings, store, recipe, user=args.user, project=args.project, save_model=args.save_model)
     print(run_id, flush=True)
     if not args.wait:

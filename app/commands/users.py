@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import sys
 
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 
 def register(sub) -> None:

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def handle_list(args, settings) -> int:
-    from quant_core.zoo import ZOO, zoo_path
+    from spec.zoo import ZOO, zoo_path
 
     rows = [{"name": e.name, "kind": e.kind, "family": e.family,
              "built": (zoo_path(e.name, settings.zoo_dir) / "config.json").is_file(),

@@ -9,8 +9,10 @@ import gradio as gr
 from app.escape import h
 from app.form_check import model_problem, problems_markdown, read_form, recipe_errors
 from app.recipe_fill import apply_overrides
-from app.recipe_form import PRESET_CHOICES, TECHNIQUE_CHOICES, LaunchForm, form_to_recipe
+from app.recipe_form import LaunchForm, form_to_recipe
 from app.services import AppServices
+from spec import vocabulary as vocab
+from spec.errors import RecipeError
 
 
 def build(svc: AppServices) -> dict:
@@ -21,24 +23,24 @@ def build(svc: AppServices) -> dict:
                                 allow_custom_value=True, elem_id="launch-model")
             model_info = gr.Markdown(svc.describe("testbed-mixtral"), elem_id="launch-model-info")
             with gr.Row():
-                wbits = gr.Dropdown([2, 3, 4, 8, 16], value=4, label="weight bits", elem_id="launch-wbits")
-                group = gr.Dropdown(["128", "64", "32", "channel"], value="128", label="group size", elem_id="launch-group",
+                wbits = gr.Dropdown(list(vocab.WEIGHT_BITS), value=4, label="weight bits", elem_id="launch-wbits")
+                group = gr.Dropdown(list(vocab.GROUP_SIZE_CHOICES), value="128", label="group size", elem_id="launch-group",
                                     allow_custom_value=True)
                 sym = gr.Checkbox(True, label="symmetric")
-                abits = gr.Dropdown([16, 8, 4], value=16, label="activation bits", elem_id="launch-abits")
-                router = gr.Dropdown(["fp", "quantize", "align", "gptq"], value="fp", label="router")
-            preset = gr.Dropdown(list(PRESET_CHOICES), value="none", label="preset")
-            techniques = gr.CheckboxGroup(list(TECHNIQUE_CHOICES), value=["gptq"], label="techniques", elem_id="launch-techniques")
+                abits = gr.Dropdown(sorted(vocab.ACT_BITS, reverse=True), value=16, label="activation bits", elem_id="launch-abits")
+                router = gr.Dropdown(list(vocab.ROUTER_MODES), value="fp", label="router")
+            preset = gr.Dropdown(list(vocab.preset_choices()), value="none", label="preset")
+            techniques = gr.CheckboxGroup(list(vocab.form_labels()), value=["gptq"], label="techniques", elem_id="launch-techniques")
             with gr.Accordion("calibration", open=False):
                 with gr.Row():
                     source = gr.Textbox("auto", label="source (auto | random | file:<path>)")
                     samples = gr.Number(128, label="samples", precision=0, elem_id="launch-samples")
                     seq_len = gr.Number(512, label="sequence length", precision=0, elem_id="launch-seqlen")
-                    sampler = gr.Dropdown(["uniform", "ebss"], value="uniform", label="sampler", elem_id="launch-sampler")
+                    sampler = gr.Dropdown(list(vocab.SAMPLERS), value="uniform", label="sampler", elem_id="launch-sampler")
                     balance = gr.Number(0, label="EAQuant balance r (0 = off)")
             with gr.Accordion("mixed precision (router-norm allocation)", open=False):
                 with gr.Row():
-                    alloc = gr.Dropdown(["none", "router_norm", "random", "uniform"], value="none", label="method")
+                    alloc = gr.Dropdown(["none", *vocab.ALLOCATION_METHODS], value="none", label="method")
                     avg_bits = gr.Number(3.0, label="average bits")
                     tiers = gr.Textbox("2,3,4", label="tiers")
             with gr.Accordion("MoQE (mixture of quantized variants)", open=False):
@@ -64,6 +66,8 @@ def build(svc: AppServices) -> dict:
     kept = gr.State({})  # recipe values the form cannot express (from "Re-run with edits"), laid over it
 
     def render(*values):
+        """Every form change: the recipe JSON and every problem the parser finds (cheap: no database,
+        no admission; the model reference is checked from its config.json). Admission runs on Launch."""
         *form_values, overrides = values
         form, errors = read_form(LaunchForm(*form_values))
         try:
@@ -74,10 +78,6 @@ def build(svc: AppServices) -> dict:
         problem = model_problem(recipe.get("model", ""), svc.settings.model_roots)
         if problem and not any(e.startswith("model:") for e in errors):
             errors.append(problem)
-        if not errors:  # everything the queue would refuse (roots, limits, model config), in one line
-            msg = svc.validate(recipe)
-            if msg:
-                errors.append(msg)
         notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {h(', '.join(sorted(overrides)))}"] \
             if overrides else []
         return json.dumps(recipe, indent=1), problems_markdown([h(e) for e in errors], notes)
@@ -87,22 +87,20 @@ def build(svc: AppServices) -> dict:
     model.change(lambda ref: h(svc.describe(ref)), model, model_info)
 
     def on_launch(text, proj, save_model, request: gr.Request):
+        """Launch: the recipe is admitted (parsed, confined, model checked) once, by svc.launch; only
+        when that refuses a recipe key is the recipe re-read to list every problem at once."""
         try:
             recipe = json.loads(text)
         except (json.JSONDecodeError, TypeError, RecursionError) as exc:
             return f"⚠ recipe is not valid JSON: {h(exc)}"
-        errors = recipe_errors(recipe)
         problem = model_problem(recipe.get("model", "") if isinstance(recipe, dict) else "", svc.settings.model_roots)
         if problem:
-            errors.append(problem)
-        if not errors:
-            msg = svc.validate(recipe, svc.user_of(request))
-            if msg:
-                errors.append(msg)
-        if errors:
-            return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in errors)
+            return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in [*recipe_errors(recipe), problem])
         try:
             run_id = svc.launch(svc.user_of(request), proj, recipe, bool(save_model))
+        except RecipeError as exc:  # list every recipe problem, not only the first
+            errors = recipe_errors(recipe) or [str(exc)]
+            return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in errors)
         except Exception as exc:  # shown to the user; nothing was queued
             return f"⚠ not launched: {h(exc)}"
         return (f"✓ queued run <a href='?run={h(run_id)}' id='launch-run-link'>{h(run_id[:8])}</a> "

@@ -31,9 +31,8 @@ def _panel_key(run: dict) -> str:
 
 
 def _panel(run: dict) -> dict:
-    """The full result JSON once there is one, else the run."""
-    result = run.get("result")
-    return {"run_id": run["run_id"], "status": run["status"], **result} if result else run
+    """The full result JSON (with its run_id and status) once there is one, else the run."""
+    return run.get("result") or run
 
 
 def _cell(field: str, r: dict):

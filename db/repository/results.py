@@ -1,11 +1,15 @@
-"""Store a finished run's result (one transaction) and render runs back into result dicts."""
+"""Store a finished run's result (one transaction) and render runs back into result dicts.
+
+The db keeps the result JSON whole (`runs.result`) plus the headline columns the runs table filters and
+sorts on; every reader gets the result through `result_json` / `run_to_dict`, in the current shape
+(db.repository.result_shape)."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from db.models import Artifact, ExpertStat, RoutingStat, Run, RunMetric, utcnow
+from db.models import Run, utcnow
+from db.repository.result_shape import normalize_result
 from db.repository.runs import Superseded, aware, get_run, owns
 
 
@@ -26,40 +30,15 @@ def sanitize(obj):
     return str(obj)
 
 
-def _metric_rows(run_id: str, m: dict) -> list[RunMetric]:
-    rows = []
-    for name in ("perplexity", "fp_perplexity", "kl", "avg_accuracy", "fp_avg_accuracy"):
-        if m.get(name) is not None:
-            rows.append(RunMetric(run_id=run_id, name=name, task=None, value=_finite(m[name])))
-    stderr = m.get("accuracy_stderr", {})
-    for kind in ("accuracy", "fp_accuracy", "accuracy_norm"):
-        for task, value in (m.get(kind) or {}).items():
-            rows.append(RunMetric(run_id=run_id, name=kind, task=task, value=_finite(value),
-                                  stderr=_finite(stderr.get(task)) if kind == "accuracy" else None))
-    return rows
-
-
 def store_result(s: Session, run_id: str, result: dict, attempt: int | None = None) -> Run:
-    """Write every fact of `result` and mark the run succeeded — all or nothing (caller's transaction).
-    With `attempt`, refuse (Superseded) unless that attempt still owns the running run."""
+    """Store `result` and its headline columns and mark the run succeeded — all or nothing (caller's
+    transaction). With `attempt`, refuse (Superseded) unless that attempt still owns the running run."""
     run = get_run(s, run_id)
     if attempt is not None and not owns(run, attempt):
         raise Superseded(f"run {run_id} attempt {attempt} was superseded (now {run.status}, attempt "
                          f"{run.attempts}); its result is discarded")
-    for table in (RunMetric, RoutingStat, ExpertStat, Artifact):
-        s.execute(delete(table).where(table.run_id == run_id))
     m = result.get("metrics", {})
-    s.add_all(_metric_rows(run_id, m))
     routing = m.get("routing") or {}
-    for i, layer in enumerate(routing.get("layers", [])):
-        s.add(RoutingStat(run_id=run_id, layer=layer, topk=routing["topk_agreement"][i],
-                          top1=routing["top1_agreement"][i], kl=_finite(routing["kl"][i])))
-    for row in result.get("expert_stats", []):
-        s.add(ExpertStat(run_id=run_id, layer=row["layer"], expert=row["expert"], bits=row.get("bits"),
-                         group_size=row.get("group_size"), calib_tokens=row.get("calib_tokens"),
-                         weight_error=_finite(row.get("weight_error")), fallback=row.get("fallback")))
-    for a in result.get("artifacts", []) or []:
-        s.add(Artifact(run_id=run_id, kind=a["kind"], path=a["path"], bytes=a["bytes"], sha256=a["sha256"]))
     run.result = sanitize(result)
     run.status, run.progress, run.stage, run.finished_at = "succeeded", 1.0, "done", utcnow()
     run.avg_weight_bits = _finite(result.get("bits", {}).get("avg_weight_bits"))
@@ -92,15 +71,16 @@ def run_to_dict(run: Run, with_result: bool = True) -> dict:
     if run.error_type:
         d["error"] = {"type": run.error_type, "message": run.error_message}
     if with_result and run.result is not None:
-        d["result"] = run.result
+        d["result"] = result_json(run)
     return d
 
 
 def result_json(run: Run) -> dict:
-    """DESIGN §4.3 result dict for a run (finished or not)."""
+    """DESIGN §4.3 result dict for a run (finished or not), in the current result shape, with its
+    run_id and status."""
     base = {"run_id": run.id, "status": run.status}
     if run.result:
-        return {**run.result, **base}
+        return {**normalize_result(run.result), **base}
     out = {**base, "model": run.model_ref, "recipe": run.recipe}
     if run.error_type:
         out["error"] = {"type": run.error_type, "message": run.error_message}

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Run, RunProgress, utcnow
 from db.repository.users import DEFAULT_PROJECT, LOCAL_USER, ensure_project, ensure_user
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

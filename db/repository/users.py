@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Project, ProjectMember, User
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 LOCAL_USER = "local"
 DEFAULT_PROJECT = "default"

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quant_core.adapters.describe import get_family
-from quant_core.adapters.spec import FamilySpec
-from quant_core.errors import ModelError
+from spec.describe import get_family
+from spec.family_spec import FamilySpec
+from spec.errors import ModelError
 from quant_core.functional.routing import RoutingRule
 
 

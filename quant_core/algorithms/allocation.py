@@ -9,7 +9,7 @@ import torch
 
 from quant_core.adapters.model import MoEModel
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 
 
 def expert_bits(moe: MoEModel, recipe: Recipe, model_dir: Path, state: QuantState) -> dict[int, torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 
 from quant_core.algorithms.experts import RoutedTokens
 from quant_core.quantized import QuantState
-from quant_core.recipe import BalanceSpec
+from spec.recipe import BalanceSpec
 
 
 def _pick(pos: torch.Tensor, weights: torch.Tensor, count: int, select: str, gen: torch.Generator) -> torch.Tensor:

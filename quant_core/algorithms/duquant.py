@@ -18,7 +18,7 @@ from torch import nn
 from quant_core.functional.duquant import BlockTransform, fit_transform
 from quant_core.modules import attach_input_transform
 from quant_core.quantized import QuantState
-from quant_core.techniques import DuQuantConfig
+from spec.techniques import DuQuantConfig
 
 MIN_TOKENS = 8  # an expert with fewer routed calibration tokens is fitted on all tokens (as the authors do)
 

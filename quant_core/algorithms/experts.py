@@ -15,7 +15,7 @@ from quant_core.adapters.model import MoEBlock
 from quant_core.algorithms.weights import Scheme, quantize_stacked
 from quant_core.functional.gptq import hessian
 from quant_core.quantized import QuantState
-from quant_core.techniques import GptqConfig
+from spec.techniques import GptqConfig
 
 
 @dataclass
@@ -82,9 +82,8 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
                 xs[e], cs[e] = tokens.x, torch.ones(tokens.x.shape[0], device=tokens.x.device)
             use_gptq[:] = True
         for e in torch.nonzero(~enough).reshape(-1).tolist():
-            state.fallbacks.append({"layer": layer, "expert": e, "tokens": counts[e],
-                                    "reason": f"{counts[e]} routed calibration tokens < min_tokens {m.min_tokens}",
-                                    "fallback": m.fallback})
+            state.record_fallback(layer, e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
+                                  f"{m.min_tokens}", m.fallback)
         H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))

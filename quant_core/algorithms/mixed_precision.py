@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from quant_core.adapters.model import MoEModel
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.quantized import QuantState
-from quant_core.recipe import AllocationSpec
+from spec.recipe import AllocationSpec
 
 log = logging.getLogger(__name__)
 INITIAL_ROUTER_FILE = "initial_router.safetensors"

@@ -10,7 +10,7 @@ from quant_core.adapters.model import get_path
 from quant_core.algorithms.capture import InputStats
 from quant_core.algorithms.weights import Scheme, quantize_linear
 from quant_core.quantized import QuantState
-from quant_core.techniques import GptqConfig
+from spec.techniques import GptqConfig
 
 CHUNK_TOKENS = 8192
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from quant_core.adapters.model import MoEModel, get_path
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.functional.hadamard import random_hadamard
-from quant_core.techniques import RotationConfig
+from spec.techniques import RotationConfig
 
 log = logging.getLogger(__name__)
 

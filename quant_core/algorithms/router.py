@@ -16,7 +16,7 @@ from quant_core.functional.routing import (RoutingRule, router_alignment_loss, r
                                           select_experts)
 from quant_core.modules import ActQuant
 from quant_core.quantized import QuantState, WeightRecord
-from quant_core.recipe import RouterSpec
+from spec.recipe import RouterSpec
 
 MAX_ALIGN_TOKENS = 8192
 

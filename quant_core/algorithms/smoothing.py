@@ -17,7 +17,7 @@ from quant_core.algorithms.capture import InputStats
 from quant_core.algorithms.experts import RoutedTokens
 from quant_core.functional.smooth import column_absmax, smooth_scales
 from quant_core.quantized import QuantState
-from quant_core.techniques import SmoothConfig
+from spec.techniques import SmoothConfig
 
 
 def _scale_columns(w: torch.Tensor, s: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from quant_core.functional.affine import QuantParams, compute_params, quantize
 from quant_core.functional.clip import search_clip
 from quant_core.functional.gptq import gptq_quantize
 from quant_core.quantized import Role, WeightRecord
-from quant_core.techniques import GptqConfig, RtnConfig
+from spec.techniques import GptqConfig, RtnConfig
 
 HESSIAN_CHUNK_BYTES = 2 * 2**30  # batch this many bytes of stacked Hessians per GPTQ solve
 

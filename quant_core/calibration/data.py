@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.errors import CalibrationError
+from spec.errors import CalibrationError
 
 CHARS_PER_TOKEN_GUESS = 4  # for subword tokenizers; the char tokenizer uses 1
 
@@ -18,8 +18,8 @@ def _text(source: str, split: str, n_chars: int, seed: int) -> str:
         from quant_core.zoo.corpus import text_stream
 
         return text_stream(seed, n_chars, split)
-    if source.startswith("file:"):  # resolved and confined to the data roots by quant_core.sources
-        from quant_core.sources import read_text_file
+    if source.startswith("file:"):  # resolved and confined to the data roots by spec.sources
+        from spec.sources import read_text_file
 
         return read_text_file(source[5:], "source", max_bytes=4 * n_chars + 4096)
     raise CalibrationError(f"unknown text source {source!r}")

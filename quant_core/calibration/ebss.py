@@ -27,7 +27,7 @@ from quant_core.adapters.dispatch import DispatchRecorder
 from quant_core.adapters.model import MoEModel
 from quant_core.context import RunContext
 from quant_core.fingerprint import cache_key
-from quant_core.recipe import CalibrationSpec
+from spec.recipe import CalibrationSpec
 
 log = logging.getLogger(__name__)
 ROWS_PER_BATCH = 64  # beams per forward; the candidate forward runs ROWS_PER_BATCH · w rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.evaluate.scoring import greedy_generate, loglikelihoods
 from quant_core.evaluate.tasks import TaskScore
 

@@ -1,7 +1,8 @@
 """One pass over evaluation windows collecting what FP-vs-Q comparisons need.
 
-Per window batch: token NLL (perplexity), next-token log-probs on the first `kl_tokens` positions
-(KL), and per MoE layer the recorded dispatch (routing agreement, routing KL, expert load).
+Per window batch: token NLL (perplexity; also summed per window, for MoQE's per-window mixture),
+next-token log-probs on the first `kl_tokens` positions (KL), and per MoE layer the recorded dispatch
+(routing agreement, routing KL, expert load).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class ProbeResult:
     n_tokens: int
     logprobs: torch.Tensor | None  # [K, vocab] float16 on CPU, first kl_tokens predicted positions
     dispatch: dict[int, Dispatch]  # per MoE layer, all window tokens in order
+    window_nll: torch.Tensor | None = None  # [N] summed token NLL of each window (float64, CPU)
 
     @property
     def perplexity(self) -> float:
@@ -45,13 +47,16 @@ def probe(moe: MoEModel, windows: torch.Tensor, *, batch_size: int = 8, kl_token
     kl_left = kl_token_budget(moe.config.vocab_size, kl_tokens)
     acc = {"nll_sum": 0.0, "n_tokens": 0, "kl_left": kl_left}
     kept: list[torch.Tensor] = []
+    per_window: list[torch.Tensor] = []
     batches = [windows[b0:b0 + batch_size] for b0 in range(0, windows.shape[0], batch_size)]
 
     def consume(j: int, logits: torch.Tensor) -> None:
         ids = batches[j].to(logits.device)
         logp = F.log_softmax(logits.float()[:, :-1], dim=-1)
         target = ids[:, 1:]
-        acc["nll_sum"] += float(-logp.gather(-1, target[..., None]).sum())
+        nll = -logp.gather(-1, target[..., None])
+        acc["nll_sum"] += float(nll.sum())
+        per_window.append(nll[..., 0].double().sum(-1).cpu())
         acc["n_tokens"] += target.numel()
         if acc["kl_left"] > 0:
             flat = logp.reshape(-1, logp.shape[-1])[:acc["kl_left"]]
@@ -69,4 +74,5 @@ def probe(moe: MoEModel, windows: torch.Tensor, *, batch_size: int = 8, kl_token
         if recorder is not None:
             recorder.__exit__(None, None, None)
     dispatch = {i: recorder.take(i) for i in recorder.layers} if recorder is not None else {}
-    return ProbeResult(acc["nll_sum"], acc["n_tokens"], torch.cat(kept) if kept else None, dispatch)
+    return ProbeResult(acc["nll_sum"], acc["n_tokens"], torch.cat(kept) if kept else None, dispatch,
+                       torch.cat(per_window) if per_window else None)

@@ -15,7 +15,7 @@ from quant_core.evaluate.probe import ProbeResult, probe
 from quant_core.evaluate.task_types import Task
 from quant_core.evaluate.tasks import TaskScore, score_tasks
 from quant_core.fingerprint import cache_key
-from quant_core.recipe import EvalSpec
+from spec.recipe import EvalSpec
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.evaluate.task_types import GenItem, MCItem, Task
 
 
@@ -14,7 +14,7 @@ def load_task_file(path: Path) -> Task:
     {"type": "gen", "prompt", "answer", ["stop", "max_new_tokens"]}; all lines of one type."""
     items = []
     kinds = set()
-    from quant_core.sources import MAX_TASK_FILE_BYTES, read_capped
+    from spec.sources import MAX_TASK_FILE_BYTES, read_capped
 
     data = read_capped(Path(path), "eval.tasks", MAX_TASK_FILE_BYTES + 1)
     if len(data) > MAX_TASK_FILE_BYTES:
@@ -47,7 +47,7 @@ def resolve_tasks(names: tuple[str, ...], limit: int | None, seed: int = 0) -> l
     tasks: list[Task] = []
     for name in names:
         if name == "testbed":
-            from quant_core.zoo.corpus import eval_tasks
+            from quant_core.evaluate.testbed_tasks import eval_tasks
 
             tasks.extend(eval_tasks(seed=seed, n_per_task=limit or 100))
         elif name.startswith("lm_eval:"):

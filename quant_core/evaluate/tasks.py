@@ -102,3 +102,13 @@ def score_tasks(model, tokenizer, tasks: list[Task], device, progress: ProgressF
             at += len(t.items)
     report("evaluate: tasks done", 1.0)
     return [scores[id(t)] for t in live]
+
+
+def mixed_score(scores: list[TaskScore], picks: list[int]) -> TaskScore:
+    """One task as a per-item mixture: item i counts as `scores[picks[i]]` answered it (MoQE's routed
+    mixture of variants); acc_norm is not mixed (None)."""
+    first = scores[0]
+    correct = tuple(scores[k].correct[i] for i, k in enumerate(picks))
+    acc = sum(correct) / len(correct)
+    return TaskScore(first.name, first.kind, acc, None, _stderr(acc, len(correct)), len(correct), first.chance,
+                     correct)

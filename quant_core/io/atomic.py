@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 
 
 def check_target(save_dir: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.io.load import load_quantized
 
 

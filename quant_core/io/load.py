@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from quant_core.adapters.model import MoEModel, get_path
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.functional.affine import QuantParams, dequantize
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, FORMAT, META_FILE, sha256_file
 from kernels.backend import may_use_kernels

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.io.atomic import apply_umask, check_target
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 
 FORMAT = "moeq-quantized"
 FORMAT_VERSION = 1

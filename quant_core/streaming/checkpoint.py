@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 
 SCALE_SUFFIX = "_scale_inv"
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)

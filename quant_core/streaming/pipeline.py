@@ -14,19 +14,17 @@ from pathlib import Path
 
 import torch
 
-from quant_core.calibration.data import token_windows
 from quant_core.context import ProgressFn, RunContext
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.evaluate.run import EvalResult, cached_fp_evaluation
-from quant_core.evaluate.task_sources import resolve_tasks
 from quant_core.memory import peaks, reset_peaks
 from quant_core.model_io import check_loadable, pick_device, resolve_model
-from quant_core.recipe import EvalSpec, Recipe
+from spec.recipe import EvalSpec, Recipe
 from quant_core.result import build_result
 from quant_core.streaming.checkpoint import Checkpoint
 from quant_core.streaming.runner import StreamRunner
 from quant_core.streaming.skeleton import LayerSource, SkeletonModel
-from quant_core.techniques import RotationConfig
+from spec.techniques import RotationConfig
 from quant_core.validate import validate_for_model
 
 log = logging.getLogger(__name__)
@@ -72,8 +70,8 @@ def evaluate_streamed(sk: SkeletonModel, source: LayerSource, tokenizer, windows
 def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     from transformers import AutoTokenizer
 
-    from quant_core.pipeline import EVAL_SEED_OFFSET, TASK_SEED
     from quant_core.streaming.quantize import quantize_streamed
+    from quant_core.streams import evaluation_tasks, evaluation_windows
     from quant_core.streaming.writer import StagedWriter
 
     timings: dict[str, float] = {}
@@ -90,9 +88,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     sk.outer_to(device)
     torch.manual_seed(recipe.seed)
     ev = recipe.eval
-    windows = token_windows(ev.source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len,
-                            recipe.seed + EVAL_SEED_OFFSET)
-    tasks = resolve_tasks(ev.tasks, ev.limit, TASK_SEED)
+    windows, _ = evaluation_windows(ev, recipe.seed, tokenizer, path)  # the seed policy every run shares
+    tasks = evaluation_tasks(ev)
     timings["load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -13,14 +13,14 @@ import torch
 
 from quant_core.algorithms.allocation import expert_bits
 from quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
-from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 from quant_core.streaming.runner import StreamRunner
 from quant_core.streaming.skeleton import SkeletonModel
 from quant_core.streaming.writer import StagedWriter
+from quant_core.streams import reserve_windows
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         calib, calib_info = calibration_windows(recipe, moe, tokenizer, ctx, sk.model_dir)
         bal = recipe.calibration.balance
         if bal is not None and bal.extra_samples:
-            reserve = token_windows(recipe.calibration.source, "calib", tokenizer, bal.extra_samples,
-                                    calib.shape[1], recipe.seed + 1)
+            reserve = reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1])
     quantizer = ModelQuantizer(moe, recipe, ctx, state, device, expert_bits(moe, recipe, sk.model_dir, state))
     batch = max(1, TOKENS_PER_CALIB_BATCH // recipe.calibration.seq_len)
     batches = None

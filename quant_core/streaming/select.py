@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from quant_core.context import RunContext
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 
 log = logging.getLogger(__name__)
 FIT_FRACTION = 0.5  # stream when the checkpoint exceeds this share of the usable memory
@@ -55,7 +55,7 @@ def checkpoint_bytes(model_dir: Path) -> int:
 def use_streaming(recipe: Recipe, ctx: RunContext) -> bool:
     if ctx.stream in ("on", "off"):
         return ctx.stream == "on"
-    from quant_core.adapters.describe import read_config
+    from spec.describe import read_config
     from quant_core.model_io import resolve_model
 
     path = resolve_model(recipe.model, ctx)

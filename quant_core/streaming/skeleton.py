@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from quant_core.adapters.model import MoEModel, get_path
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 from quant_core.memory import return_freed_memory
 from quant_core.streaming.checkpoint import Checkpoint
 from quant_core.streaming.fp8 import FP8_DTYPES, SCALE_SUFFIX, Fp8Format, dequantize_blocks
@@ -79,7 +79,7 @@ class SkeletonModel:
         from transformers import AutoConfig
         from transformers.conversion_mapping import get_model_conversion_mapping
 
-        from quant_core.adapters.describe import read_config
+        from spec.describe import read_config
 
         self.model_dir = Path(model_dir)
         raw = read_config(self.model_dir)

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file
 from quant_core.quantized import QuantState
-from quant_core.recipe import Recipe
+from spec.recipe import Recipe
 from quant_core.streaming.checkpoint import INDEX_FILE, flush_and_drop
 from quant_core.streaming.skeleton import SkeletonModel
 

@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from quant_core.errors import ModelError
-from quant_core.zoo import ZOO, zoo_path
+from spec.errors import ModelError
+from spec.zoo import ZOO, zoo_path
 
 log = logging.getLogger(__name__)
 

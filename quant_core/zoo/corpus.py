@@ -1,4 +1,5 @@
-"""The generated multi-domain corpus the testbeds are trained on, and its held-out tasks.
+"""The generated multi-domain corpus the testbeds are trained on (its held-out evaluation tasks are
+defined in quant_core.evaluate.testbed_tasks).
 
 Eight character-level "languages", each a one-line document `tag prompt answer`. The mixture is
 deliberately imbalanced (two rare domains) so that some experts are rarely routed; every domain
@@ -12,8 +13,6 @@ import random
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Literal
-
-from quant_core.evaluate.task_types import GenItem, MCItem, Task
 
 Split = Literal["train", "calib", "heldout"]
 _SPLIT_SALT = MappingProxyType({"train": 0x5EED, "calib": 0xCA1B, "heldout": 0x4E1D})
@@ -124,7 +123,7 @@ DOMAINS: tuple[str, ...] = tuple(d.name for d in DOMAINS_SPEC)
 MIXTURE = MappingProxyType({d.name: d.weight for d in DOMAINS_SPEC})
 
 
-def _rng(seed: int, split: Split, stream: int = 0) -> random.Random:
+def split_rng(seed: int, split: Split, stream: int = 0) -> random.Random:
     return random.Random((seed * 1_000_003 + _SPLIT_SALT[split]) * 7919 + stream)
 
 
@@ -134,7 +133,7 @@ def sample_domain(r: random.Random) -> Domain:
 
 def documents(seed: int, n: int, split: Split) -> list[str]:
     """`n` one-line documents drawn from the domain mixture."""
-    r = _rng(seed, split)
+    r = split_rng(seed, split)
     out = []
     for _ in range(n):
         ex = sample_domain(r).make(r)
@@ -145,7 +144,7 @@ def documents(seed: int, n: int, split: Split) -> list[str]:
 def domain_documents(seed: int, n: int, domain: str, split: Split = "heldout") -> list[str]:
     """`n` documents of one domain (for per-domain routing statistics)."""
     spec = next(d for d in DOMAINS_SPEC if d.name == domain)
-    r = _rng(seed, split, stream=DOMAINS.index(domain) + 1)
+    r = split_rng(seed, split, stream=DOMAINS.index(domain) + 1)
     return [(ex := spec.make(r)).prompt + ex.answer for _ in range(n)]
 
 
@@ -153,7 +152,7 @@ def domain_blocks(seed: int, n_blocks: int, block_chars: int, split: Split) -> s
     """`n_blocks` blocks of exactly `block_chars` characters, each made of documents of a single
     domain (drawn with the mixture weights) — unlike `text_stream`, whose windows mix ~7 short
     documents of different domains. With the character tokenizer a block is one token window."""
-    r = _rng(seed, split, stream=len(DOMAINS) + 1)
+    r = split_rng(seed, split, stream=len(DOMAINS) + 1)
     pools: dict[str, list[str]] = {}
     blocks = []
     for _ in range(n_blocks):
@@ -169,7 +168,7 @@ def domain_blocks(seed: int, n_blocks: int, block_chars: int, split: Split) -> s
 
 def text_stream(seed: int, n_chars: int, split: Split) -> str:
     """Documents joined by newlines until at least `n_chars` characters."""
-    r = _rng(seed, split)
+    r = split_rng(seed, split)
     parts, total = [], 0
     while total < n_chars:
         ex = sample_domain(r).make(r)
@@ -177,24 +176,3 @@ def text_stream(seed: int, n_chars: int, split: Split) -> str:
         parts.append(doc)
         total += len(doc) + 1
     return "\n".join(parts)
-
-
-def eval_tasks(seed: int = 0, n_per_task: int = 100) -> list[Task]:
-    """Held-out tasks per domain: multiple choice (gold among distractors) and/or exact generation."""
-    tasks = []
-    for d in DOMAINS_SPEC:
-        r = _rng(seed, "heldout", stream=100 + DOMAINS.index(d.name))
-        examples = [d.make(r) for _ in range(n_per_task)]
-        if d.task in ("mc", "both"):
-            items = []
-            for ex in examples:
-                choices = [ex.answer, *ex.distractors]
-                r.shuffle(choices)
-                items.append(MCItem(ex.prompt, tuple(choices), choices.index(ex.answer)))
-            chance = sum(1 / len(i.choices) for i in items) / len(items)
-            tasks.append(Task(f"{d.name}_mc", "mc", tuple(items), d.name, chance))
-        if d.task in ("gen", "both"):
-            items = tuple(GenItem(ex.prompt, ex.answer, "\n", d.max_new_tokens) for ex in examples)
-            tasks.append(Task(f"{d.name}_gen", "gen", items, d.name, 0.0))
-    return tasks
-

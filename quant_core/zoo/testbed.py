@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 from quant_core.zoo.corpus import sample_domain
 from quant_core.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, build_tokenizer
 

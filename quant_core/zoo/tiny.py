@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import torch
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 from quant_core.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, build_tokenizer
 
 _COMMON = MappingProxyType(dict(

@@ -11,7 +11,7 @@ import pytest
 from app import charts
 from app.compare_table import compare_html, differing_keys
 from app.recipe_form import LaunchForm, form_to_recipe
-from quant_core.recipe import parse_recipe
+from spec.recipe import parse_recipe
 
 
 def _run(rid: str, bits: list[list[int]], acc: float, kl: float, avg_bits: float) -> dict:
@@ -76,7 +76,7 @@ def test_launch_form_builds_valid_recipes_including_presets():
 
 
 def test_launch_form_errors_name_the_key():
-    from quant_core.errors import RecipeError
+    from spec.errors import RecipeError
 
     with pytest.raises(RecipeError, match="allocation.avg_bits"):
         parse_recipe(form_to_recipe(LaunchForm(model="m", allocation="router_norm", avg_bits=5, tiers="2,4")))

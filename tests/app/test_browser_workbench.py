@@ -106,7 +106,7 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         assert value("launch-samples") == "16" and value("launch-seqlen") == "128"
         assert value("launch-tasks") == "testbed" and value("launch-limit") == "8" and value("launch-seed") == "0"
         shown = json.loads(page.locator("#launch-recipe .cm-content").inner_text())
-        from quant_core.recipe import parse_recipe
+        from spec.recipe import parse_recipe
 
         assert parse_recipe(shown).to_dict() == parse_recipe(recipe).to_dict()
         assert "from recipe" in page.locator("#launch-problem").inner_text()  # ppl_windows etc. kept

@@ -14,7 +14,7 @@ from app.form_check import model_problem, read_form, recipe_errors
 from app.recipe_fill import apply_overrides, recipe_to_form
 from app.recipe_form import LaunchForm, form_to_recipe
 from app.run_card import card_html
-from quant_core.recipe import parse_recipe
+from spec.recipe import parse_recipe
 
 
 def test_group_size_abc_is_one_clear_line_naming_the_field():

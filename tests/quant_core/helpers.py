@@ -7,7 +7,7 @@ import torch
 from quant_core.adapters.model import MoEModel
 from quant_core.context import RunContext
 from quant_core.pipeline import quantize_model
-from quant_core.recipe import parse_recipe
+from spec.recipe import parse_recipe
 from tests.conftest import load_tiny
 
 SMALL_CALIB = {"source": "random", "samples": 8, "seq_len": 64}

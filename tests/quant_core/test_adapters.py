@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from quant_core.adapters import describe_dir, get_family
+from spec.describe import describe_dir, get_family
 from quant_core.adapters.dispatch import DispatchRecorder
 from quant_core.adapters.model import MoEModel
-from quant_core.errors import ModelError, UnsupportedFamilyError
+from spec.errors import ModelError, UnsupportedFamilyError
 from tests.conftest import FAMILIES, load_tiny
 
 

@@ -14,9 +14,9 @@ from safetensors.torch import save_file
 from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.mixed_precision import (INITIAL_ROUTER_FILE, allocate, guarded_ranking,
                                                    neuron_variance, tier_counts)
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 from quant_core.quantized import QuantState
-from quant_core.recipe import AllocationSpec
+from spec.recipe import AllocationSpec
 from tests.conftest import load_tiny
 
 

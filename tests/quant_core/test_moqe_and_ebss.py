@@ -8,7 +8,7 @@ from quant_core.adapters.model import MoEModel
 from quant_core.calibration.ebss import ebss_windows, start_tokens, usage_sigma
 from quant_core.context import RunContext
 from quant_core.moqe.router import MoqeRouter, balance_term, train_router
-from quant_core.recipe import CalibrationSpec, EbssSpec
+from spec.recipe import CalibrationSpec, EbssSpec
 from tests.conftest import load_tiny
 
 
@@ -109,8 +109,8 @@ def test_moqe_router_trains_on_windows_after_every_variants_calibration(tiny_zoo
     from transformers import AutoTokenizer
 
     from quant_core.calibration.data import token_windows
-    from quant_core.moqe.run import router_windows
-    from quant_core.recipe import moqe_variants, parse_recipe
+    from quant_core.streams import router_windows
+    from spec.recipe import moqe_variants, parse_recipe
 
     tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-mixtral")
     recipe = parse_recipe({"model": "tiny-mixtral", "calibration": {"samples": 8, "seq_len": 64},

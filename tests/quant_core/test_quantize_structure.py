@@ -82,7 +82,7 @@ def test_activation_quantization_wraps_experts_and_linears(tiny_zoo, tmp_path):
 def test_router_gptq_mode_beats_rtn_on_the_routers_calibration_inputs(tiny_zoo):
     from quant_core.algorithms.router import prepare_router
     from quant_core.quantized import QuantState
-    from quant_core.recipe import RouterSpec
+    from spec.recipe import RouterSpec
 
     errs = {}
     for mode in ("quantize", "gptq"):

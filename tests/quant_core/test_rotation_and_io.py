@@ -13,9 +13,9 @@ from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.rotation import rotate_model
 from quant_core.api import run
 from quant_core.context import RunContext
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.io.load import check_probe, load_quantized
-from quant_core.techniques import RotationConfig
+from spec.techniques import RotationConfig
 from tests.conftest import FAMILIES, load_tiny
 
 TINY_EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32}

@@ -108,7 +108,7 @@ def test_clip_search_picks_each_rows_exact_loss_minimum(rule, lam, beta):
     loss itself (router_alignment_loss) with the other rows fixed."""
     from quant_core.algorithms.router import align_clips
     from quant_core.functional.affine import compute_params, fake_quant
-    from quant_core.recipe import RouterSpec
+    from spec.recipe import RouterSpec
 
     g = torch.Generator().manual_seed(1)
     w, x = torch.randn(8, 32, generator=g), torch.randn(600, 32, generator=g)

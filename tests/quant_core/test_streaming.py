@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from quant_core.api import run
 from quant_core.context import RunContext
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 from quant_core.io.load import check_probe, load_quantized
 from quant_core.streaming.checkpoint import Checkpoint
 from quant_core.streaming.runner import StreamRunner

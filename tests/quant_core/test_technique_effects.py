@@ -14,7 +14,7 @@ from quant_core.calibration.ebss import ebss_windows, usage_sigma
 from quant_core.functional.gptq import gptq_quantize, hessian
 from quant_core.model_io import load_model, resolve_model
 from quant_core.pipeline import quantize_model
-from quant_core.recipe import CalibrationSpec, EbssSpec, parse_recipe
+from spec.recipe import CalibrationSpec, EbssSpec, parse_recipe
 from tests.conftest import run_on_testbed
 
 W4A4 = {"weights": {"bits": 4, "group_size": None, "symmetric": False}, "activations": {"bits": 4}}

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.local import make_context
 from jobs.submit import create
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 TASK_YAML = """task: evil
 dataset_path: json

@@ -10,7 +10,7 @@ import pytest
 from db.repository.runs import create_run
 from jobs.admission import admit
 from jobs.local import make_context
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 
@@ -79,7 +79,7 @@ def test_moqe_saved_variants_only_from_runs_the_user_may_read(team):
 
 
 def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path):
-    from quant_core.sources import confine, read_text_file
+    from spec.sources import confine, read_text_file
 
     root = (tmp_path / "data").resolve()
     (root / "sub").mkdir(parents=True)

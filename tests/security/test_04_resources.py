@@ -11,8 +11,8 @@ import time
 import pytest
 
 from jobs.admission import admit
-from quant_core.errors import MoeqError, RecipeError
-from quant_core.sources import read_capped
+from spec.errors import MoeqError, RecipeError
+from spec.sources import read_capped
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 

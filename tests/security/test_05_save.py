@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from quant_core.errors import ArtifactError
+from spec.errors import ArtifactError
 from quant_core.io.atomic import write_dir_atomically
 
 

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from jobs.admission import admit
-from quant_core.errors import MoeqError
+from spec.errors import MoeqError
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 MOQE = {"variants": [{"techniques": ["rtn"]}, {"techniques": ["gptq"]}]}
@@ -89,7 +89,7 @@ def test_bad_model_is_one_line_before_queuing(tmp_path, name):
 
 
 def test_truncated_safetensors_is_one_line(tmp_path):
-    from quant_core.checkpoint_check import check_checkpoint_files
+    from spec.checkpoint_check import check_checkpoint_files
 
     d = _model(tmp_path, GOOD_CONFIG, TRUNCATED)
     with pytest.raises(MoeqError, match="is truncated"):

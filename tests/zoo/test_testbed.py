@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from quant_core.evaluate.task_types import GenItem, MCItem
-from quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, eval_tasks, text_stream
+from quant_core.evaluate.testbed_tasks import eval_tasks
+from quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, text_stream
 from quant_core.zoo.testbed import MANIFEST, TESTBEDS, WEIGHTS_DIR, install_testbed, train_testbed
 from quant_core.zoo.tokenizer import CHARS
 
@@ -61,7 +62,7 @@ def test_shipped_testbed_installs_and_loads_without_moeq(name, tmp_path):
 def test_corrupted_shipped_weights_are_refused(tmp_path):
     import shutil
 
-    from quant_core.errors import ModelError
+    from spec.errors import ModelError
     from quant_core.zoo import testbed as tb
 
     fake_root = tmp_path / "weights"

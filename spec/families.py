@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from quant_core.adapters.spec import FamilySpec
+from spec.family_spec import FamilySpec
 
 _MLA_INPUTS = ("self_attn.q_proj", "self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa")
 

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 T = TypeVar("T")
 

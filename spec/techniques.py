@@ -1,7 +1,8 @@
-"""Frozen configs of every technique a recipe can name, and the registry name → config.
+"""Frozen configs of every technique a recipe can name, and their registry lines name → config.
 
-Torch-free so that the web app can validate recipes. The functions that *apply* a technique to a
-model live in `quant_core.algorithms` and are looked up by config type there.
+Torch-free so that the web app can validate recipes. Each technique is one registry line
+(spec.registry): name, config, stage of the layer walk, and the function in `quant_core.apply` that
+applies it (docs/adding_a_technique.md).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
+from spec.registry import (STAGES, TECHNIQUES, Technique, order_key, register, registered, registry, technique_of,
+                           unregister, weight_quantizers)
 
 
 def _check(cond: bool, key: str, message: str) -> None:
@@ -48,6 +51,11 @@ class GptqConfig:
         _check(self.min_tokens >= 1, "min_tokens", "must be >= 1")
 
 
+SMOOTHQUANT_ALPHA = 0.5  # SmoothQuant's migration strength
+EAQUANT_ALPHA = 0.6  # EAQuant's published setting (docs/methods.md)
+DUQUANT_ALPHA = 0.6  # the smoothing DuQuant runs before its transforms (docs/methods.md)
+
+
 @dataclass(frozen=True)
 class SmoothConfig:
     """SmoothQuant-style channel scaling folded into norms.
@@ -59,7 +67,7 @@ class SmoothConfig:
     from each expert's routed tokens, plus the router term unless include_router is false).
     """
 
-    alpha: float = 0.5
+    alpha: float = SMOOTHQUANT_ALPHA
     aggregate: Literal["all", "router", "expert"] = "all"
     include_router: bool = True
     attention: bool = True
@@ -95,22 +103,21 @@ class DuQuantConfig:
 
 TechniqueConfig = RtnConfig | GptqConfig | SmoothConfig | RotationConfig | DuQuantConfig
 
-TECHNIQUES: dict[str, type] = {
-    "rtn": RtnConfig,
-    "gptq": GptqConfig,
-    "smooth": SmoothConfig,
-    "rotation": RotationConfig,
-    "duquant": DuQuantConfig,
-}
+# The built-in techniques, one registry line each (the apply functions live in quant_core/apply/);
+# the registration order within a stage is the execution order.
+register(Technique("rotation", RotationConfig, "model", "quant_core.apply.rotation:apply"))
+register(Technique("smooth", SmoothConfig, "layer", "quant_core.apply.smoothing:apply", needs_calibration=True))
+register(Technique("duquant", DuQuantConfig, "layer", "quant_core.apply.duquant:apply", needs_calibration=True))
+register(Technique("rtn", RtnConfig, "weights", "quant_core.apply.weights:apply"))
+register(Technique("gptq", GptqConfig, "weights", "quant_core.apply.weights:apply", needs_calibration=True))
 
 # Names accepted in recipes that stand for a configured technique.
 ALIASES: dict[str, tuple[str, dict]] = {
-    "smoothquant": ("smooth", {"aggregate": "all", "alpha": 0.5}),
+    "smoothquant": ("smooth", {"aggregate": "all", "alpha": SMOOTHQUANT_ALPHA}),
     "agq": ("gptq", {"affinity": True}),
     "hadamard": ("rotation", {}),
 }
 
-WEIGHT_QUANTIZERS = (RtnConfig, GptqConfig)
-
-# Canonical execution order; recipes may list techniques in any order.
-ORDER = (RotationConfig, SmoothConfig, DuQuantConfig, RtnConfig, GptqConfig)
+__all__ = ["ALIASES", "STAGES", "TECHNIQUES", "DuQuantConfig", "GptqConfig", "RotationConfig", "RtnConfig",
+           "SmoothConfig", "Technique", "TechniqueConfig", "order_key", "register", "registered", "registry",
+           "technique_of", "unregister", "weight_quantizers"]

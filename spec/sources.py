@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 MAX_TASK_FILE_BYTES = 64 << 20  # a JSONL task file
 MAX_TEXT_BYTES = 1 << 30  # any text source, whatever the recipe asks for

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from spec.techniques import DUQUANT_ALPHA, EAQUANT_ALPHA
+
 PRESETS = MappingProxyType({
     # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
     # zigzag permutation + block rotation; see docs/methods.md
-    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": 0.6}, {"name": "duquant"},
+    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA}, {"name": "duquant"},
                                {"name": "rtn", "clip_search": True}]},
     # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
-    "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": 0.6},
+    "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA},
                                      {"name": "rtn", "clip_search": True}]},
     # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
-    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True},
+    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True},
                                {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
                 "router": {"mode": "align"},
                 "calibration": {"balance": {"r": 2.0}}},

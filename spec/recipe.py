@@ -11,18 +11,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from quant_core.config_parse import build, to_dict
-from quant_core.errors import RecipeError
-from quant_core.techniques import (
-    ALIASES,
-    ORDER,
-    DuQuantConfig,
-    TECHNIQUES,
-    WEIGHT_QUANTIZERS,
-    GptqConfig,
-    RtnConfig,
-    SmoothConfig,
-)
+from spec.config_parse import build, to_dict
+from spec.errors import RecipeError
+from spec.techniques import (ALIASES, TECHNIQUES, GptqConfig, RtnConfig, order_key, technique_of,
+                             weight_quantizers)
 
 WEIGHT_BITS = (2, 3, 4, 8, 16)
 ACT_BITS = (4, 8, 16)
@@ -200,11 +192,11 @@ class Recipe:
 
     @property
     def weight_quantizer(self) -> RtnConfig | GptqConfig | None:
-        return next((t for t in self.techniques if isinstance(t, WEIGHT_QUANTIZERS)), None)
+        return next((t for t in self.techniques if isinstance(t, weight_quantizers())), None)
 
     @property
     def needs_calibration(self) -> bool:
-        return any(isinstance(t, (GptqConfig, SmoothConfig, DuQuantConfig)) for t in self.techniques) or \
+        return any(technique_of(t).needs_calibration for t in self.techniques) or \
             self.router.mode in ("align", "gptq") or self.calibration.balance is not None
 
     def to_dict(self) -> dict:
@@ -215,8 +207,7 @@ class Recipe:
 
 
 def technique_to_dict(cfg: Any) -> dict:
-    name = next(n for n, c in TECHNIQUES.items() if isinstance(cfg, c))
-    return {"name": name, **to_dict(cfg)}
+    return {"name": technique_of(cfg).name, **to_dict(cfg)}
 
 
 def _parse_technique(item: Any, key: str) -> Any:
@@ -243,7 +234,7 @@ def _parse_router(value: Any) -> RouterSpec:
 
 def parse_recipe(data: Any) -> Recipe:
     """Validate a recipe dict (or JSON text) and return the frozen Recipe."""
-    from quant_core import limits
+    from spec import limits
 
     limits.check_raw(data)
     if isinstance(data, (str, bytes)):
@@ -272,19 +263,19 @@ def _canonical(techniques: tuple, recipe: Recipe) -> tuple:
         if type(t) in seen:
             raise RecipeError(f"techniques[{i}]", f"technique listed twice (also at [{seen[type(t)]}])")
         seen[type(t)] = i
-    quantizers = [t for t in techniques if isinstance(t, WEIGHT_QUANTIZERS)]
+    quantizers = [t for t in techniques if isinstance(t, weight_quantizers())]
     if len(quantizers) > 1:
         raise RecipeError("techniques", "choose one weight quantizer: 'rtn' or 'gptq', not both")
     if not quantizers and (recipe.weights.bits < 16 or recipe.allocation is not None):
         techniques = (*techniques, RtnConfig())
-    return tuple(sorted(techniques, key=lambda t: ORDER.index(type(t))))
+    return tuple(sorted(techniques, key=order_key))
 
 
 def _check_consistency(recipe: Recipe) -> None:
     if recipe.allocation is not None:
         _check(recipe.weights.bits < 16, "allocation", "needs quantized weights (weights.bits < 16)")
     if recipe.weights.bits == 16 and recipe.weight_quantizer is not None and recipe.allocation is None:
-        transforms = any(not isinstance(t, WEIGHT_QUANTIZERS) for t in recipe.techniques)
+        transforms = any(not isinstance(t, weight_quantizers()) for t in recipe.techniques)
         if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None and not transforms:
             raise RecipeError("weights.bits", "16-bit weights with a weight quantizer quantize nothing")
     if recipe.calibration.sampler == "ebss" and recipe.calibration.source not in ("auto",):
@@ -295,7 +286,7 @@ def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
     """Each MoQE variant as a full recipe — the run's model, calibration, evaluation and seed plus the
     variant's own keys — or, for a 'path:<dir>' variant, the saved model directory. Errors name
     `moqe.variants[i]…`; parse_recipe calls this, so a bad variant is refused before queuing."""
-    from quant_core.presets import merge
+    from spec.presets import merge
 
     d = recipe.to_dict()
     shared = {"model": recipe.model, "calibration": d["calibration"], "eval": d["eval"], "seed": recipe.seed}

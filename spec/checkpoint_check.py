@@ -10,7 +10,7 @@ import stat
 import struct
 from pathlib import Path
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 
 MAX_HEADER_BYTES = 100 << 20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from quant_core.errors import RecipeError
+from spec.errors import RecipeError
 
 MAX_RECIPE_BYTES = 64 * 1024
 MAX_DEPTH = 32

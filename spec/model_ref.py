@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from quant_core.errors import ModelError
+from spec.errors import ModelError
 
 
 def resolve_local_path(ref: str, model_roots: tuple[Path, ...]) -> Path:

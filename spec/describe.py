@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from quant_core.adapters.families import FAMILIES
-from quant_core.adapters.spec import FamilySpec
-from quant_core.errors import ModelError, UnsupportedFamilyError
+from spec.families import FAMILIES
+from spec.family_spec import FamilySpec
+from spec.errors import ModelError, UnsupportedFamilyError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""Built-in models: trained testbeds and random-init tiny checkpoints of every family (torch-free listing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    kind: Literal["testbed", "tiny", "derived"]
+    family: str
+    description: str
+
+
+_ENTRIES = (
+    ZooEntry("testbed-mixtral", "testbed", "mixtral",
+             "trained Mixtral-style MoE (8 experts, top-2) on the generated multi-domain corpus"),
+    ZooEntry("testbed-shared", "testbed", "qwen2_moe",
+             "trained Qwen2-MoE-style model with a gated shared expert on the generated corpus"),
+    ZooEntry("testbed-outliers", "derived", "mixtral",
+             "testbed-mixtral fine-tuned to carry a massive residual channel "
+             "(activation outliers that survive norm folding)"),
+    ZooEntry("tiny-mixtral", "tiny", "mixtral", "random-init Mixtral (structure tests)"),
+    ZooEntry("tiny-qwen2_moe", "tiny", "qwen2_moe", "random-init Qwen2-MoE with shared expert"),
+    ZooEntry("tiny-qwen3_moe", "tiny", "qwen3_moe", "random-init Qwen3-MoE"),
+    ZooEntry("tiny-olmoe", "tiny", "olmoe", "random-init OLMoE"),
+    ZooEntry("tiny-deepseek_v2", "tiny", "deepseek_v2", "random-init DeepSeek-V2 (MLA, shared experts, dense first layer)"),
+    ZooEntry("tiny-deepseek_v3", "tiny", "deepseek_v3",
+             "random-init DeepSeek-V3 (MLA, shared experts, dense first layer, grouped biased routing)"),
+)
+
+ZOO: MappingProxyType = MappingProxyType({e.name: e for e in _ENTRIES})
+
+
+def is_zoo_name(ref: str) -> bool:
+    return ref in ZOO
+
+
+def zoo_path(name: str, zoo_dir: Path) -> Path:
+    """Where a built zoo model lives (it may not be built yet)."""
+    return Path(zoo_dir) / name
