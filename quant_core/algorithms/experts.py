@@ -62,7 +62,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
     n = group.num_experts
     layer = block.layer_idx
     gptq = isinstance(scheme.method, GptqConfig) and tokens is not None
-    fp_gu, fp_down = group.gate_up().float().clone(), group.down().float().clone()
+    fp_gu = group.gate_up().float().clone()  # for the relative error; down's copy is taken when it is quantized
 
     per_expert = tokens.per_expert(n) if tokens is not None else [(torch.empty(0, dtype=torch.long),) * 2] * n
     counts = [int(t.shape[0]) for t, _ in per_expert]
@@ -88,14 +88,17 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
         H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))
+    err_gu, norm_gu = (group.gate_up().float() - fp_gu).pow(2).sum((1, 2)), fp_gu.pow(2).sum((1, 2))
+    del fp_gu
     if gptq:
         inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
                  for e in range(n)]
         if down_transforms is not None:
             inter = [down_transforms[e](a) for e, a in enumerate(inter)]
         H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
+    fp_down = group.down().float().clone()
     state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))
-    err = ((group.gate_up().float() - fp_gu).pow(2).sum((1, 2)) + (group.down().float() - fp_down).pow(2).sum((1, 2)))
-    norm = fp_gu.pow(2).sum((1, 2)) + fp_down.pow(2).sum((1, 2))
+    err = err_gu + (group.down().float() - fp_down).pow(2).sum((1, 2))
+    norm = norm_gu + fp_down.pow(2).sum((1, 2))
     state.expert_error[layer] = (err / norm.clamp(min=1e-30)).sqrt().tolist()

@@ -86,6 +86,7 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
             res = gptq_quantize(w[sel], H[sel].to(w.device), bits[sel], scheme.group_size, scheme.symmetric,
                                 block_size=m.block_size, damp=m.damp, act_order=m.act_order, clip=scheme.clip_ratio)
             codes[sel], scale[sel], zero[sel] = res.codes, res.params.scale, res.params.zero
+            del res  # its float32 grid weights are not needed here
     params = QuantParams(scale, zero, bits, g, scheme.symmetric)
     rec = WeightRecord(key=key, role=role, layer=layer, codes=codes, params=params)
     view.copy_(rec.dequant(view.dtype))

@@ -31,7 +31,7 @@ def _prepare_hessian(H: torch.Tensor, W: torch.Tensor, damp: float) -> tuple[tor
     diag = torch.diagonal(H, dim1=-2, dim2=-1)
     dead = diag == 0
     diag[dead] = 1.0
-    W = W.masked_fill(dead[:, None, :], 0.0)
+    W = W.masked_fill_(dead[:, None, :], 0.0)  # W is the caller's own work copy
     mean_diag = diag.mean(dim=-1, keepdim=True)
     diag += damp * mean_diag
     return H, W
@@ -128,6 +128,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
         Q[:, :, i1:i2] = Q1
         W[:, :, i2:] -= E1 @ U[:, i1:i2, i2:]
 
+    del W, H, U  # the work copies are done with before the codes are computed
     if perm is not None:
         inv = torch.argsort(perm, dim=-1)
         Q = Q.gather(2, inv[:, None, :].expand(-1, rows, -1))

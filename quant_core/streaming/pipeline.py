@@ -19,7 +19,7 @@ from quant_core.context import ProgressFn, RunContext
 from quant_core.errors import RecipeError
 from quant_core.evaluate.run import EvalResult, cached_fp_evaluation
 from quant_core.evaluate.task_sources import resolve_tasks
-from quant_core.memory import peaks, reset_peaks
+from quant_core.memory import peaks, release_large_blocks_promptly, reset_peaks
 from quant_core.model_io import check_loadable, pick_device, resolve_model
 from quant_core.recipe import EvalSpec, Recipe
 from quant_core.result import build_result
@@ -79,6 +79,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     device = pick_device(ctx.device)
+    release_large_blocks_promptly()  # a layer's temporaries go back to the OS, not into a fragmented heap
     reset_peaks(device)
     ctx.progress("load model", 0.0)
     path = resolve_model(recipe.model, ctx)
