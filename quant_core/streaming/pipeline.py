@@ -37,9 +37,6 @@ def check_streamable(recipe: Recipe) -> None:
     """Recipe features that need the whole model at once are refused with the key to change."""
     if recipe.calibration.sampler == "ebss":
         raise RecipeError("calibration.sampler", "EBSS generates from the whole model; streamed runs use 'uniform'")
-    if recipe.allocation is not None:
-        raise RecipeError("allocation", "mixed-precision allocation ranks all layers' experts up front; "
-                          "not available in streamed runs yet")
     if recipe.technique(RotationConfig) is not None:
         raise RecipeError("techniques", "'rotation' is not available in streamed runs yet")
 

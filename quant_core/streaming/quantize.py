@@ -12,6 +12,7 @@ import logging
 import torch
 
 from quant_core.algorithms.allocation import expert_bits
+from quant_core.algorithms.mixed_precision import Allocator
 from quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
 from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
@@ -41,7 +42,13 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         if bal is not None and bal.extra_samples:
             reserve = token_windows(recipe.calibration.source, "calib", tokenizer, bal.extra_samples,
                                     calib.shape[1], recipe.seed + 1)
-    quantizer = ModelQuantizer(moe, recipe, ctx, state, device, expert_bits(moe, recipe, sk.model_dir, state))
+    alloc = recipe.allocation
+    allocator = None  # router_norm / random: each layer's bits are chosen when the layer is loaded
+    if alloc is None or alloc.method == "uniform":
+        bits = expert_bits(moe, recipe, sk.model_dir, state)
+    else:
+        bits, allocator = {}, Allocator(moe, alloc, sk.model_dir)
+    quantizer = ModelQuantizer(moe, recipe, ctx, state, device, bits)
     batch = max(1, TOKENS_PER_CALIB_BATCH // recipe.calibration.seq_len)
     batches = None
     if calib is not None:
@@ -56,12 +63,16 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         ctx.check_cancel()
         ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
         layer = sk.load_layer(i, device=device)
+        if allocator is not None and i in moe.blocks:
+            bits[i] = allocator.layer(i)
         quantizer.quantize_layer(i, layer, batches)
         if batches is not None:
             batches = run_layer(layer, batches)
         probe = run_layer(layer, probe)
         writer.write_layer(i, state)
         sk.release_layer(i)
+    if allocator is not None:
+        allocator.record(state, bits)
     ctx.progress("quantize: done", 1.0)
     logits = StreamRunner(sk, sk.source, device).head(probe[0].hidden).float().cpu()
     return state, calib_info, logits
