@@ -7,6 +7,12 @@ inverse, the GPTQ column loop, RTN/dequant of the codes, writing the layer). Wal
 are printed beside each other: on a shared box the difference is time spent waiting.
 
     python benchmarks/scale_profile.py --threads 1 --layers 3
+
+`--matrices ROWSxCOLS,...` instead times GPTQ W4 g128 (act-order) on single real-width matrices
+(e.g. Mixtral-8x7B's fused gate/up 28672x4096 and down 4096x14336) from random weights and a
+Hessian of min(2*cols, 4096) random activations, with rows capped at `--rows-cap`: the Cholesky/inverse part
+does not depend on the rows and the rest is linear in them, so the full-matrix CPU time is
+t_chol + rows/cap * (t_total - t_chol). CPU seconds of this process (wall is inflated on a shared box).
 """
 
 from __future__ import annotations
@@ -54,9 +60,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--calib-samples", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--matrices", help="ROWSxCOLS,... : time single real-width matrices instead")
+    ap.add_argument("--rows-cap", type=int, default=2048)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.matrices:
+        return _matrices(args)
 
     from quant_core.api import run
     from quant_core.context import RunContext
@@ -91,6 +101,38 @@ def main() -> None:
         args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "wall_s": wall, "cpu_s": cpu,
                                         "params_per_layer": spec.params_per_layer, "s_per_layer": rows,
                                         "timings": result["timings"]}, indent=1))
+
+
+def _matrices(args) -> None:
+    from quant_core.functional.gptq import _inverse_cholesky, _prepare_hessian, gptq_quantize
+
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    print("| matrix | rows timed | Cholesky+inverse CPU s | GPTQ CPU s (timed rows) | GPTQ CPU s (all rows) | M params/CPU s |")
+    print("|---|---|---|---|---|---|")
+    for spec in args.matrices.split(","):
+        rows, cols = (int(v) for v in spec.lower().split("x"))
+        r = min(rows, args.rows_cap)
+        w = torch.randn(1, r, cols, generator=gen) * 0.02
+        x = torch.randn(min(2 * cols, 4096), cols, generator=gen)  # dampening keeps H positive definite
+        h = (2.0 * (x.T @ x) / x.shape[0])[None]
+        del x
+        c = time.process_time()
+        hp, _ = _prepare_hessian(h, w.clone(), 0.01)
+        _inverse_cholesky(hp)
+        t_chol = time.process_time() - c
+        del hp
+        c = time.process_time()
+        gptq_quantize(w, h, 4, 128, False, act_order=True)
+        t = time.process_time() - c
+        full = t_chol + rows / r * (t - t_chol)
+        row = {"rows": rows, "cols": cols, "rows_timed": r, "chol_cpu_s": round(t_chol, 2), "gptq_cpu_s": round(t, 2),
+               "gptq_cpu_s_all_rows": round(full, 1), "params_per_cpu_s": round(rows * cols / full)}
+        out.append(row)
+        print(f"| {rows}x{cols} | {r} | {t_chol:.2f} | {t:.2f} | {full:.1f} | {rows * cols / full / 1e6:.2f} |", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"threads": args.threads, "matrices": out}, indent=1))
 
 
 if __name__ == "__main__":
