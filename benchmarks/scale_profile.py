@@ -3,8 +3,9 @@
 Generates a few layers of the same random Mixtral shape as `scale.py`, runs one streamed GPTQ W4
 (g128) run under cProfile with `--threads` intra-op threads, and prints seconds per layer for
 each part of the quantization pass (read + fuse, calibration forwards, Hessians, Cholesky and
-inverse, the GPTQ column loop, RTN/dequant of the codes, writing the layer). Wall and CPU time
-are printed beside each other: on a shared box the difference is time spent waiting.
+inverse, the GPTQ column loop, RTN/dequant of the codes, writing the layer) — as CPU seconds of
+the process (`--timer cpu`, default: all threads, spin-waiting included) or wall seconds. Wall and
+CPU time of the whole run are printed beside each other: on a shared box the difference is waiting.
 
     python benchmarks/scale_profile.py --threads 1 --layers 3
 
@@ -60,6 +61,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--calib-samples", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--timer", choices=["cpu", "wall"], default="cpu",
+                    help="per-part seconds as process CPU time (all threads) or wall time")
     ap.add_argument("--matrices", help="ROWSxCOLS,... : time single real-width matrices instead")
     ap.add_argument("--rows-cap", type=int, default=2048)
     ap.add_argument("--out", type=Path)
@@ -81,7 +84,7 @@ def main() -> None:
                   "eval": {"source": "random", "tasks": [], "ppl_windows": 1, "seq_len": args.seq_len,
                            "kl_tokens": args.seq_len}}
         ctx = RunContext(zoo_dir=Path(tmp) / "zoo", cache_dir=Path(tmp) / "cache", stream="on", device="cpu")
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time if args.timer == "cpu" else time.perf_counter)
         wall, cpu = time.perf_counter(), time.process_time()
         prof.enable()
         result = run(recipe, ctx)
@@ -93,7 +96,7 @@ def main() -> None:
     print(f"shape hidden {args.hidden}, {args.experts} experts of intermediate {args.intermediate}, "
           f"{spec.params_per_layer / 1e6:.2f} M params/layer; calibration {args.calib_samples}x{args.seq_len} tokens; "
           f"threads {args.threads}; run wall {wall:.1f} s, CPU {cpu:.1f} s")
-    print("| part | s/layer |\n|---|---|")
+    print(f"| part | {args.timer} s/layer |\n|---|---|")
     for label, v in rows.items():
         print(f"| {label} | {v:.3f} |")
     if args.out:
