@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from quant_core.adapters.model import MoEBlock
-from quant_core.algorithms.weights import Scheme, quantize_stacked
+from quant_core.algorithms.weights import Scheme, expert_chunks, quantize_stacked
 from quant_core.functional.gptq import hessian
 from quant_core.quantized import QuantState
 from quant_core.techniques import GptqConfig
@@ -53,6 +53,16 @@ def _hessians(inputs: list[torch.Tensor], gate_w: list[torch.Tensor], affinity: 
     return H
 
 
+def _squared_error(q: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per expert Σ(q − fp)² and Σfp² over [n, out, in], in float32 one chunk of experts at a time."""
+    err, norm = [], []
+    for c in expert_chunks(*q.shape):
+        f = fp[c].float()
+        err.append((q[c].float() - f).pow(2).sum((1, 2)))
+        norm.append(f.pow(2).sum((1, 2)))
+    return torch.cat(err), torch.cat(norm)
+
+
 @torch.no_grad()
 def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
                             state: QuantState, key_prefix: str, down_transforms: list | None = None) -> None:
@@ -62,7 +72,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
     n = group.num_experts
     layer = block.layer_idx
     gptq = isinstance(scheme.method, GptqConfig) and tokens is not None
-    fp_gu = group.gate_up().float().clone()  # for the relative error; down's copy is taken when it is quantized
+    fp_gu = group.gate_up().clone()  # for the relative error (model dtype); down's copy is taken when it is quantized
 
     per_expert = tokens.per_expert(n) if tokens is not None else [(torch.empty(0, dtype=torch.long),) * 2] * n
     counts = [int(t.shape[0]) for t, _ in per_expert]
@@ -88,7 +98,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
         H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))
-    err_gu, norm_gu = (group.gate_up().float() - fp_gu).pow(2).sum((1, 2)), fp_gu.pow(2).sum((1, 2))
+    err_gu, norm_gu = _squared_error(group.gate_up(), fp_gu)
     del fp_gu
     if gptq:
         inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
@@ -96,9 +106,9 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
         if down_transforms is not None:
             inter = [down_transforms[e](a) for e, a in enumerate(inter)]
         H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
-    fp_down = group.down().float().clone()
+    fp_down = group.down().clone()
     state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))
-    err = err_gu + (group.down().float() - fp_down).pow(2).sum((1, 2))
-    norm = norm_gu + fp_down.pow(2).sum((1, 2))
+    err_down, norm_down = _squared_error(group.down(), fp_down)
+    err, norm = err_gu + err_down, norm_gu + norm_down
     state.expert_error[layer] = (err / norm.clamp(min=1e-30)).sqrt().tolist()
