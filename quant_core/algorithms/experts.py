@@ -7,7 +7,9 @@ gate/up share each expert's input, so they are solved together on the fused [n, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -44,12 +46,15 @@ class RoutedTokens:
         return torch.bincount(self.index.reshape(-1), minlength=num_experts).tolist()
 
 
-def _hessians(inputs: list[torch.Tensor], gate_w: list[torch.Tensor], affinity: bool, dim: int,
-              device) -> torch.Tensor:
-    H = torch.zeros(len(inputs), dim, dim, device=device)
-    for e, (x, c) in enumerate(zip(inputs, gate_w)):
+def _hessians(inputs: Callable[[int], torch.Tensor], gate_w: list[torch.Tensor], affinity: bool, dim: int,
+              device, sel: torch.Tensor) -> torch.Tensor:
+    """Hessians [len(sel), dim, dim] of experts `sel` (GPTQ asks for one chunk of experts at a time,
+    so the Hessians of all experts of a layer are never held at once)."""
+    H = torch.zeros(len(sel), dim, dim, device=device)
+    for j, e in enumerate(sel.tolist()):
+        x = inputs(e)
         if x.shape[0]:
-            H[e] = hessian(x, c if affinity else None)
+            H[j] = hessian(x, gate_w[e] if affinity else None)
     return H
 
 
@@ -95,17 +100,17 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
             state.fallbacks.append({"layer": layer, "expert": e, "tokens": counts[e],
                                     "reason": f"{counts[e]} routed calibration tokens < min_tokens {m.min_tokens}",
                                     "fallback": m.fallback})
-        H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
+        H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))
     err_gu, norm_gu = _squared_error(group.gate_up(), fp_gu)
     del fp_gu
     if gptq:
-        inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
-                 for e in range(n)]
-        if down_transforms is not None:
-            inter = [down_transforms[e](a) for e, a in enumerate(inter)]
-        H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
+        def down_input(e: int) -> torch.Tensor:  # through the quantized gate/up, computed when its chunk is solved
+            a = group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
+            return down_transforms[e](a) if down_transforms is not None else a
+
+        H_down = partial(_hessians, down_input, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
     fp_down = group.down().clone()
     state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))

@@ -6,6 +6,7 @@ weight or a view into fused expert parameters) and returns the `WeightRecord` wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,9 +71,11 @@ def expert_chunks(n: int, rows: int, cols: int, limit: int | None = None) -> lis
 
 
 def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits: torch.Tensor, scheme: Scheme,
-                     H: torch.Tensor | None, use_gptq: torch.Tensor) -> WeightRecord:
+                     H: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None,
+                     use_gptq: torch.Tensor) -> WeightRecord:
     """Quantize [n, out, in] expert weights in place: batched GPTQ for experts with `use_gptq`
-    (Hessians H [n, in, in]), RTN for the rest — with clip search when they are GPTQ fallbacks.
+    (Hessians H [n, in, in], or a function giving the Hessians of a chunk of experts), RTN for the
+    rest — with clip search when they are GPTQ fallbacks.
     Float32 work copies are made per chunk of experts (`expert_chunks`), never for the whole stack."""
     n, rows, cols = view.shape
     g = cols if scheme.group_size is None else scheme.group_size
@@ -95,11 +98,12 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
         chunk = max(1, min(HESSIAN_CHUNK_BYTES // (cols * cols * 4), step))
         for c0 in range(0, len(idx), chunk):
             sel = idx[c0:c0 + chunk]
-            res = gptq_quantize(view[sel].float(), H[sel].to(view.device), bits[sel], scheme.group_size,
+            H_sel = H(sel) if callable(H) else H[sel]
+            res = gptq_quantize(view[sel].float(), H_sel.to(view.device), bits[sel], scheme.group_size,
                                 scheme.symmetric, block_size=m.block_size, damp=m.damp, act_order=m.act_order,
                                 clip=scheme.clip_ratio)
             codes[sel], scale[sel], zero[sel] = res.codes, res.params.scale, res.params.zero
-            del res  # its float32 grid weights are not needed here
+            del res, H_sel  # GPTQ's float32 grid weights and this chunk's Hessians are done with
     params = QuantParams(scale, zero, bits, g, scheme.symmetric)
     for c in expert_chunks(n, rows, cols):
         view[c].copy_(dequantize(codes[c], QuantParams(scale[c], zero[c], bits[c], g, scheme.symmetric), view.dtype))
