@@ -25,10 +25,12 @@ def test_chunked_expert_quantization_equals_one_batch(monkeypatch, dtype, method
     out = {}
     for limit in (2**40, 2 * rows * cols * 4, 1):  # one batch, two experts, one expert per chunk
         monkeypatch.setattr(weights, "EXPERT_CHUNK_BYTES", limit)
-        w = base.clone()
-        rec = weights.quantize_stacked(w, "k", 0, "experts_down", bits, scheme, H, use_gptq)
-        out[limit] = (w, rec.codes, rec.params.scale, rec.params.zero, _squared_error(w, base))
-    ref = out[2**40]
+        for lazy in (False, True):  # Hessians given whole, or built per chunk on request
+            w = base.clone()
+            rec = weights.quantize_stacked(w, "k", 0, "experts_down", bits, scheme, (lambda sel: H[sel]) if lazy else H,
+                                           use_gptq)
+            out[limit, lazy] = (w, rec.codes, rec.params.scale, rec.params.zero, _squared_error(w, base))
+    ref = out[2**40, False]
     assert not torch.equal(ref[0], base)  # every expert was quantized
     for got in out.values():
         assert all(torch.equal(a, b) for a, b in zip(got[:4], ref[:4]))
