@@ -12,8 +12,8 @@ import logging
 import torch
 
 from quant_core.algorithms.allocation import expert_bits
-from quant_core.algorithms.mixed_precision import Allocator
 from quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
+from quant_core.algorithms.mixed_precision import Allocator
 from quant_core.calibration.data import token_windows
 from quant_core.context import RunContext
 from quant_core.quantize import ModelQuantizer
