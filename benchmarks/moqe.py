@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--model", default="testbed-mixtral")
     ap.add_argument("--bits", type=int, default=3)
     ap.add_argument("--windows", choices=("mixed", "per-domain"), default="mixed")
+    ap.add_argument("--seed", type=int, default=0, help="recipe seed (calibration/evaluation windows, router init)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     w = {"bits": args.bits, "group_size": None}
@@ -45,10 +46,10 @@ def main() -> None:
                                     {"weights": w, "techniques": ["gptq"]},
                                     {"weights": w, "techniques": ["rotation", "gptq"]},
                                     {"weights": {**w, "symmetric": False}, "techniques": [{"name": "rtn", "clip_search": True}]}],
-                       "train_samples": 512, "eval_samples": 256, "epochs": 40}}
+                       "train_samples": 512, "eval_samples": 256, "epochs": 40}, "seed": args.seed}
     result, seconds = run_recipe(recipe, context())
     m, q = result["metrics"], result["moqe"]
-    print(f"# MoQE on {args.model}, W{args.bits} variants, {args.windows} windows ({seconds:.0f} s)")
+    print(f"# MoQE on {args.model}, W{args.bits} variants, {args.windows} windows, seed {args.seed} ({seconds:.0f} s)")
     print("| model | perplexity | avg acc | KL |\n|---|---|---|---|")
     for v in q["variants"]:
         print(f"| {v['label']} | {v['perplexity']:.4f} | {v['avg_accuracy']:.3f} | {v['kl']:.4f} |")

@@ -4,7 +4,11 @@ Generates a random-weight Mixtral-shaped sharded checkpoint (float32, many layer
 and GPTQ W4 (g128) with evaluation (perplexity, next-token KL, routing agreement over held-out
 windows) in a child process inside a cgroup whose memory limit is checkpoint_size / ratio (the
 kernel enforces it; page cache counts against it). Records checkpoint size, the cgroup's peak
-charge, the run's peak RSS, wall time and throughput, and per-layer costs for extrapolation.
+charge, the run's peak RSS, wall and CPU time, throughput, and per-layer costs for extrapolation.
+
+The child runs with `--threads` intra-op threads (default 1): GPTQ's column loop issues thousands of
+small tensor ops per layer, and with more OpenMP threads than free cores every op waits at a thread
+barrier (measured in RESULTS.md: 4-7x slower at 2 threads on a busy 2-core box).
 
     python benchmarks/scale.py --size-gb 3.2 --ratio 3 --out benchmarks/results/scale.json
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -33,38 +38,47 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, default=3.0, help="checkpoint size / memory limit")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--intermediate", type=int, default=512)
+    ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--methods", default="rtn,gptq")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads of the run (OMP/MKL)")
+    ap.add_argument("--calib-samples", type=int, default=8, help="calibration windows (GPTQ)")
+    ap.add_argument("--seq-len", type=int, default=128, help="calibration and evaluation window length")
+    ap.add_argument("--eval-windows", type=int, default=4)
     ap.add_argument("--work", type=Path, default=Path("/tmp/moeq-scale"))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     reason = cgroup_unavailable_reason()
     if reason:
         sys.exit(f"scale benchmark needs a real memory limit: {reason}")
-    base = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, layers=1)
+    base = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, experts=args.experts, layers=1)
     layers = max(2, round(args.size_gb * 1e9 / (4 * base.params_per_layer)))
-    spec = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, layers=layers, layers_per_shard=4)
-    model = args.work / f"mixtral-synthetic-{args.hidden}x{layers}"
+    spec = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, experts=args.experts, layers=layers,
+                         layers_per_shard=4)
+    tag = "" if args.experts == 8 and args.intermediate == args.hidden else f"-i{args.intermediate}e{args.experts}"
+    model = args.work / f"mixtral-synthetic-{args.hidden}x{layers}{tag}"
     if not (model / "config.json").is_file():
         t = time.perf_counter()
         write_synthetic(model, spec, seed=0)
         print(f"generated {model} in {time.perf_counter() - t:.0f}s")
     size = checkpoint_bytes(model)
     limit = int(size / args.ratio)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    threads = str(args.threads)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     rows = []
     for method in args.methods.split(","):
         recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128}, "techniques": [method],
-                  "calibration": {"source": "random", "samples": 8, "seq_len": 128},
-                  "eval": {"source": "random", "tasks": [], "ppl_windows": 4, "seq_len": 128,
-                           "kl_tokens": 512}}
+                  "calibration": {"source": "random", "samples": args.calib_samples, "seq_len": args.seq_len},
+                  "eval": {"source": "random", "tasks": [], "ppl_windows": args.eval_windows, "seq_len": args.seq_len,
+                           "kl_tokens": args.eval_windows * args.seq_len}}
         out = args.work / f"result-{method}.json"
         spec_file = args.work / f"run-{method}.json"
         spec_file.write_text(json.dumps({"recipe": recipe, "out": str(out), "stream": "on",
                                          "zoo_dir": str(args.work / "zoo"), "cache_dir": str(args.work / "cache"),
                                          "save_dir": str(args.work / f"saved-{method}")}))
-        t = time.perf_counter()
+        t, cpu0, load0 = time.perf_counter(), _child_cpu(), os.getloadavg()[0]
         res = run_limited([sys.executable, "-m", "quant_core.streaming.child", str(spec_file)], limit, 36000, env=env)
-        wall = time.perf_counter() - t
+        wall, cpu, load1 = time.perf_counter() - t, _child_cpu() - cpu0, os.getloadavg()[0]
         if res.returncode != 0:
             sys.exit(f"{method} failed (rc {res.returncode}) under {limit / 2**30:.2f} GiB: {res.stderr[-2000:]}")
         r = json.loads(out.read_text())
@@ -72,22 +86,32 @@ def main() -> None:
         row = {"method": method, "checkpoint_bytes": size, "limit_bytes": limit, "layers": layers,
                "params": params, "cgroup_peak_bytes": res.max_usage_bytes, "limit_hits": res.failcnt,
                "peak_host_rss_mb": r["peak_host_rss_mb"], "peak_device_mb": r["peak_device_mb"],
-               "wall_s": round(wall, 1), "timings": r["timings"],
+               "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": args.threads,
+               "load_avg_start_end": [load0, load1], "timings": r["timings"],
+               "calibration_tokens": args.calib_samples * args.seq_len if method != "rtn" else 0,
                "params_per_s": round(params / wall), "quantize_s_per_layer": round(r["timings"]["quantize_s"] / layers, 3),
+               "s_per_layer": {k[:-2]: round(v / layers, 3) for k, v in r["timings"].items()
+                               if k in ("fp_evaluate_s", "quantize_s", "evaluate_s")},
                "perplexity": r["metrics"].get("perplexity"), "kl": r["metrics"]["kl"],
                "rss_over_checkpoint": round(r["peak_host_rss_mb"] * 2**20 / size, 3)}
         rows.append(row)
         shutil.rmtree(args.work / f"saved-{method}", ignore_errors=True)
-        print(json.dumps(row))
-    print("| method | checkpoint | limit | peak RSS | RSS/ckpt | cgroup peak | wall | params/s | quantize s/layer |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        print(json.dumps(row), flush=True)
+        if args.out:  # after every method: a long run's finished rows survive an interruption
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"spec": spec.__dict__, "rows": rows}, indent=1))
+    print("| method | checkpoint | limit | peak RSS | RSS/ckpt | cgroup peak | wall | CPU | params/s | quantize s/layer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['checkpoint_bytes'] / 1e9:.2f} GB | {r['limit_bytes'] / 1e9:.2f} GB | "
-              f"{r['peak_host_rss_mb']:.0f} MB | {r['rss_over_checkpoint']:.2f} | {r['cgroup_peak_bytes'] / 1e9:.2f} GB | "
-              f"{r['wall_s']:.0f} s | {r['params_per_s'] / 1e6:.2f} M | {r['quantize_s_per_layer']:.2f} |")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"spec": spec.__dict__, "rows": rows}, indent=1))
+              f"{r['peak_host_rss_mb']:.0f} MiB | {r['rss_over_checkpoint']:.3f} | {r['cgroup_peak_bytes'] / 1e9:.2f} GB | "
+              f"{r['wall_s']:.0f} s | {r['cpu_s']:.0f} s | {r['params_per_s'] / 1e6:.2f} M | {r['quantize_s_per_layer']:.2f} |")
+
+
+def _child_cpu() -> float:
+    """User + system CPU seconds of waited-for children so far (the run's own CPU time, by difference)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Per-token dynamic activation fake quantization (WxAy, y < 16).
 
-Each row (token) gets its own grid: asymmetric — max/min of the row (0 included) times the clip
-ratio, scale = (max − min)/(2^b − 1), zero = round(−min/scale); symmetric — scale =
-max|x|·c/(2^(b−1) − 1). Returns the dequantized values in the input dtype.
+Each row (token) gets its own grid: asymmetric (DuQuant/EAQuant) — max/min of the row (0 included)
+times the clip ratio, scale = (max − min)/(2^b − 1), zero = round(−min/scale), codes 0 … 2^b − 1;
+symmetric (MoEQuant's QuaRot-based code) — scale = max|x|·c/(2^(b−1) − 1), codes clamped to
+−2^(b−1) … 2^(b−1) − 1 (docs/methods.md, "Activation quantization grid"). Returns the dequantized
+values in the input dtype; the kernel is bit-identical to `act_quant_ref` in float32.
 """
 
 from __future__ import annotations

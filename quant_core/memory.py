@@ -57,3 +57,18 @@ def return_freed_memory() -> None:
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc)
+MMAP_THRESHOLD_BYTES = 256 * 2**10
+
+
+def release_large_blocks_promptly(threshold: int = MMAP_THRESHOLD_BYTES) -> None:
+    """Serve every allocation of `threshold` bytes or more from its own mapping, unmapped when freed.
+    glibc otherwise raises its mmap threshold after each large free (up to 32 MiB), so a layer's
+    large temporaries then come from the heap, which fragments and stays resident: on the scale
+    benchmark's layer (7 M parameters, float32) the per-layer GPTQ working set above the
+    interpreter's baseline measured 289 MiB with the default and 177 MiB with this."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, int(threshold))

@@ -22,7 +22,8 @@ _ENTRIES = (
     ZooEntry("testbed-shared", "testbed", "qwen2_moe",
              "trained Qwen2-MoE-style model with a gated shared expert on the generated corpus"),
     ZooEntry("testbed-outliers", "derived", "mixtral",
-             "testbed-mixtral with injected activation outlier channels (same FP function; for smoothing)"),
+             "testbed-mixtral fine-tuned to carry a massive residual channel "
+             "(activation outliers that survive norm folding)"),
     ZooEntry("tiny-mixtral", "tiny", "mixtral", "random-init Mixtral (structure tests)"),
     ZooEntry("tiny-qwen2_moe", "tiny", "qwen2_moe", "random-init Qwen2-MoE with shared expert"),
     ZooEntry("tiny-qwen3_moe", "tiny", "qwen3_moe", "random-init Qwen3-MoE"),

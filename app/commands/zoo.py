@@ -13,7 +13,9 @@ def register(sub) -> None:
     ls.set_defaults(handler=handle_list)
     b = zsub.add_parser("build", help="build (or copy) a built-in model into $MOEQ_HOME/zoo")
     b.add_argument("name")
-    b.add_argument("--retrain", action="store_true", help="testbeds: train from scratch instead of copying shipped weights")
+    b.add_argument("--retrain", action="store_true",
+                   help="testbeds: train from scratch (testbed-outliers: fine-tune testbed-mixtral) "
+                        "instead of copying shipped weights")
     b.set_defaults(handler=handle_build)
 
 

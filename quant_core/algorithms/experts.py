@@ -7,12 +7,14 @@ gate/up share each expert's input, so they are solved together on the fused [n, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from quant_core.adapters.model import MoEBlock
-from quant_core.algorithms.weights import Scheme, quantize_stacked
+from quant_core.algorithms.weights import Scheme, expert_chunks, quantize_stacked
 from quant_core.functional.gptq import hessian
 from quant_core.quantized import QuantState
 from spec.techniques import GptqConfig
@@ -44,13 +46,26 @@ class RoutedTokens:
         return torch.bincount(self.index.reshape(-1), minlength=num_experts).tolist()
 
 
-def _hessians(inputs: list[torch.Tensor], gate_w: list[torch.Tensor], affinity: bool, dim: int,
-              device) -> torch.Tensor:
-    H = torch.zeros(len(inputs), dim, dim, device=device)
-    for e, (x, c) in enumerate(zip(inputs, gate_w)):
+def _hessians(inputs: Callable[[int], torch.Tensor], gate_w: list[torch.Tensor], affinity: bool, dim: int,
+              device, sel: torch.Tensor) -> torch.Tensor:
+    """Hessians [len(sel), dim, dim] of experts `sel` (GPTQ asks for one chunk of experts at a time,
+    so the Hessians of all experts of a layer are never held at once)."""
+    H = torch.zeros(len(sel), dim, dim, device=device)
+    for j, e in enumerate(sel.tolist()):
+        x = inputs(e)
         if x.shape[0]:
-            H[e] = hessian(x, c if affinity else None)
+            H[j] = hessian(x, gate_w[e] if affinity else None)
     return H
+
+
+def _squared_error(q: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per expert Σ(q − fp)² and Σfp² over [n, out, in], in float32 one chunk of experts at a time."""
+    err, norm = [], []
+    for c in expert_chunks(*q.shape):
+        f = fp[c].float()
+        err.append((q[c].float() - f).pow(2).sum((1, 2)))
+        norm.append(f.pow(2).sum((1, 2)))
+    return torch.cat(err), torch.cat(norm)
 
 
 @torch.no_grad()
@@ -62,7 +77,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
     n = group.num_experts
     layer = block.layer_idx
     gptq = isinstance(scheme.method, GptqConfig) and tokens is not None
-    fp_gu, fp_down = group.gate_up().float().clone(), group.down().float().clone()
+    fp_gu = group.gate_up().clone()  # for the relative error (model dtype); down's copy is taken when it is quantized
 
     per_expert = tokens.per_expert(n) if tokens is not None else [(torch.empty(0, dtype=torch.long),) * 2] * n
     counts = [int(t.shape[0]) for t, _ in per_expert]
@@ -84,17 +99,20 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
         for e in torch.nonzero(~enough).reshape(-1).tolist():
             state.record_fallback(layer, e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
                                   f"{m.min_tokens}", m.fallback)
-        H_gu = _hessians(xs, cs, m.affinity, group.hidden_size, tokens.x.device)
+        H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))
+    err_gu, norm_gu = _squared_error(group.gate_up(), fp_gu)
+    del fp_gu
     if gptq:
-        inter = [group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
-                 for e in range(n)]
-        if down_transforms is not None:
-            inter = [down_transforms[e](a) for e, a in enumerate(inter)]
-        H_down = _hessians(inter, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
+        def down_input(e: int) -> torch.Tensor:  # through the quantized gate/up, computed when its chunk is solved
+            a = group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
+            return down_transforms[e](a) if down_transforms is not None else a
+
+        H_down = partial(_hessians, down_input, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
+    fp_down = group.down().clone()
     state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))
-    err = ((group.gate_up().float() - fp_gu).pow(2).sum((1, 2)) + (group.down().float() - fp_down).pow(2).sum((1, 2)))
-    norm = fp_gu.pow(2).sum((1, 2)) + fp_down.pow(2).sum((1, 2))
+    err_down, norm_down = _squared_error(group.down(), fp_down)
+    err, norm = err_gu + err_down, norm_gu + norm_down
     state.expert_error[layer] = (err / norm.clamp(min=1e-30)).sqrt().tolist()

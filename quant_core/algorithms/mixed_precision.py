@@ -69,11 +69,15 @@ def tier_counts(n: int, spec: AllocationSpec) -> dict[int, int]:
     return {lo: n - n_hi, hi: n_hi}
 
 
-def router_scores(moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> dict[int, torch.Tensor]:
-    """Per layer [n] scores: router-row norm change (needs initial_router.safetensors) or final norm."""
-    final = {i: b.router_weight().float().norm(dim=1) for i, b in moe.blocks.items()}
-    if spec.score == "final_norm":
-        return final
+def _router_key(moe: MoEModel, i: int) -> str:
+    spec = moe.blocks[i].spec
+    return f"{spec.layers}.{i}.{spec.mlp}.{spec.router}.weight"
+
+
+def _initial_routers(moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> dict[int, torch.Tensor] | None:
+    """Initial router rows per layer for score 'norm_change' (every layer checked up front), else None."""
+    if spec.method != "router_norm" or spec.score == "final_norm":
+        return None
     path = Path(model_dir) / INITIAL_ROUTER_FILE
     if not path.is_file():
         raise RecipeError("allocation.score", f"'norm_change' needs the initial router weights ({path} is missing); "
@@ -82,12 +86,17 @@ def router_scores(moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> dict[
 
     init = load_file(str(path))
     out = {}
-    for i, block in moe.blocks.items():
-        key = f"{block.spec.layers}.{i}.{block.spec.mlp}.{block.spec.router}.weight"
+    for i in moe.blocks:
+        key = _router_key(moe, i)
         if key not in init:
             raise RecipeError("allocation.score", f"{path} has no initial router for layer {i} ({key})")
-        out[i] = final[i] - init[key].float().norm(dim=1)
+        out[i] = init[key]
     return out
+
+
+def layer_score(moe: MoEModel, i: int, init: dict[int, torch.Tensor] | None) -> torch.Tensor:
+    final = moe.blocks[i].router_weight().float().norm(dim=1)
+    return final if init is None else final - init[i].float().norm(dim=1)
 
 
 def gate_rows(moe: MoEModel, i: int) -> torch.Tensor:
@@ -129,30 +138,45 @@ def _assign(order: list[int], counts: dict[int, int]) -> torch.Tensor:
     return bits
 
 
+class Allocator:
+    """Bits of one MoE layer at a time (a streamed run calls `layer(i)` while layer i is loaded);
+    `record` stores the diagnostics. Layers must come in order (the random method's generator)."""
+
+    def __init__(self, moe: MoEModel, spec: AllocationSpec, model_dir: Path) -> None:
+        self.moe, self.spec = moe, spec
+        self.t0 = time.perf_counter()
+        self.gen = torch.Generator().manual_seed(spec.seed)
+        self.init = _initial_routers(moe, spec, model_dir)  # a missing initial router fails before any work
+        self.diag: dict[str, list[dict]] = {}
+        self.counts: dict[int, int] = {}
+
+    def layer(self, i: int) -> torch.Tensor:
+        spec, n = self.spec, self.moe.blocks[i].num_experts
+        self.counts = tier_counts(n, spec)
+        var = score = None
+        if spec.method == "random":
+            order = torch.randperm(n, generator=self.gen).tolist()
+        else:
+            score = layer_score(self.moe, i, self.init)
+            var = neuron_variance(self.moe, i)
+            order = guarded_ranking(score, var, spec.zeta)
+        bits = _assign(order, self.counts)
+        rank = {e: r for r, e in enumerate(order)}
+        self.diag[str(i)] = [{"expert": e, "rank": rank[e], "bits": int(bits[e]),
+                              "score": float(score[e]) if score is not None else None,
+                              "variance": float(var[e]) if var is not None else None} for e in range(n)]
+        return bits
+
+    def record(self, state: QuantState, bits: dict[int, torch.Tensor]) -> None:
+        state.diagnostics["allocation"] = {"method": self.spec.method, "layers": self.diag,
+                                           "tier_counts": {str(k): v for k, v in self.counts.items()},
+                                           "seconds": round(time.perf_counter() - self.t0, 4),
+                                           "avg_expert_bits": float(torch.cat(list(bits.values())).float().mean())}
+
+
 def allocate(moe: MoEModel, spec: AllocationSpec, model_dir: Path, state: QuantState) -> dict[int, torch.Tensor]:
     """Bits per expert per MoE layer under `spec` (router_norm or random); diagnostics in `state`."""
-    t0 = time.perf_counter()
-    out: dict[int, torch.Tensor] = {}
-    diag: dict[str, list[dict]] = {}
-    gen = torch.Generator().manual_seed(spec.seed)
-    scores = router_scores(moe, spec, model_dir) if spec.method == "router_norm" else {}
-    counts = {}
-    for i, block in moe.blocks.items():
-        n = block.num_experts
-        counts = tier_counts(n, spec)
-        var = None
-        if spec.method == "random":
-            order = torch.randperm(n, generator=gen).tolist()
-        else:
-            var = neuron_variance(moe, i)
-            order = guarded_ranking(scores[i], var, spec.zeta)
-        out[i] = _assign(order, counts)
-        rank = {e: r for r, e in enumerate(order)}
-        diag[str(i)] = [{"expert": e, "rank": rank[e], "bits": int(out[i][e]),
-                         "score": float(scores[i][e]) if scores else None,
-                         "variance": float(var[e]) if var is not None else None} for e in range(n)]
-    state.diagnostics["allocation"] = {"method": spec.method, "layers": diag,
-                                       "tier_counts": {str(k): v for k, v in counts.items()},
-                                       "seconds": round(time.perf_counter() - t0, 4),
-                                       "avg_expert_bits": float(torch.cat(list(out.values())).float().mean())}
+    alloc = Allocator(moe, spec, model_dir)
+    out = {i: alloc.layer(i) for i in moe.blocks}
+    alloc.record(state, out)
     return out

@@ -72,15 +72,22 @@ def _untie(model: nn.Module, moe: MoEModel) -> None:
 
 
 @torch.no_grad()
+def fold_norms(moe: MoEModel) -> None:
+    """Fold every RMSNorm's scale into the linears reading it (norm weights become 1); function unchanged
+    (the lm_head must not share the embedding's tensor: see `_untie`)."""
+    for i in range(len(moe.layers)):
+        _fold_norm(moe.input_norm(i), _readers(moe, i, post_attn=False))
+        _fold_norm(moe.post_attn_norm(i), _readers(moe, i, post_attn=True))
+    _fold_norm(moe.final_norm(), [moe.lm_head().weight.data])
+
+
+@torch.no_grad()
 def rotate_model(moe: MoEModel, cfg: RotationConfig) -> dict:
     """Fold norms and rotate the residual stream in place; returns diagnostics."""
     if not moe.spec.rotation:
         raise RecipeError("techniques", f"family {moe.spec.name} does not support rotation")
     _untie(moe.model, moe)
-    for i in range(len(moe.layers)):
-        _fold_norm(moe.input_norm(i), _readers(moe, i, post_attn=False))
-        _fold_norm(moe.post_attn_norm(i), _readers(moe, i, post_attn=True))
-    _fold_norm(moe.final_norm(), [moe.lm_head().weight.data])
+    fold_norms(moe)
     d = moe.config.hidden_size
     Q, is_hadamard = random_hadamard(d, cfg.seed)
     if not is_hadamard:

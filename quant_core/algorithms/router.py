@@ -12,7 +12,8 @@ import torch
 from quant_core.adapters.model import MoEBlock
 from quant_core.functional.affine import compute_params, fake_quant, quantize
 from quant_core.functional.gptq import gptq_quantize, hessian
-from quant_core.functional.routing import RoutingRule, router_alignment_loss, select_experts
+from quant_core.functional.routing import (RoutingRule, router_alignment_loss, routing_distribution,
+                                          select_experts)
 from quant_core.modules import ActQuant
 from quant_core.quantized import QuantState, WeightRecord
 from spec.recipe import RouterSpec
@@ -44,26 +45,48 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
     def objective(z_q: torch.Tensor) -> float:
         return float(router_alignment_loss(z_fp, z_q, m, spec.lam, rule, bias))
 
+    # The FP side of the loss is fixed (S_m, p), and a candidate changes one logit column e, so the
+    # loss of every grid ratio is a closed form over [T, G] (docs/methods.md "EAQuant"):
+    #   log q_j = f(z_j) − log Σ_i g(z_i),  f = id, g = exp (softmax) or f = log σ, g = σ (sigmoid).
+    top = select_experts(z_fp, rule, m, bias)
+    log_p = routing_distribution(z_fp, rule).gather(-1, top)
+    p = log_p.exp()
+    p_log_p = float((p * log_p).sum(-1).mean())
+    p_full = torch.zeros_like(z_fp).scatter_(-1, top, p)  # p_j on S_m, 0 elsewhere
+    sigmoid = rule.score == "sigmoid"
+    f = torch.nn.functional.logsigmoid if sigmoid else (lambda z: z)
+    tokens, n_cols = z_fp.shape
+
+    def grid_objectives(z_q: torch.Tensor, e: int, cols: torch.Tensor) -> torch.Tensor:
+        """alignment loss [G] of z_q with column e replaced by each column of cols [T, G]."""
+        rest = torch.ones(n_cols, dtype=torch.bool)
+        rest[e] = False
+        if sigmoid:
+            lse = torch.log(torch.sigmoid(z_q[:, rest]).sum(-1, keepdim=True) + torch.sigmoid(cols))
+        else:
+            shift = torch.maximum(z_q[:, rest].amax(-1, keepdim=True), cols.amax(-1, keepdim=True))
+            lse = shift + torch.log(torch.exp(z_q[:, rest] - shift).sum(-1, keepdim=True) + torch.exp(cols - shift))
+        fixed = (p_full[:, rest] * f(z_q[:, rest])).sum(-1, keepdim=True)
+        cross = fixed + p_full[:, e:e + 1] * f(cols) - p_full.sum(-1, keepdim=True) * lse
+        obj = p_log_p - cross.mean(0)
+        if spec.lam > 0:
+            sq = (z_fp[:, rest] - z_q[:, rest]).pow(2).sum() + (z_fp[:, e:e + 1] - cols).pow(2).sum(0)
+            obj = obj + spec.lam * sq / (tokens * n_cols)
+        return obj
+
     clips = torch.ones(n, 1)
     wf = w.float()
-
-    def row_q(e: int, c: float) -> torch.Tensor:
-        return fake_quant(wf[e:e + 1], compute_params(wf[e:e + 1], spec.bits, None, True, c))[0]
+    grid_t = torch.tensor(grid, dtype=torch.float32)[:, None]
 
     z_q = x_q.float() @ fake_quant(wf, compute_params(wf, spec.bits, None, True, 1.0)).T
     before = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     for _ in range(sweeps):
         for e in range(n):
-            best_c, best_obj, best_col = float(clips[e]), None, None
-            for c in grid:
-                col = x_q.float() @ row_q(e, c)
-                z_try = z_q.clone()
-                z_try[:, e] = col
-                obj = objective(z_try)
-                if best_obj is None or obj < best_obj - 1e-12:
-                    best_c, best_obj, best_col = c, obj, col
-            clips[e] = best_c
-            z_q[:, e] = best_col
+            rows = wf[e:e + 1].expand(len(grid), -1)
+            cols = x_q.float() @ fake_quant(rows, compute_params(rows, spec.bits, None, True, grid_t)).T  # [T, G]
+            best = int(grid_objectives(z_q, e, cols).argmin())  # the first minimum, as a scan picks
+            clips[e] = grid[best]
+            z_q[:, e] = cols[:, best]
     after = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     return clips, {"top_m": m, "routing": rule.score, "before": before, "after": after, "mean_clip": float(clips.mean())}
 

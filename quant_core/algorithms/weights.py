@@ -6,17 +6,19 @@ weight or a view into fused expert parameters) and returns the `WeightRecord` wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from quant_core.functional.affine import QuantParams, compute_params, quantize
+from quant_core.functional.affine import QuantParams, compute_params, dequantize, quantize
 from quant_core.functional.clip import search_clip
 from quant_core.functional.gptq import gptq_quantize
 from quant_core.quantized import Role, WeightRecord
 from spec.techniques import GptqConfig, RtnConfig
 
 HESSIAN_CHUNK_BYTES = 2 * 2**30  # batch this many bytes of stacked Hessians per GPTQ solve
+EXPERT_CHUNK_BYTES = 512 * 2**20  # float32 copies of expert weights made at once (RTN, GPTQ, dequant)
 
 
 @dataclass(frozen=True)
@@ -61,32 +63,48 @@ def quantize_linear(module: torch.nn.Module, key: str, layer: int, bits: int, sc
     return rec
 
 
+def expert_chunks(n: int, rows: int, cols: int, limit: int | None = None) -> list[slice]:
+    """Slices of whole experts whose float32 [rows, cols] matrices stay within `limit` bytes
+    (default EXPERT_CHUNK_BYTES) together."""
+    step = max(1, (EXPERT_CHUNK_BYTES if limit is None else limit) // (rows * cols * 4))
+    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits: torch.Tensor, scheme: Scheme,
-                     H: torch.Tensor | None, use_gptq: torch.Tensor) -> WeightRecord:
+                     H: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None,
+                     use_gptq: torch.Tensor) -> WeightRecord:
     """Quantize [n, out, in] expert weights in place: batched GPTQ for experts with `use_gptq`
-    (Hessians H [n, in, in]), RTN for the rest — with clip search when they are GPTQ fallbacks."""
+    (Hessians H [n, in, in], or a function giving the Hessians of a chunk of experts), RTN for the
+    rest — with clip search when they are GPTQ fallbacks.
+    Float32 work copies are made per chunk of experts (`expert_chunks`), never for the whole stack."""
     n, rows, cols = view.shape
-    w = view.float()
     g = cols if scheme.group_size is None else scheme.group_size
-    codes = torch.empty(n, rows, cols, dtype=torch.uint8, device=w.device)
-    scale = torch.empty(n, rows, cols // g, device=w.device)
+    codes = torch.empty(n, rows, cols, dtype=torch.uint8, device=view.device)
+    scale = torch.empty(n, rows, cols // g, device=view.device)
     zero = torch.empty_like(scale)
     gptq = isinstance(scheme.method, GptqConfig) and H is not None
     mask = use_gptq.to(torch.bool) if gptq else torch.zeros(n, dtype=torch.bool)
     rest = torch.nonzero(~mask).reshape(-1)
-    if len(rest):
-        params = rtn_params(w[rest], bits[rest], scheme, clip_search=True if gptq else None)
-        codes[rest], scale[rest], zero[rest] = quantize(w[rest], params), params.scale, params.zero
+    step = expert_chunks(n, rows, cols)[0].stop
+    for c0 in range(0, len(rest), step):
+        sel = rest[c0:c0 + step]
+        w = view[sel].float()
+        params = rtn_params(w, bits[sel], scheme, clip_search=True if gptq else None)
+        codes[sel], scale[sel], zero[sel] = quantize(w, params), params.scale, params.zero
+        del w, params
     idx = torch.nonzero(mask).reshape(-1)
     if len(idx):
         m = scheme.method
-        chunk = max(1, HESSIAN_CHUNK_BYTES // (cols * cols * 4))
+        chunk = max(1, min(HESSIAN_CHUNK_BYTES // (cols * cols * 4), step))
         for c0 in range(0, len(idx), chunk):
             sel = idx[c0:c0 + chunk]
-            res = gptq_quantize(w[sel], H[sel].to(w.device), bits[sel], scheme.group_size, scheme.symmetric,
-                                block_size=m.block_size, damp=m.damp, act_order=m.act_order, clip=scheme.clip_ratio)
+            H_sel = H(sel) if callable(H) else H[sel]
+            res = gptq_quantize(view[sel].float(), H_sel.to(view.device), bits[sel], scheme.group_size,
+                                scheme.symmetric, block_size=m.block_size, damp=m.damp, act_order=m.act_order,
+                                clip=scheme.clip_ratio)
             codes[sel], scale[sel], zero[sel] = res.codes, res.params.scale, res.params.zero
+            del res, H_sel  # GPTQ's float32 grid weights and this chunk's Hessians are done with
     params = QuantParams(scale, zero, bits, g, scheme.symmetric)
-    rec = WeightRecord(key=key, role=role, layer=layer, codes=codes, params=params)
-    view.copy_(rec.dequant(view.dtype))
-    return rec
+    for c in expert_chunks(n, rows, cols):
+        view[c].copy_(dequantize(codes[c], QuantParams(scale[c], zero[c], bits[c], g, scheme.symmetric), view.dtype))
+    return WeightRecord(key=key, role=role, layer=layer, codes=codes, params=params)

@@ -2,7 +2,9 @@
 
 Solves many independent problems at once: W [n, out, in] with Hessians H [n, in, in] (one per
 expert) share one batched Cholesky and one column loop, so 64+ experts do not run one by one.
-Blocks of `block_size` columns with lazy error feedback; optional act-order (static groups);
+Blocks of `block_size` columns with lazy error feedback (two levels: rank-1 updates inside
+sub-blocks of 16 columns, matmuls across sub-blocks and blocks — the same arithmetic as the
+one-level loop up to float rounding, with far less memory traffic on wide batches); optional act-order (static groups);
 group scales fixed when a group starts (from the error-updated weights); dampening `damp`·mean(diag H).
 See docs/methods.md "GPTQ".
 """
@@ -29,7 +31,7 @@ def _prepare_hessian(H: torch.Tensor, W: torch.Tensor, damp: float) -> tuple[tor
     diag = torch.diagonal(H, dim1=-2, dim2=-1)
     dead = diag == 0
     diag[dead] = 1.0
-    W = W.masked_fill(dead[:, None, :], 0.0)
+    W = W.masked_fill_(dead[:, None, :], 0.0)  # W is the caller's own work copy
     mean_diag = diag.mean(dim=-1, keepdim=True)
     diag += damp * mean_diag
     return H, W
@@ -46,6 +48,16 @@ def _inverse_cholesky(H: torch.Tensor) -> torch.Tensor:
             if int(info2.max()) == 0:
                 return U
     raise torch.linalg.LinAlgError("Hessian is not positive definite even after extra dampening")
+
+
+SUB_BLOCK = 16  # columns updated one by one; a matmul carries their errors to the rest of the block
+
+
+def _sub_blocks(i1: int, i2: int, g: int) -> list[tuple[int, int]]:
+    """[i1, i2) cut every SUB_BLOCK columns and at every group start (a group's scales are fixed
+    from weights that have received every earlier column's error)."""
+    cuts = sorted({*range(i1, i2, SUB_BLOCK), *range(-(-i1 // g) * g, i2, g), i2})
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool,
@@ -88,28 +100,35 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
         Q1 = torch.zeros_like(W1)
         E1 = torch.zeros_like(W1)
         U1 = U[:, i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = i1 + i
-            if static_params is not None and g < cols:  # act-order: the column's group in the original order
-                gi = (perm[:, col] // g)[:, None, None].expand(-1, rows, 1)
-                s_col, z_col = static_params.scale.gather(2, gi), static_params.zero.gather(2, gi)
-            elif static_params is None and col % g == 0:  # a group starts: fix its scales from current weights
-                span = torch.cat([W1[:, :, i:], W[:, :, i2:]], dim=2)[:, :, :g]
-                current = compute_params(span, bits_t, None, symmetric, clip)
-                s_col, z_col = current.scale, current.zero
-                scales[:, :, col // g] = s_col[..., 0]
-                zeros[:, :, col // g] = z_col[..., 0]
-            w = W1[:, :, i:i + 1]
-            q = (torch.clamp(torch.round(w / s_col) + z_col, min=0.0).minimum(maxq) - z_col) * s_col
-            Q1[:, :, i:i + 1] = q
-            d = U1[:, i, i][:, None, None]
-            err = (w - q) / d
-            losses += (err ** 2).sum(dim=(1, 2)) / 2
-            W1[:, :, i:] -= err * U1[:, i:i + 1, i:]
-            E1[:, :, i:i + 1] = err
+        d1 = torch.diagonal(U1, dim1=-2, dim2=-1)[:, None, :]  # [n, 1, B]
+        if static_params is not None and g < cols:  # act-order: each column's group in the original order
+            gi = (perm[:, i1:i2] // g)[:, None, :].expand(-1, rows, -1)
+            s_blk, z_blk = static_params.scale.gather(2, gi), static_params.zero.gather(2, gi)  # [n, rows, B]
+        for j1, j2 in _sub_blocks(i1, i2, g):
+            for i in range(j1 - i1, j2 - i1):
+                col = i1 + i
+                if static_params is not None and g < cols:
+                    s_col, z_col = s_blk[:, :, i:i + 1], z_blk[:, :, i:i + 1]
+                elif static_params is None and col % g == 0:  # a group starts: fix its scales from current weights
+                    span = torch.cat([W1[:, :, i:], W[:, :, i2:]], dim=2)[:, :, :g]
+                    current = compute_params(span, bits_t, None, symmetric, clip)
+                    s_col, z_col = current.scale, current.zero
+                    scales[:, :, col // g] = s_col[..., 0]
+                    zeros[:, :, col // g] = z_col[..., 0]
+                w = W1[:, :, i:i + 1]
+                q = torch.round(w / s_col).add_(z_col).clamp_(min=0.0)
+                q = torch.minimum(q, maxq, out=q).sub_(z_col).mul_(s_col)
+                Q1[:, :, i:i + 1] = q
+                err = (w - q).div_(d1[:, :, i:i + 1])
+                W1[:, :, i + 1:j2 - i1] -= err * U1[:, i:i + 1, i + 1:j2 - i1]  # rank-1 within the sub-block
+                E1[:, :, i:i + 1] = err
+            if j2 < i2:  # the sub-block's errors reach the rest of the block in one matmul
+                W1[:, :, j2 - i1:] -= E1[:, :, j1 - i1:j2 - i1] @ U1[:, j1 - i1:j2 - i1, j2 - i1:]
+        losses += (E1 ** 2).sum(dim=(1, 2)) / 2
         Q[:, :, i1:i2] = Q1
         W[:, :, i2:] -= E1 @ U[:, i1:i2, i2:]
 
+    del W, H, U  # the work copies are done with before the codes are computed
     if perm is not None:
         inv = torch.argsort(perm, dim=-1)
         Q = Q.gather(2, inv[:, None, :].expand(-1, rows, -1))

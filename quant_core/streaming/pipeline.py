@@ -17,7 +17,7 @@ import torch
 from quant_core.context import ProgressFn, RunContext
 from spec.errors import RecipeError
 from quant_core.evaluate.run import EvalResult, cached_fp_evaluation
-from quant_core.memory import peaks, reset_peaks
+from quant_core.memory import peaks, release_large_blocks_promptly, reset_peaks
 from quant_core.model_io import check_loadable, pick_device, resolve_model
 from spec.recipe import EvalSpec, Recipe
 from quant_core.result import build_result
@@ -35,9 +35,6 @@ def check_streamable(recipe: Recipe) -> None:
     """Recipe features that need the whole model at once are refused with the key to change."""
     if recipe.calibration.sampler == "ebss":
         raise RecipeError("calibration.sampler", "EBSS generates from the whole model; streamed runs use 'uniform'")
-    if recipe.allocation is not None:
-        raise RecipeError("allocation", "mixed-precision allocation ranks all layers' experts up front; "
-                          "not available in streamed runs yet")
     if recipe.technique(RotationConfig) is not None:
         raise RecipeError("techniques", "'rotation' is not available in streamed runs yet")
 
@@ -77,6 +74,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     device = pick_device(ctx.device)
+    release_large_blocks_promptly()  # a layer's temporaries go back to the OS, not into a fragmented heap
     reset_peaks(device)
     ctx.progress("load model", 0.0)
     path = resolve_model(recipe.model, ctx)

@@ -13,6 +13,7 @@ import torch
 
 from quant_core.algorithms.allocation import expert_bits
 from quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
+from quant_core.algorithms.mixed_precision import Allocator
 from quant_core.context import RunContext
 from quant_core.quantize import ModelQuantizer
 from quant_core.quantized import QuantState
@@ -40,7 +41,13 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         bal = recipe.calibration.balance
         if bal is not None and bal.extra_samples:
             reserve = reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1])
-    quantizer = ModelQuantizer(moe, recipe, ctx, state, device, expert_bits(moe, recipe, sk.model_dir, state))
+    alloc = recipe.allocation
+    allocator = None  # router_norm / random: each layer's bits are chosen when the layer is loaded
+    if alloc is None or alloc.method == "uniform":
+        bits = expert_bits(moe, recipe, sk.model_dir, state)
+    else:
+        bits, allocator = {}, Allocator(moe, alloc, sk.model_dir)
+    quantizer = ModelQuantizer(moe, recipe, ctx, state, device, bits)
     batch = max(1, TOKENS_PER_CALIB_BATCH // recipe.calibration.seq_len)
     batches = None
     if calib is not None:
@@ -55,12 +62,16 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         ctx.check_cancel()
         ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
         layer = sk.load_layer(i, device=device)
+        if allocator is not None and i in moe.blocks:
+            bits[i] = allocator.layer(i)
         quantizer.quantize_layer(i, layer, batches)
         if batches is not None:
             batches = run_layer(layer, batches)
         probe = run_layer(layer, probe)
         writer.write_layer(i, state)
         sk.release_layer(i)
+    if allocator is not None:
+        allocator.record(state, bits)
     ctx.progress("quantize: done", 1.0)
     logits = StreamRunner(sk, sk.source, device).head(probe[0].hidden).float().cpu()
     return state, calib_info, logits

@@ -55,7 +55,7 @@ def _build_into(name: str, zoo_dir: Path, target: Path, retrain: bool) -> None:
         elif entry.kind == "derived":
             from quant_core.zoo.outliers import build_outlier_variant
 
-            built = build_outlier_variant(ensure_built("testbed-mixtral", zoo_dir), tmp / name)
+            built = build_outlier_variant(ensure_built("testbed-mixtral", zoo_dir), tmp / name, retrain=retrain)
         else:
             from quant_core.zoo.testbed import install_testbed
 

@@ -165,14 +165,19 @@ def install_testbed(name: str, zoo_dir: Path, *, retrain: bool = False,
                     progress: Callable[[str, float], None] | None = None) -> Path:
     """Write testbed `name` as a float32 HF checkpoint into zoo_dir/<name> (copy of shipped weights,
     or a fresh training run when `retrain` or nothing is shipped)."""
-    from safetensors.torch import load_file, save_file
-
     if name not in TESTBEDS:
         raise ModelError(f"unknown testbed {name!r} (known: {', '.join(TESTBEDS)})")
     target = Path(zoo_dir) / name
     shipped = WEIGHTS_DIR / name
     if retrain or not (shipped / MANIFEST).is_file():
         return train_testbed(name, target, progress=progress)
+    return install_shipped(shipped, target)
+
+
+def install_shipped(shipped: Path, target: Path) -> Path:
+    """Verify a shipped bf16 checkpoint against its manifest and write it to `target` as float32."""
+    from safetensors.torch import load_file, save_file
+
     _verify(shipped)
     target.mkdir(parents=True, exist_ok=True)
     for f in shipped.iterdir():

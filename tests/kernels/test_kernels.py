@@ -44,8 +44,8 @@ def test_packing_rejects_out_of_range_codes():
 @pytest.mark.parametrize("shape", [(5, 37), (2, 3, 64), (1, 8)])
 def test_act_quant_kernel_matches_reference(bits, symmetric, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3
-    torch.testing.assert_close(act_quant(x, bits, 0.9, symmetric, backend="triton"),
-                               act_quant_ref(x, bits, 0.9, symmetric), rtol=0, atol=1e-6)
+    # float32: kernel and reference are bit-identical
+    assert torch.equal(act_quant(x, bits, 0.9, symmetric, backend="triton"), act_quant_ref(x, bits, 0.9, symmetric))
     xb = x.to(torch.bfloat16)
     out = act_quant(xb, bits, 0.9, symmetric, backend="triton")
     assert out.dtype == torch.bfloat16
@@ -56,6 +56,42 @@ def test_act_quant_levels_and_clip():
     x = torch.linspace(-1, 1, 64)[None]
     q4 = act_quant_ref(x, 4, 1.0)
     assert len(torch.unique(q4)) <= 16 and len(torch.unique(act_quant_ref(x, 8, 1.0))) > 16
+
+
+# Hand-worked grids (docs/methods.md, "Activation quantization grid"). Symmetric, as the authors' QuaRot-based
+# MoEQuant code: scale = c·max|x| / (2^(b−1) − 1), signed codes clamped to −2^(b−1) … 2^(b−1) − 1, so the extra
+# negative code is reached only by values beyond the clipped range. Asymmetric, as DuQuant/EAQuant:
+# scale = c·(max − min) / (2^b − 1), zero = round(−c·min / scale), codes 0 … 2^b − 1.
+# Every input is chosen so that the scale is exactly 1 and the dequantized value equals the signed code.
+ACT_GRID_ORACLES = [
+    # (bits, clip, symmetric, x, expected dequantized values)
+    (4, 1.0, True, [7.0, -7.0, 3.49, -3.5, 0.5, 2.5], [7.0, -7.0, 3.0, -4.0, 0.0, 2.0]),   # half to even
+    (4, 0.875, True, [8.0, -8.0, 7.4, -7.6, 2.5, -0.5], [7.0, -8.0, 7.0, -8.0, 2.0, -0.0]),  # c·8/7 = 1: −8 reached, +8 clamped
+    (2, 0.5, True, [2.0, -2.0, -1.2, 0.4, 0.6, -0.6], [1.0, -2.0, -1.0, 0.0, 1.0, -1.0]),   # codes −2 … 1
+    (4, 1.0, False, [-3.0, 12.0, 0.5, 1.5, -2.5, 11.6], [-3.0, 12.0, 0.0, 2.0, -2.0, 12.0]),  # zero 3, codes 0 … 15
+    (2, 1.0, False, [-1.0, 2.0, 0.5, -0.4, 1.5, 1.4], [-1.0, 2.0, 0.0, 0.0, 2.0, 1.0]),    # zero 1, codes 0 … 3
+]
+
+
+@pytest.mark.parametrize("bits, clip, symmetric, x, expected", ACT_GRID_ORACLES)
+def test_act_quant_grid_matches_hand_worked_values(bits, clip, symmetric, x, expected):
+    x = torch.tensor([x])
+    want = torch.tensor([expected])
+    assert torch.equal(act_quant_ref(x, bits, clip, symmetric), want)
+    assert torch.equal(act_quant(x, bits, clip, symmetric, backend="triton"), want)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_symmetric_act_quant_uses_all_2b_codes_with_clipping_and_one_fewer_without(bits):
+    half = 2 ** (bits - 1) - 1
+    # codes −2^(b−1) … 2^(b−1) − 1 of a row whose clipped max gives scale 1: every code used once
+    x = torch.arange(-(half + 1), half + 1, dtype=torch.float32)[None]
+    clip = half / (half + 1)
+    for out in (act_quant_ref(x, bits, clip, True), act_quant(x, bits, clip, True, backend="triton")):
+        assert torch.equal(out, x) and len(torch.unique(out)) == 2 ** bits
+    # without clipping nothing lies beyond −max|x|, so the most negative code is never used (as the authors)
+    wide = torch.linspace(-1, 1, 257)[None]
+    assert len(torch.unique(act_quant_ref(wide, bits, 1.0, True))) == 2 ** bits - 1
 
 
 def _quantized(n_out, k, bits, group, seed=0):

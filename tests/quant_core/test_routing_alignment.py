@@ -98,3 +98,33 @@ def test_adapter_rule_reproduces_the_family_router(tiny_zoo, family):
         assert torch.equal(order_fp.values, order_ours.values), f"layer {i}: experts differ"
         assert torch.allclose(d.weights.gather(1, order_fp.indices), weights.gather(1, order_ours.indices),
                               atol=1e-5), f"layer {i}: gate weights differ"
+
+
+@pytest.mark.parametrize("rule,lam,beta", [(RoutingRule(top_k=2), 0.0, 0.0), (RoutingRule(top_k=2), 0.05, 0.5),
+                                           (RoutingRule(top_k=2, score="sigmoid", norm_topk_prob=True,
+                                                        n_group=4, topk_group=2), 0.01, 0.0)])
+def test_clip_search_picks_each_rows_exact_loss_minimum(rule, lam, beta):
+    """The clip search scores the grid in closed form; every row's clip must be a minimum of the
+    loss itself (router_alignment_loss) with the other rows fixed."""
+    from quant_core.algorithms.router import align_clips
+    from quant_core.functional.affine import compute_params, fake_quant
+    from spec.recipe import RouterSpec
+
+    g = torch.Generator().manual_seed(1)
+    w, x = torch.randn(8, 32, generator=g), torch.randn(600, 32, generator=g)
+    x_q = x + 0.05 * torch.randn(600, 32, generator=g)
+    bias = 0.1 * torch.randn(8, generator=g) if rule.score == "sigmoid" else None
+    spec = RouterSpec(mode="align", bits=3, lam=lam, beta=beta, clip_steps=21)
+    clips, diag = align_clips(w, x, x_q, spec, rule, bias, sweeps=1)
+    assert diag["after"]["objective"] <= diag["before"]["objective"]
+    z_fp = x @ w.T
+    grid = torch.linspace(spec.clip_min, 1.0, spec.clip_steps)
+    e = w.shape[0] - 1  # the last row updated: the others are at their final clips
+    losses = []
+    for c in grid:
+        trial = clips.clone()
+        trial[e] = c
+        z_q = x_q @ fake_quant(w, compute_params(w, 3, None, True, trial)).T
+        losses.append(float(router_alignment_loss(z_fp, z_q, diag["top_m"], lam, rule, bias)))
+    assert losses[int((grid - clips[e]).abs().argmin())] <= min(losses) + 1e-6
+    assert math.isclose(diag["after"]["objective"], min(losses), rel_tol=1e-5, abs_tol=1e-7)

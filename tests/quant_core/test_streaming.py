@@ -170,3 +170,19 @@ def test_streamed_run_matches_in_memory_run_and_reloads(tiny_zoo, tmp_path):
     assert all(torch.equal(v, ref_sd[k]) for k, v in loaded.model.state_dict().items())
     plain = AutoModelForCausalLM.from_pretrained(saved)  # sharded plain checkpoint, no moeq code
     assert all(torch.equal(v, ref_sd[k]) for k, v in plain.state_dict().items())
+
+
+@pytest.mark.parametrize("allocation", [{"method": "router_norm", "avg_bits": 3.0, "tiers": [2, 4], "other_bits": 8},
+                                        {"method": "uniform", "other_bits": 8}])
+def test_streamed_allocation_matches_in_memory(tiny_zoo, tmp_path, allocation):
+    """Allocation streams: router-norm ranks each layer's experts when the layer is loaded."""
+    recipe = {"model": "tiny-mixtral", "weights": {"bits": 3, "group_size": 16}, "techniques": ["rtn"],
+              "allocation": allocation, "eval": TINY_EVAL}
+    results = {mode: run(recipe, RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / mode, stream=mode))
+               for mode in ("off", "on")}
+    off, on = results["off"], results["on"]
+    assert "streaming" in on and on["metrics"] == off["metrics"] and on["bits"] == off["bits"]
+    a_on, a_off = on["diagnostics"]["allocation"], off["diagnostics"]["allocation"]
+    assert {k: v for k, v in a_on.items() if k != "seconds"} == {k: v for k, v in a_off.items() if k != "seconds"}
+    if allocation["method"] == "router_norm":
+        assert len({e["bits"] for layer in a_on["layers"].values() for e in layer}) == 2  # both tiers used

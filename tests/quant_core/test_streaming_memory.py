@@ -1,6 +1,6 @@
 """Acceptance: a generated sharded checkpoint larger than the allowance is quantized and evaluated
 in a child process under a real (cgroup) memory limit of the interpreter's baseline (libraries and
-the weightless skeleton) + 300 MB, three quarters of the checkpoint's size, and
+the weightless skeleton) + 300 MiB, under half the checkpoint's size (≈ 640 MB), and
 its metrics equal the in-memory run's exactly (same seeds)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from quant_core.streaming.select import checkpoint_bytes
 from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
 
 ALLOWANCE = 300 * 2**20
-SPEC = SyntheticSpec(hidden=256, intermediate=768, layers=20, experts=8)  # ≈ 400 MB float32, 20 MB a layer
+SPEC = SyntheticSpec(hidden=256, intermediate=1152, layers=22, experts=8)  # ≈ 640 MB float32, 29 MB a layer
 
 
 @pytest.mark.timeout(1800)  # several minutes on a loaded 2-core box
@@ -40,7 +40,7 @@ def test_streamed_run_under_memory_limit_matches_in_memory_run(tmp_path):
     base = run_limited([sys.executable, "-m", "quant_core.streaming.child", "--baseline", str(model)], None, 300, env=env)
     assert base.returncode == 0, base.stderr[-2000:]
     limit = base.max_usage_bytes + ALLOWANCE
-    assert limit - base.max_usage_bytes < size  # the allowance is smaller than the checkpoint
+    assert 2 * (limit - base.max_usage_bytes) < size  # the allowance is under half the checkpoint
     limited = run_limited([sys.executable, "-m", "quant_core.streaming.child", str(spec_file)], limit, 1700, env=env)
     assert limited.returncode == 0, limited.stderr[-3000:]
     assert limited.max_usage_bytes <= limit

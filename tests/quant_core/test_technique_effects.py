@@ -4,6 +4,7 @@ reproduce on the testbeds, the mechanism is tested instead and the numbers are i
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from quant_core.adapters.dispatch import DispatchRecorder
@@ -23,12 +24,23 @@ def _kl(r: dict) -> float:
     return r["metrics"]["kl"]
 
 
+# Issue 17: testbed-outliers is now a fine-tuned model whose residual stream carries a massive channel
+# on every token (docs/methods.md "testbed-outliers"); the three claims below were written for the old
+# weight-rescale injection and do not hold on it (measured 2026-12-01, seed 0, default test settings).
+# Kept as strict xfails so that a change that makes them hold is noticed. The claim that does hold —
+# DuQuant (smoothing, then block transforms) removes >= 50 % of the RTN W4A4-vs-W4A16 gap — is in
+# tests/zoo/test_outliers_testbed.py; numbers and reasons in benchmarks/RESULTS.md "EAQuant".
+_OUTLIERS_XFAIL = "does not reproduce on the trained testbed-outliers (issue 17): see RESULTS.md"
+
+
+@pytest.mark.xfail(strict=True, reason=f"{_OUTLIERS_XFAIL}; QuaRot W4A4 KL 16.5 vs RTN 0.174")
 def test_rotation_rescues_w4a4_on_a_model_with_activation_outliers(testbed_ctx):
     plain = run_on_testbed(testbed_ctx, "testbed-outliers", **W4A4, techniques=["rtn"])
     rotated = run_on_testbed(testbed_ctx, "testbed-outliers", **W4A4, techniques=["rotation", "rtn"])
     assert _kl(rotated) < 0.5 * _kl(plain)
 
 
+@pytest.mark.xfail(strict=True, reason=f"{_OUTLIERS_XFAIL}; W8A8 KL 0.0383 smoothed vs 0.0415 plain (0.92x, not 0.8x)")
 def test_smoothquant_w8a8_beats_no_smoothing_with_outlier_channels(testbed_ctx):
     w8a8 = {"weights": {"bits": 8, "group_size": None}, "activations": {"bits": 8}}
     plain = run_on_testbed(testbed_ctx, "testbed-outliers", **w8a8, techniques=["rtn"])
@@ -36,6 +48,7 @@ def test_smoothquant_w8a8_beats_no_smoothing_with_outlier_channels(testbed_ctx):
     assert _kl(smooth) < 0.8 * _kl(plain)
 
 
+@pytest.mark.xfail(strict=True, reason=f"{_OUTLIERS_XFAIL}; W4A4 KL 0.272 expert-aware vs 0.262 router-only")
 def test_expert_aware_smoothing_beats_router_only_smoothing_at_w4a4(testbed_ctx):
     def run(aggregate: str) -> dict:
         return run_on_testbed(testbed_ctx, "testbed-outliers", **W4A4, techniques=[

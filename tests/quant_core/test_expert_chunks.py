@@ -1,0 +1,37 @@
+"""Expert weights are quantized in chunks of experts (float32 work copies stay small): the codes,
+scales, dequantized weights and the error statistics do not depend on the chunk size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import quant_core.algorithms.weights as weights
+from quant_core.algorithms.experts import _squared_error
+from quant_core.functional.gptq import hessian
+from spec.techniques import GptqConfig, RtnConfig
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("method", [RtnConfig(), RtnConfig(clip_search=True), GptqConfig()], ids=["rtn", "clip", "gptq"])
+def test_chunked_expert_quantization_equals_one_batch(monkeypatch, dtype, method):
+    torch.manual_seed(0)
+    n, rows, cols = 5, 32, 64
+    H = torch.stack([hessian(torch.randn(100, cols)) for _ in range(n)])
+    bits = torch.tensor([4, 3, 2, 4, 8])
+    use_gptq = torch.tensor([True, False, True, True, False])  # GPTQ experts and RTN fallbacks mixed
+    scheme = weights.Scheme(16, False, 1.0, method)
+    base = (torch.randn(n, rows, cols) * 0.02).to(dtype)
+    out = {}
+    for limit in (2**40, 2 * rows * cols * 4, 1):  # one batch, two experts, one expert per chunk
+        monkeypatch.setattr(weights, "EXPERT_CHUNK_BYTES", limit)
+        for lazy in (False, True):  # Hessians given whole, or built per chunk on request
+            w = base.clone()
+            rec = weights.quantize_stacked(w, "k", 0, "experts_down", bits, scheme, (lambda sel: H[sel]) if lazy else H,
+                                           use_gptq)
+            out[limit, lazy] = (w, rec.codes, rec.params.scale, rec.params.zero, _squared_error(w, base))
+    ref = out[2**40, False]
+    assert not torch.equal(ref[0], base)  # every expert was quantized
+    for got in out.values():
+        assert all(torch.equal(a, b) for a, b in zip(got[:4], ref[:4]))
+        assert all(torch.equal(a, b) for a, b in zip(got[4], ref[4]))
