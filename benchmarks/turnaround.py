@@ -127,8 +127,8 @@ def main() -> None:
     runs = {"cold": one_run(env, root)}
     for i in range(args.warm):
         runs[f"warm{i + 1}"] = one_run(env, root)
-    print(f"{root} at {_commit(root)}: load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs; "
-          f"threads {args.threads or 'default'}")
+    print(f"{root} at {_commit(root)}: load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"on {os.cpu_count()} CPUs; threads {args.threads or 'default'}")
     print("| run | wall s | user+sys CPU s | other s | " + " | ".join(s[:-2] + " s" for s in STAGES)
           + " | avg acc | KL | top-k agreement |")
     print("|---|---|---|---|" + "---|" * len(STAGES) + "---|---|---|")

@@ -4,7 +4,8 @@ For each decoder layer: capture the attention linears' inputs on calibration dat
 quantize attention; capture the MLP input under the *quantized* attention, smooth the MoE side,
 set up the router, dispatch calibration tokens with the final router, quantize routed experts
 (batched), shared experts and dense MLPs; install activation quantization; then make the next
-layer's inputs (from the MLP pass when nothing touched the attention path since: algorithms/mlp_pass.py). Layers not being processed may stay on CPU.
+layer's inputs (from the MLP pass when nothing has touched the attention path since, see
+algorithms/mlp_pass.py). Layers not being processed may stay on CPU.
 
 The techniques are not named here: the walk runs the recipe's techniques by stage (spec.registry
 STAGES) — "model" ones once before the walk, "layer" ones through their hooks at each site of every

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.capture import (InputStats, LinearInputCollector, _run_until_stop, capture_first_layer_inputs,
-                                           run_layer)
+from quant_core.algorithms.capture import (InputStats, LinearInputCollector, _run_until_stop,
+                                           capture_first_layer_inputs, run_layer)
 from quant_core.algorithms.mlp_pass import capture_mlp_pass, next_inputs
 from quant_core.context import RunContext
 from quant_core.evaluate.scoring import encode, encode_many
