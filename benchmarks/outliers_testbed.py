@@ -16,6 +16,7 @@ from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.rotation import fold_norms
 from quant_core.calibration.data import token_windows
 from quant_core.model_io import load_model, resolve_model
+from quant_core.zoo.outliers import channel_peaks
 from spec.presets import PRESETS
 
 W4 = {"bits": 4, "group_size": None, "symmetric": False}
@@ -32,21 +33,7 @@ def peak_ratios(name: str, ctx) -> dict[str, float]:
     model, tok = load_model(resolve_model(name, ctx), ctx)
     moe = MoEModel(model)
     fold_norms(moe)
-    peaks: dict[str, torch.Tensor] = {}
-
-    def hook(key):
-        def record(_m, args):
-            x = args[0].reshape(-1, args[0].shape[-1]).abs().amax(0)
-            peaks[key] = torch.maximum(peaks[key], x) if key in peaks else x
-        return record
-
-    handles = []
-    for i in range(len(moe.layers)):
-        handles.append(next(iter(moe.attn_inputs(i).values())).register_forward_pre_hook(hook(f"attn{i}")))
-        handles.append(moe.blocks[i].router.register_forward_pre_hook(hook(f"moe{i}")))
-    model(token_windows("auto", "heldout", tok, 8, 256, 0))
-    for h in handles:
-        h.remove()
+    peaks = channel_peaks(model, moe, token_windows("auto", "heldout", tok, 8, 256, 0))
     return {k: float(p.max() / p.median()) for k, p in peaks.items()}
 
 

@@ -28,7 +28,8 @@ from quant_core.moqe.router import MoqeRouter, train_router
 from quant_core.pipeline import quantize_model
 from spec.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.result import assemble_result, bits_report, result_metrics
-from quant_core.run_steps import LoadedRun, add_checks, fp_reference, load_run
+from quant_core.run_steps import LoadedRun, add_checks, fp_is_cached, fp_reference, load_run
+from quant_core.stage_plan import MOQE_DEFAULT_COSTS, MOQE_STAGES, load_costs, plan, record_costs
 from quant_core.streams import router_windows
 
 BATCH = 16  # windows in the batch the router overhead is timed on
@@ -110,8 +111,12 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
                    validate=[v for v in todo if not isinstance(v, str)])
     train, train_info = router_windows(recipe, todo, run.tokenizer, run.path)
     timings = {"load_s": run.load_s}
+    fp_cached = fp_is_cached(run, ctx)
+    # each stage's share of the bar from this model's last measured MoQE costs (quant_core.stage_plan)
+    stages = plan(load_costs(ctx.cache_dir, recipe.model, "moqe", MOQE_DEFAULT_COSTS),
+                  {"fp_evaluate"} if fp_cached else set(), MOQE_STAGES, MOQE_DEFAULT_COSTS)
     t = time.perf_counter()
-    fp = fp_reference(run, ctx, _sub(ctx, 0.0, 0.05))
+    fp = fp_reference(run, ctx, _sub(ctx, *stages.span("fp_evaluate")))
     timings["fp_evaluate_s"] = time.perf_counter() - t
     embedding = run.model.get_input_embeddings().weight.detach().cpu().clone()
     model_s = _forward_seconds(run.model, run.windows[:BATCH].to(run.device))  # before any variant changes it
@@ -120,7 +125,8 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     variants, model = [], None
     for k, v in enumerate(todo):
         ctx.check_cancel()
-        lo, hi = 0.05 + 0.75 * k / len(todo), 0.05 + 0.75 * (k + 1) / len(todo)
+        start, end = stages.span("variants")
+        lo, hi = start + (end - start) * k / len(todo), start + (end - start) * (k + 1) / len(todo)
         ctx.progress(f"moqe: variant {k + 1}/{len(todo)}", lo)
         model = None  # the previous variant's model is freed before the next one loads
         take = fp_model is not None and not isinstance(v, str)
@@ -130,7 +136,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     for key in ("calibrate_s", "quantize_s", "evaluate_s"):
         timings[key] = sum(v.timings.get(key, 0.0) for v in variants)
 
-    ctx.progress("moqe: train router", 0.8)
+    ctx.progress("moqe: train router", stages.span("router")[0])
     t = time.perf_counter()
     labels = torch.stack([v.train_nll for v in variants], 1).argmin(1)
     torch.manual_seed(recipe.seed)  # the router's initial weights depend on the run's seed, not on what ran before
@@ -158,6 +164,10 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     calib_check = next((v["text_check"] for v in singles if v["text_check"]), None)  # the first recipe variant's
     add_checks(result, run, fp, calib_check, model, ctx.kernels)
     result.update(peaks(run.device))
+    record_costs(ctx.cache_dir, recipe.model, "moqe", {
+        "load": timings["load_s"], "router": timings["router_s"],
+        "variants": sum(timings[k] for k in ("calibrate_s", "quantize_s", "evaluate_s")),
+        **({} if fp_cached else {"fp_evaluate": timings["fp_evaluate_s"]})}, MOQE_STAGES)
     ctx.progress("done", 1.0)
     return result
 

@@ -84,6 +84,30 @@ def energy_share(h: torch.Tensor, channel: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def channel_peaks(model, moe: MoEModel, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """max |x| per input channel at every layer's attention input ("attn{i}") and MoE input (the router's
+    input, "moe{i}") over `windows`: what the testbed's acceptance and its report measure."""
+    peaks: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(_m, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(0)
+            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
+        return record
+
+    handles = []
+    for i in range(len(moe.layers)):
+        handles.append(next(iter(moe.attn_inputs(i).values())).register_forward_pre_hook(hook(f"attn{i}")))
+        handles.append(moe.blocks[i].router.register_forward_pre_hook(hook(f"moe{i}")))
+    try:
+        model(windows)
+    finally:
+        for h in handles:
+            h.remove()
+    return peaks
+
+
 def plant_massive_channel(model, ids: torch.Tensor, spec: OutlierSpec = SPEC) -> dict:
     """Step 1: channel c of every token embedding becomes a_t = κ·rms(e_t) (token-dependent), with κ
     such that c holds `energy` of Σh² at the median token of the most grown linear input on `ids`;

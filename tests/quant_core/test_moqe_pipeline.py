@@ -81,3 +81,33 @@ def test_a_saved_model_variant_scores_as_the_run_that_saved_it(tiny_zoo, tmp_pat
     assert variant["label"] == f"saved:{saved}" and variant["bits"] == 4.0
     assert variant["perplexity"] == alone["metrics"]["perplexity"] and variant["kl"] == alone["metrics"]["kl"]
     assert moqe["bits"]["avg_weight_bits"] == 3.0 and moqe["moqe"]["stored_weight_bits"] == 6.0
+
+
+def test_moqe_progress_is_monotone_and_weighted_by_its_measured_stage_costs(tiny_zoo, tmp_path):
+    """A MoQE run records its stage seconds like a single run; the next run of the same model splits
+    the bar by them (the variants stage gets its measured share, the cached FP evaluation none)."""
+    import json
+
+    from quant_core.api import run
+    from quant_core.context import RunContext
+    from quant_core.stage_plan import FILE, MOQE_DEFAULT_COSTS, MOQE_STAGES, plan
+
+    recipe = {"model": "tiny-mixtral", "calibration": {"source": "random", "samples": 4, "seq_len": 32},
+              "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32},
+              "moqe": {"variants": [{"weights": {"bits": 2, "group_size": 16}, "techniques": ["rtn"]},
+                                    {"weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}],
+                       "train_samples": 8, "eval_samples": 4, "epochs": 2}}
+    for attempt in range(2):
+        seen: list[tuple[str, float]] = []
+        run(recipe, RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path,
+                               progress=lambda stage, f: seen.append((stage, f))))
+        fractions = [f for _, f in seen]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0.0 <= fractions[0]
+        if attempt == 0:  # what the second run plans with
+            costs = json.loads((tmp_path / FILE).read_text())["tiny-mixtral|moqe"]
+    assert {"load", "fp_evaluate", "variants", "router"} <= set(costs)
+    expected = plan({**MOQE_DEFAULT_COSTS, **costs}, {"fp_evaluate"}, MOQE_STAGES, MOQE_DEFAULT_COSTS)
+    first_variant = next(f for stage, f in seen if stage.startswith("moqe: variant 1/"))
+    router = next(f for stage, f in seen if stage == "moqe: train router")
+    assert abs(first_variant - expected.span("variants")[0]) < 1e-9
+    assert abs(router - expected.span("router")[0]) < 1e-9

@@ -10,31 +10,11 @@ from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.rotation import fold_norms
 from quant_core.calibration.data import token_windows
 from quant_core.model_io import load_model, resolve_model
+from quant_core.zoo.outliers import channel_peaks
 from spec.presets import PRESETS
 from tests.conftest import run_on_testbed
 
 W4 = {"bits": 4, "group_size": None, "symmetric": False}
-
-
-def _channel_peaks(model, moe: MoEModel, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """max |x| per input channel at every layer's attention input and MoE input (router input)."""
-    peaks: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def record(_m, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(0)
-            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
-        return record
-
-    handles = []
-    for i in range(len(moe.layers)):
-        handles.append(next(iter(moe.attn_inputs(i).values())).register_forward_pre_hook(hook(f"attn{i}")))
-        handles.append(moe.blocks[i].router.register_forward_pre_hook(hook(f"moe{i}")))
-    with torch.no_grad():
-        model(windows)
-    for h in handles:
-        h.remove()
-    return peaks
 
 
 def test_outlier_channels_survive_norm_folding(testbed_ctx):
@@ -49,7 +29,7 @@ def test_outlier_channels_survive_norm_folding(testbed_ctx):
         assert torch.allclose(model(windows).logits, before, atol=1e-3, rtol=1e-3)  # folding kept the function
     for i in range(len(moe.layers)):
         assert torch.all(moe.input_norm(i).weight == 1) and torch.all(moe.post_attn_norm(i).weight == 1)
-    peaks = _channel_peaks(model, moe, windows)
+    peaks = channel_peaks(model, moe, windows)
     assert len(peaks) == 2 * len(moe.layers)
     for name, p in peaks.items():
         assert float(p.max()) >= 10 * float(p.median()), f"{name}: max {p.max():.3f} median {p.median():.3f}"
