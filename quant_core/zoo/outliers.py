@@ -84,7 +84,6 @@ def energy_share(h: torch.Tensor, channel: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def channel_peaks(model, moe: MoEModel, windows: torch.Tensor) -> dict[str, torch.Tensor]:
     """max |x| per input channel at every layer's attention input ("attn{i}") and MoE input (the router's
     input, "moe{i}") over `windows`: what the testbed's acceptance and its report measure."""
@@ -108,6 +107,7 @@ def channel_peaks(model, moe: MoEModel, windows: torch.Tensor) -> dict[str, torc
     return peaks
 
 
+@torch.no_grad()
 def plant_massive_channel(model, ids: torch.Tensor, spec: OutlierSpec = SPEC) -> dict:
     """Step 1: channel c of every token embedding becomes a_t = κ·rms(e_t) (token-dependent), with κ
     such that c holds `energy` of Σh² at the median token of the most grown linear input on `ids`;
