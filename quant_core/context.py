@@ -11,6 +11,11 @@ from spec.errors import CancelledError
 ProgressFn = Callable[[str, float], None]  # (stage text, fraction 0..1 of the whole run)
 
 
+def sub_progress(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
+    """`progress` for a part of the run that spans [lo, hi] of the whole bar (its own fraction clamped to 0..1)."""
+    return lambda stage, f: progress(stage, lo + (hi - lo) * min(1.0, max(0.0, f)))
+
+
 def _no_progress(stage: str, fraction: float) -> None:
     return None
 

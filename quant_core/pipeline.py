@@ -17,7 +17,7 @@ import torch
 from quant_core import streams
 from quant_core.adapters.model import MoEModel
 from quant_core.algorithms.allocation import expert_bits
-from quant_core.context import ProgressFn, RunContext
+from quant_core.context import ProgressFn, RunContext, sub_progress
 from spec.errors import CalibrationError
 from quant_core.evaluate.run import evaluate_model
 from quant_core.evaluate.text_check import token_check
@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 
 TOKENS_PER_CALIB_BATCH = 8192
 
-
-def _sub(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
-    return lambda stage, f: progress(stage, lo + (hi - lo) * min(1.0, max(0.0, f)))
 
 
 def calibration_windows(recipe: Recipe, moe: MoEModel, tokenizer, ctx: RunContext,
@@ -92,7 +89,7 @@ def run_pipeline(recipe: Recipe, ctx: RunContext) -> dict:
     stages = plan(load_costs(ctx.cache_dir, recipe.model, _method(recipe)), skip)
 
     def sub(stage: str) -> ProgressFn:
-        return _sub(ctx.progress, *stages.span(stage))
+        return sub_progress(ctx.progress, *stages.span(stage))
 
     t = time.perf_counter()
     fp = fp_reference(run, ctx, sub("fp_evaluate"))

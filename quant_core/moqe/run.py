@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from quant_core.adapters.model import MoEModel
-from quant_core.context import RunContext
+from quant_core.context import RunContext, sub_progress
 from quant_core.evaluate.probe import probe
 from quant_core.evaluate.run import EvalResult, evaluate_model
 from quant_core.evaluate.scoring import encode
@@ -45,10 +45,6 @@ class Variant:
     timings: dict
 
 
-def _sub(ctx: RunContext, lo: float, hi: float):
-    return lambda stage, f: ctx.progress(stage, lo + (hi - lo) * min(1.0, max(0.0, f)))
-
-
 def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train: torch.Tensor, fp_model,
                    lo: float, hi: float) -> tuple[Variant, object]:
     """Quantize (or load, for a saved-model directory) one variant and evaluate it like a single run.
@@ -64,7 +60,8 @@ def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train
         bits = {k: v for k, v in loaded.meta["summary"]["bits"].items() if isinstance(v, (int, float))}
     else:
         model, tok = (fp_model, run.tokenizer) if fp_model is not None else load_model(run.path, ctx)
-        state, calib = quantize_model(MoEModel(model), tok, variant, ctx.with_progress(_sub(ctx, lo, (lo + hi) / 2)),
+        quantize_progress = sub_progress(ctx.progress, lo, (lo + hi) / 2)
+        state, calib = quantize_model(MoEModel(model), tok, variant, ctx.with_progress(quantize_progress),
                                       device, run.path)
         timings["calibrate_s"] = calib.pop("build_s", 0.0)
         label, bits = recipe_summary(variant), bits_report(state)
@@ -73,7 +70,8 @@ def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train
     t = time.perf_counter()
     model.to(device)
     moe = MoEModel(model)
-    evaluation = evaluate_model(moe, tok, run.windows, run.tasks, run.eval_spec, device, _sub(ctx, (lo + hi) / 2, hi))
+    evaluation = evaluate_model(moe, tok, run.windows, run.tasks, run.eval_spec, device,
+                                sub_progress(ctx.progress, (lo + hi) / 2, hi))
     train_nll = probe(moe, train, kl_tokens=0, routing=False, device=device).window_nll
     timings["evaluate_s"] = time.perf_counter() - t
     return Variant(label, evaluation, train_nll, bits, calib, timings), model
@@ -116,16 +114,16 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     stages = plan(load_costs(ctx.cache_dir, recipe.model, "moqe", MOQE_DEFAULT_COSTS),
                   {"fp_evaluate"} if fp_cached else set(), MOQE_STAGES, MOQE_DEFAULT_COSTS)
     t = time.perf_counter()
-    fp = fp_reference(run, ctx, _sub(ctx, *stages.span("fp_evaluate")))
+    fp = fp_reference(run, ctx, sub_progress(ctx.progress, *stages.span("fp_evaluate")))
     timings["fp_evaluate_s"] = time.perf_counter() - t
     embedding = run.model.get_input_embeddings().weight.detach().cpu().clone()
     model_s = _forward_seconds(run.model, run.windows[:BATCH].to(run.device))  # before any variant changes it
     num_experts = {i: b.num_experts for i, b in run.moe.blocks.items()}
     fp_model = run.take_model()  # the first recipe variant is quantized from it; no second FP copy is loaded
     variants, model = [], None
+    start, end = stages.span("variants")
     for k, v in enumerate(todo):
         ctx.check_cancel()
-        start, end = stages.span("variants")
         lo, hi = start + (end - start) * k / len(todo), start + (end - start) * (k + 1) / len(todo)
         ctx.progress(f"moqe: variant {k + 1}/{len(todo)}", lo)
         model = None  # the previous variant's model is freed before the next one loads

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from quant_core.context import ProgressFn, RunContext
+from quant_core.context import ProgressFn, RunContext, sub_progress
 from spec.errors import RecipeError
 from quant_core.evaluate.run import EvalResult, cached_fp_evaluation
 from quant_core.memory import peaks, release_large_blocks_promptly, reset_peaks
@@ -38,9 +38,6 @@ def check_streamable(recipe: Recipe) -> None:
     if recipe.technique(RotationConfig) is not None:
         raise RecipeError("techniques", "'rotation' is not available in streamed runs yet")
 
-
-def _sub(progress: ProgressFn, lo: float, hi: float) -> ProgressFn:
-    return lambda stage, f: progress(stage, lo + (hi - lo) * min(1.0, max(0.0, f)))
 
 
 def evaluate_streamed(sk: SkeletonModel, source: LayerSource, tokenizer, windows: torch.Tensor, tasks,
@@ -92,7 +89,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
 
     t = time.perf_counter()
     fp = cached_fp_evaluation(Path(ctx.cache_dir) / "streamed", path, ev, recipe.seed, device, lambda: evaluate_streamed(
-        sk, sk.source, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.02, 0.2), ctx.check_cancel))
+        sk, sk.source, tokenizer, windows, tasks, ev, device, sub_progress(ctx.progress, 0.02, 0.2),
+        ctx.check_cancel))
     timings["fp_evaluate_s"] = time.perf_counter() - t
     ctx.check_cancel()
 
@@ -100,14 +98,15 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     try:
         t = time.perf_counter()
         state, calib_info, probe_logits = quantize_streamed(
-            sk, tokenizer, recipe, ctx.with_progress(_sub(ctx.progress, 0.2, 0.75)), device, writer, windows[:1])
+            sk, tokenizer, recipe, ctx.with_progress(sub_progress(ctx.progress, 0.2, 0.75)), device, writer,
+            windows[:1])
         writer.write_index()
         timings["calibrate_s"] = calib_info.pop("build_s", 0.0)
         timings["quantize_s"] = time.perf_counter() - t - timings["calibrate_s"]
 
         t = time.perf_counter()
         staged = LayerSource(Checkpoint.open(writer.dir), len(sk.moe.layers), None, sk.dtype)
-        q = evaluate_streamed(sk, staged, tokenizer, windows, tasks, ev, device, _sub(ctx.progress, 0.75, 0.97),
+        q = evaluate_streamed(sk, staged, tokenizer, windows, tasks, ev, device, sub_progress(ctx.progress, 0.75, 0.97),
                               ctx.check_cancel)
         timings["evaluate_s"] = time.perf_counter() - t
 
