@@ -16,14 +16,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STAGES = ("load", "fp_evaluate", "quantize", "evaluate", "save")
-# seconds of the cold run in benchmarks/results/turnaround-loaded.md (a loaded machine: only the
+# A stage table is an ordered dict stage → default seconds: its keys are the stages in run order.
+# Seconds of the cold run in benchmarks/results/turnaround-loaded.md (a loaded machine: only the
 # ratios matter); "save" was not part of that run and is an assumption (about the load time)
 DEFAULT_COSTS = {"load": 24.0, "fp_evaluate": 418.0, "quantize": 207.0, "evaluate": 356.0, "save": 24.0}
 # A MoQE run: its recipe variants (each calibrated, quantized and evaluated) are one stage, the router's
 # training and the mixture's evaluation another; seconds of benchmarks/results/moqe-mixtral-w2.json
 # (4 variants at W2 on a loaded machine: only the ratios matter)
-MOQE_STAGES = ("load", "fp_evaluate", "variants", "router")
 MOQE_DEFAULT_COSTS = {"load": 19.1, "fp_evaluate": 12.5, "variants": 136.2, "router": 129.2}
 FILE = "stage_costs.json"
 
@@ -36,12 +35,11 @@ class StagePlan:
         return self.spans[stage]
 
 
-def plan(costs: dict[str, float], skip: set[str], stages: tuple[str, ...] = STAGES,
-         defaults: dict[str, float] = DEFAULT_COSTS) -> StagePlan:
-    weights = {s: (0.0 if s in skip else max(0.0, float(costs.get(s, defaults[s])))) for s in stages}
+def plan(costs: dict[str, float], skip: set[str], defaults: dict[str, float] = DEFAULT_COSTS) -> StagePlan:
+    weights = {s: (0.0 if s in skip else max(0.0, float(costs.get(s, d)))) for s, d in defaults.items()}
     total = sum(weights.values()) or 1.0
     spans, at = {}, 0.0
-    for s in stages:
+    for s in defaults:
         end = at + weights[s] / total
         spans[s] = (at, min(1.0, end))
         at = end
@@ -63,7 +61,7 @@ def load_costs(cache_dir: Path, model: str, method: str,
 
 
 def record_costs(cache_dir: Path, model: str, method: str, measured: dict[str, float],
-                 stages: tuple[str, ...] = STAGES) -> None:
+                 defaults: dict[str, float] = DEFAULT_COSTS) -> None:
     """Remember this run's stage seconds for the next run of the same model and method (best effort)."""
     path = Path(cache_dir) / FILE
     try:
@@ -71,7 +69,7 @@ def record_costs(cache_dir: Path, model: str, method: str, measured: dict[str, f
     except (OSError, ValueError):
         data = {}
     entry = data.get(_key(model, method), {})
-    entry.update({k: round(float(v), 3) for k, v in measured.items() if k in stages and v > 0})
+    entry.update({k: round(float(v), 3) for k, v in measured.items() if k in defaults and v > 0})
     data[_key(model, method)] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

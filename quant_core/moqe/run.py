@@ -29,7 +29,7 @@ from quant_core.pipeline import quantize_model
 from spec.recipe import Recipe, moqe_variants, recipe_summary
 from quant_core.result import assemble_result, bits_report, result_metrics
 from quant_core.run_steps import LoadedRun, add_checks, fp_is_cached, fp_reference, load_run
-from quant_core.stage_plan import MOQE_DEFAULT_COSTS, MOQE_STAGES, load_costs, plan, record_costs
+from quant_core.stage_plan import MOQE_DEFAULT_COSTS, load_costs, plan, record_costs
 from quant_core.streams import router_windows
 
 BATCH = 16  # windows in the batch the router overhead is timed on
@@ -112,7 +112,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     fp_cached = fp_is_cached(run, ctx)
     # each stage's share of the bar from this model's last measured MoQE costs (quant_core.stage_plan)
     stages = plan(load_costs(ctx.cache_dir, recipe.model, "moqe", MOQE_DEFAULT_COSTS),
-                  {"fp_evaluate"} if fp_cached else set(), MOQE_STAGES, MOQE_DEFAULT_COSTS)
+                  {"fp_evaluate"} if fp_cached else set(), MOQE_DEFAULT_COSTS)
     t = time.perf_counter()
     fp = fp_reference(run, ctx, sub_progress(ctx.progress, *stages.span("fp_evaluate")))
     timings["fp_evaluate_s"] = time.perf_counter() - t
@@ -165,7 +165,7 @@ def run_moqe(recipe: Recipe, ctx: RunContext) -> dict:
     record_costs(ctx.cache_dir, recipe.model, "moqe", {
         "load": timings["load_s"], "router": timings["router_s"],
         "variants": sum(timings[k] for k in ("calibrate_s", "quantize_s", "evaluate_s")),
-        **({} if fp_cached else {"fp_evaluate": timings["fp_evaluate_s"]})}, MOQE_STAGES)
+        **({} if fp_cached else {"fp_evaluate": timings["fp_evaluate_s"]})}, MOQE_DEFAULT_COSTS)
     ctx.progress("done", 1.0)
     return result
 

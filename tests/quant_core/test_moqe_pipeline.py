@@ -90,7 +90,7 @@ def test_moqe_progress_is_monotone_and_weighted_by_its_measured_stage_costs(tiny
 
     from quant_core.api import run
     from quant_core.context import RunContext
-    from quant_core.stage_plan import FILE, MOQE_DEFAULT_COSTS, MOQE_STAGES, plan
+    from quant_core.stage_plan import FILE, MOQE_DEFAULT_COSTS, plan
 
     recipe = {"model": "tiny-mixtral", "calibration": {"source": "random", "samples": 4, "seq_len": 32},
               "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32},
@@ -106,7 +106,7 @@ def test_moqe_progress_is_monotone_and_weighted_by_its_measured_stage_costs(tiny
         if attempt == 0:  # what the second run plans with
             costs = json.loads((tmp_path / FILE).read_text())["tiny-mixtral|moqe"]
     assert {"load", "fp_evaluate", "variants", "router"} <= set(costs)
-    expected = plan({**MOQE_DEFAULT_COSTS, **costs}, {"fp_evaluate"}, MOQE_STAGES, MOQE_DEFAULT_COSTS)
+    expected = plan({**MOQE_DEFAULT_COSTS, **costs}, {"fp_evaluate"}, MOQE_DEFAULT_COSTS)
     first_variant = next(f for stage, f in seen if stage.startswith("moqe: variant 1/"))
     router = next(f for stage, f in seen if stage == "moqe: train router")
     assert abs(first_variant - expected.span("variants")[0]) < 1e-9
