@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from quant_core.api import run  # noqa: E402
-from quant_core.context import RunContext  # noqa: E402
+from moeq.quant_core.api import run  # noqa: E402
+from moeq.quant_core.context import RunContext  # noqa: E402
 
 
 def standard_args(doc: str, model: str = "testbed-mixtral"):

@@ -42,9 +42,9 @@ def main() -> None:
     torch.set_num_threads(1)
     from common import context
 
-    from quant_core.evaluate.task_sources import resolve_tasks
-    from quant_core.evaluate.tasks import score_tasks
-    from quant_core.model_io import load_model, resolve_model
+    from moeq.quant_core.evaluate.task_sources import resolve_tasks
+    from moeq.quant_core.evaluate.tasks import score_tasks
+    from moeq.quant_core.model_io import load_model, resolve_model
 
     ctx = context("cpu")
     model, tok = load_model(resolve_model("testbed-mixtral", ctx), ctx)

@@ -21,13 +21,13 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db.models import Run  # noqa: E402
-from db.repository.queries import RunFilter, list_runs  # noqa: E402
-from db.repository.results import store_result  # noqa: E402
-from db.repository.runs import claim_run, create_run  # noqa: E402
-from db.store import Store  # noqa: E402
-from jobs.settings import load_settings  # noqa: E402
-from jobs.submit import submit  # noqa: E402
+from moeq.db.models import Run  # noqa: E402
+from moeq.db.repository.queries import RunFilter, list_runs  # noqa: E402
+from moeq.db.repository.results import store_result  # noqa: E402
+from moeq.db.repository.runs import claim_run, create_run  # noqa: E402
+from moeq.db.store import Store  # noqa: E402
+from moeq.jobs.settings import load_settings  # noqa: E402
+from moeq.jobs.submit import submit  # noqa: E402
 from tests.jobs.conftest import TINY, Workers, _env, wait_for  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

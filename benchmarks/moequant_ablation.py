@@ -23,10 +23,10 @@ VARIANTS = {
 
 
 def ebss_timing(model: str, ctx) -> dict:
-    from quant_core.adapters.model import MoEModel
-    from quant_core.calibration.ebss import ebss_windows
-    from quant_core.model_io import load_model, resolve_model
-    from spec.recipe import CalibrationSpec, EbssSpec
+    from moeq.quant_core.adapters.model import MoEModel
+    from moeq.quant_core.calibration.ebss import ebss_windows
+    from moeq.quant_core.model_io import load_model, resolve_model
+    from moeq.contract.recipe import CalibrationSpec, EbssSpec
 
     path = resolve_model(model, ctx)
     m, tok = load_model(path, ctx)

@@ -19,7 +19,7 @@ from common import context, run_recipe, write_json
 
 def per_domain_text(path: Path, n_windows: int, body: int, seed: int, split: str) -> str:
     """Write single-domain blocks of `body` characters (one window each) to `path`; 'file:<path>'."""
-    from quant_core.zoo.corpus import domain_blocks
+    from moeq.quant_core.zoo.corpus import domain_blocks
 
     path.write_text(domain_blocks(seed, n_windows, body, split), encoding="utf-8")
     return f"file:{path}"

@@ -12,12 +12,12 @@ import statistics
 import torch
 from common import context, run_recipe, standard_args, write_json
 
-from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.rotation import fold_norms
-from quant_core.calibration.data import token_windows
-from quant_core.model_io import load_model, resolve_model
-from quant_core.zoo.outliers import channel_peaks
-from spec.presets import PRESETS
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.algorithms.rotation import fold_norms
+from moeq.quant_core.calibration.data import token_windows
+from moeq.quant_core.model_io import load_model, resolve_model
+from moeq.quant_core.zoo.outliers import channel_peaks
+from moeq.contract.presets import PRESETS
 
 W4 = {"bits": 4, "group_size": None, "symmetric": False}
 ROWS = {

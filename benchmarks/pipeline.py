@@ -14,14 +14,14 @@ import torch
 
 from common import context, fmt, headline, run_recipe, write_json
 
-from quant_core.functional.gptq import gptq_quantize, hessian
+from moeq.quant_core.functional.gptq import gptq_quantize, hessian
 
 
 def build_wide_model(zoo: Path) -> str:
     """A random-init Qwen3-MoE with 64 experts top-8 (structure of the real one, small dims)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from quant_core.zoo.tokenizer import VOCAB, build_tokenizer
+    from moeq.quant_core.zoo.tokenizer import VOCAB, build_tokenizer
 
     path = zoo / "bench-qwen3-64e"
     if not (path / "config.json").is_file():

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quant_core.streaming.limits import cgroup_unavailable_reason, run_limited  # noqa: E402
-from quant_core.streaming.select import checkpoint_bytes  # noqa: E402
-from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
+from moeq.quant_core.streaming.limits import cgroup_unavailable_reason, run_limited  # noqa: E402
+from moeq.quant_core.streaming.select import checkpoint_bytes  # noqa: E402
+from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
 
 
 
@@ -77,7 +77,7 @@ def main() -> None:
                                          "zoo_dir": str(args.work / "zoo"), "cache_dir": str(args.work / "cache"),
                                          "save_dir": str(args.work / f"saved-{method}")}))
         t, cpu0, load0 = time.perf_counter(), _child_cpu(), os.getloadavg()[0]
-        res = run_limited([sys.executable, "-m", "quant_core.streaming.child", str(spec_file)], limit, 36000, env=env)
+        res = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], limit, 36000, env=env)
         wall, cpu, load1 = time.perf_counter() - t, _child_cpu() - cpu0, os.getloadavg()[0]
         if res.returncode != 0:
             sys.exit(f"{method} failed (rc {res.returncode}) under {limit / 2**30:.2f} GiB: {res.stderr[-2000:]}")

@@ -42,7 +42,7 @@ PARTS = [
     ("  Cholesky + inverse (_inverse_cholesky)", ("functional/gptq.py", "_inverse_cholesky")),
     ("  group params (compute_params)", ("functional/affine.py", "compute_params")),
     ("  codes (quantize)", ("functional/affine.py", "quantize")),
-    ("dequant into the model (WeightRecord.dequant)", ("quant_core/quantized.py", "dequant")),
+    ("dequant into the model (WeightRecord.dequant)", ("moeq/quant_core/quantized.py", "dequant")),
     ("write layer (write_layer)", ("streaming/writer.py", "write_layer")),
     ("quantize pass total (quantize_streamed)", ("streaming/quantize.py", "quantize_streamed")),
 ]
@@ -71,9 +71,9 @@ def main() -> None:
     if args.matrices:
         return _matrices(args)
 
-    from quant_core.api import run
-    from quant_core.context import RunContext
-    from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
+    from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
 
     spec = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, experts=args.experts,
                          layers=args.layers, layers_per_shard=2)
@@ -107,7 +107,7 @@ def main() -> None:
 
 
 def _matrices(args) -> None:
-    from quant_core.functional.gptq import _inverse_cholesky, _prepare_hessian, gptq_quantize
+    from moeq.quant_core.functional.gptq import _inverse_cholesky, _prepare_hessian, gptq_quantize
 
     gen = torch.Generator().manual_seed(0)
     out = []

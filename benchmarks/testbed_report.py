@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quant_core.adapters.dispatch import DispatchRecorder  # noqa: E402
-from quant_core.adapters.model import MoEModel  # noqa: E402
-from quant_core.api import run  # noqa: E402
-from quant_core.context import RunContext  # noqa: E402
-from quant_core.model_io import load_model, resolve_model  # noqa: E402
-from quant_core.zoo.corpus import DOMAINS, MIXTURE, domain_documents  # noqa: E402
+from moeq.quant_core.adapters.dispatch import DispatchRecorder  # noqa: E402
+from moeq.quant_core.adapters.model import MoEModel  # noqa: E402
+from moeq.quant_core.api import run  # noqa: E402
+from moeq.quant_core.context import RunContext  # noqa: E402
+from moeq.quant_core.model_io import load_model, resolve_model  # noqa: E402
+from moeq.quant_core.zoo.corpus import DOMAINS, MIXTURE, domain_documents  # noqa: E402
 
 
 def entropy_bits(counts: torch.Tensor) -> float:

@@ -37,7 +37,7 @@ STAGES = ("load_s", "fp_evaluate_s", "calibrate_s", "quantize_s", "evaluate_s")
 def one_run(env: dict, root: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "app.cli", *CMD], cwd=root, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "moeq.app.cli", *CMD], cwd=root, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -52,8 +52,8 @@ def one_run(env: dict, root: Path) -> dict:
 
 
 def in_process_stages(root: Path) -> None:
-    """(child process) One run through jobs.submit with a progress callback that marks every stage."""
-    sys.path.insert(0, str(root))  # the project's packages before this folder (benchmarks/kernels.py)
+    """(child process) One run through moeq.jobs.submit with a progress callback that marks every stage."""
+    sys.path.insert(0, str(root))  # the project's packages before this folder (benchmarks/moe_kernels.py)
     w0, c0 = time.perf_counter(), time.process_time()
     marks = [("start", 0.0, 0.0)]
 
@@ -63,8 +63,8 @@ def in_process_stages(root: Path) -> None:
     import torch  # noqa: F401  (timed on its own: every moeq process pays it)
 
     mark("import torch")
-    from jobs.settings import load_settings
-    from jobs.submit import create_and_execute
+    from moeq.jobs.settings import load_settings
+    from moeq.jobs.submit import create_and_execute
 
     mark("import moeq")
     last = [None]
@@ -121,7 +121,7 @@ def main() -> None:
     env.update(MOEQ_HOME=str(home), PYTHONPATH=str(root))
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    subprocess.run([sys.executable, "-m", "app.cli", "zoo", "build", MODEL], cwd=root, env=env, check=False,
+    subprocess.run([sys.executable, "-m", "moeq.app.cli", "zoo", "build", MODEL], cwd=root, env=env, check=False,
                    capture_output=True)
     load_before = os.getloadavg()[0]
     runs = {"cold": one_run(env, root)}

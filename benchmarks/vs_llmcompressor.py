@@ -55,36 +55,36 @@ class Bench:
     """Loads models, builds the shared evaluation inputs, evaluates any model against the cached FP reference."""
 
     def __init__(self, model: str, ctx):
-        from quant_core.model_io import load_model, pick_device, resolve_model
-        from quant_core.streams import evaluation_tasks, evaluation_windows
-        from spec.recipe import parse_recipe
+        from moeq.quant_core.model_io import load_model, pick_device, resolve_model
+        from moeq.quant_core.streams import evaluation_tasks, evaluation_windows
+        from moeq.contract.recipe import parse_recipe
 
         self.ctx, self.path = ctx, resolve_model(model, ctx)
         self.device = pick_device(ctx.device)
         self.ev = parse_recipe(recipe(model, 4, 128, 8, 64, EVAL_SEED, True)).eval
         _, self.tokenizer = load_model(self.path, ctx)
-        # the pipeline's own seed policy (quant_core.streams), at one evaluation seed for every row
+        # the pipeline's own seed policy (moeq.quant_core.streams), at one evaluation seed for every row
         self.windows, _ = evaluation_windows(self.ev, EVAL_SEED, self.tokenizer, self.path)
         self.tasks = evaluation_tasks(self.ev)
         self.fp = self._fp()
 
     def load(self, path: Path):
-        from quant_core.adapters.model import MoEModel
-        from quant_core.model_io import load_model
+        from moeq.quant_core.adapters.model import MoEModel
+        from moeq.quant_core.model_io import load_model
 
         model, _ = load_model(path, self.ctx)
         return MoEModel(model.to(self.device))
 
     def _fp(self):
-        from quant_core.evaluate.run import cached_fp_evaluation, evaluate_model
+        from moeq.quant_core.evaluate.run import cached_fp_evaluation, evaluate_model
 
         moe = self.load(self.path)
         return cached_fp_evaluation(self.ctx.cache_dir, self.path, self.ev, EVAL_SEED, self.device, lambda: evaluate_model(
             moe, self.tokenizer, self.windows, self.tasks, self.ev, self.device, lambda *_: None))
 
     def evaluate(self, moe) -> dict:
-        from quant_core.evaluate.compare import routing_report, token_kl
-        from quant_core.evaluate.run import evaluate_model
+        from moeq.quant_core.evaluate.compare import routing_report, token_kl
+        from moeq.quant_core.evaluate.run import evaluate_model
 
         q = evaluate_model(moe, self.tokenizer, self.windows, self.tasks, self.ev, self.device, lambda *_: None)
         routing = routing_report(self.fp.probe, q.probe, {i: b.num_experts for i, b in moe.blocks.items()})
@@ -92,8 +92,8 @@ class Bench:
                 "avg_accuracy": q.avg_accuracy(), "perplexity": q.probe.perplexity}
 
     def calibration(self, r: dict) -> torch.Tensor:
-        from quant_core.streams import calibration_windows
-        from spec.recipe import parse_recipe
+        from moeq.quant_core.streams import calibration_windows
+        from moeq.contract.recipe import parse_recipe
 
         return calibration_windows(parse_recipe(r), self.tokenizer, self.path)[0]
 
@@ -108,8 +108,8 @@ def changed_tensors(before: dict, model) -> list[str]:
 def moeq_row(bench: Bench, r: dict) -> tuple[dict, list[str]]:
     from safetensors.torch import load_file
 
-    from quant_core.pipeline import quantize_model
-    from spec.recipe import parse_recipe
+    from moeq.quant_core.pipeline import quantize_model
+    from moeq.contract.recipe import parse_recipe
 
     parsed = parse_recipe(r)
     moe = bench.load(bench.path)

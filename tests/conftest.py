@@ -23,8 +23,8 @@ def moeq_home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
     """A zoo directory with every tiny-<family> checkpoint built once per test session."""
-    from quant_core.zoo.build import ensure_built
-    from quant_core.zoo.tiny import TINY_CONFIGS
+    from moeq.quant_core.zoo.build import ensure_built
+    from moeq.quant_core.zoo.tiny import TINY_CONFIGS
 
     zoo = tmp_path_factory.mktemp("zoo")
     for family in TINY_CONFIGS:
@@ -47,8 +47,8 @@ FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepse
 @pytest.fixture(scope="session")
 def testbed_ctx(tmp_path_factory):
     """A RunContext whose zoo holds both trained testbeds; its cache keeps FP evaluations across tests."""
-    from quant_core.context import RunContext
-    from quant_core.zoo.build import ensure_built
+    from moeq.quant_core.context import RunContext
+    from moeq.quant_core.zoo.build import ensure_built
 
     root = tmp_path_factory.mktemp("testbeds")
     for name in ("testbed-mixtral", "testbed-shared"):
@@ -63,7 +63,7 @@ TESTBED_EVAL = {"tasks": ["testbed"], "limit": 20, "ppl_windows": 8, "seq_len": 
 
 def run_on_testbed(ctx, model: str, **recipe) -> dict:
     """Run a recipe on a testbed with the small default calibration/evaluation settings."""
-    from quant_core.api import run
+    from moeq.quant_core.api import run
 
     full = {"model": model, "calibration": dict(TESTBED_CALIB), "eval": dict(TESTBED_EVAL)}
     for key, value in recipe.items():

@@ -1,6 +1,6 @@
 """Adding a technique is one config + one apply function + one registry line (docs/adding_a_technique.md):
 a technique registered here, in the test, reaches the recipe parser, the launch form, the CLI help,
-the run tags and the layer walk — without touching app/ or jobs/ — and is gone again afterwards."""
+the run tags and the layer walk — without touching moeq/app/ or moeq/jobs/ — and is gone again afterwards."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from spec.errors import RecipeError
-from spec.recipe import parse_recipe, recipe_summary, technique_to_dict
-from spec.techniques import Technique, registered
-from spec.vocabulary import form_labels, recipe_tags
+from moeq.contract.errors import RecipeError
+from moeq.contract.recipe import parse_recipe, recipe_summary, technique_to_dict
+from moeq.contract.techniques import Technique, registered
+from moeq.contract.vocabulary import form_labels, recipe_tags
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ CALLS: list[tuple[str, int]] = []
 
 
 def apply_nudge(q, cfg: NudgeConfig):
-    from quant_core.apply.hooks import LayerHooks
+    from moeq.quant_core.apply.hooks import LayerHooks
 
     class NudgeHooks(LayerHooks):
         def attention(self, i, layer, attn, batches, stats, prefix):
@@ -63,12 +63,12 @@ def test_a_registered_technique_is_parsed_ordered_and_tagged():
 def test_a_registered_technique_appears_in_the_launch_form_and_the_cli_help(tmp_path):
     import gradio as gr
 
-    from app.cli import build_parser
-    from app.recipe_form import LaunchForm, form_to_recipe
-    from app.services import AppServices
-    from app.tabs import launch
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.app.cli import build_parser
+    from moeq.app.recipe_form import LaunchForm, form_to_recipe
+    from moeq.app.services import AppServices
+    from moeq.app.tabs import launch
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     def run_help() -> str:
         sub = next(a for a in build_parser()._actions if a.dest == "command")
@@ -93,7 +93,7 @@ def test_a_registered_technique_appears_in_the_launch_form_and_the_cli_help(tmp_
 def test_the_layer_walk_dispatches_a_registered_technique(tmp_path):
     import torch
 
-    from quant_core.zoo.build import ensure_built
+    from moeq.quant_core.zoo.build import ensure_built
     from tests.quant_core.helpers import quantize_tiny
 
     zoo = tmp_path / "zoo"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.cli import main
-from quant_core.api import run
-from quant_core.context import RunContext
-from spec.errors import CalibrationError, ModelError, RecipeError
+from moeq.app.cli import main
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.contract.errors import CalibrationError, ModelError, RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"weights": {"bits": 4, "group_size": 16}, "eval": {"source": "random", "tasks": [], "ppl_windows": 1,
@@ -43,7 +43,7 @@ def _unprivileged(args: list[str], home: Path) -> subprocess.CompletedProcess:
             pytest.skip("running as root without setpriv: permissions cannot be enforced")
         prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
     env = {**os.environ, "MOEQ_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*prefix, sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([*prefix, sys.executable, "-m", "moeq.app.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -140,7 +140,7 @@ def test_cli_reports_a_malformed_recipe_file_in_one_line(moeq_home, tmp_path, ca
 
 
 def test_database_errors_do_not_leak_passwords():
-    from db.engine import DatabaseError, check_connection, make_engine
+    from moeq.db.engine import DatabaseError, check_connection, make_engine
 
     engine = make_engine("postgresql+psycopg://moeq:s3cret-pass@127.0.0.1:1/none")
     with pytest.raises(DatabaseError) as err:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from app.cli import main
+from moeq.app.cli import main
 from tests.contract import validate_result
 
 PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[ *\d+%\] ")
@@ -67,7 +67,7 @@ def test_json_errors_are_a_failed_result(moeq_home, capsys):
 
 
 def test_cli_entry_point_runs_as_a_process(moeq_home):
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "zoo", "list", "--json"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "moeq.app.cli", "zoo", "list", "--json"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     names = {row["name"] for row in json.loads(proc.stdout)}

@@ -7,23 +7,23 @@ to `pkg`; importing `a.b.c` also imports the packages `a` and `a.b` (their `__in
 
 The rules:
 
-- `spec/` (the torch-free contract) imports only `spec` and the standard library.
-- `app/` imports `app`, `db`, `jobs` and `spec`; `db/` imports `db` and `spec`; neither names
+- `moeq/contract/` (the torch-free contract) imports only `moeq.contract` and the standard library.
+- `moeq/app/` imports `app`, `db`, `jobs` and `contract`; `moeq/db/` imports `db` and `contract`; neither names
   `quant_core` or `kernels`.
-- `jobs/` imports of the numeric core are `quant_core.api` (the pipeline's one entry point) and
+- `moeq/jobs/` imports of the numeric core are `moeq.quant_core.api` (the pipeline's one entry point) and
   nothing else of `quant_core` or `kernels`.
-- Nothing `app/`, `db/` or `spec/` reaches — directly or transitively, lazy imports included —
-  imports torch, transformers or triton. The walk stops at `quant_core.api`: that is the one door
+- Nothing `moeq/app/`, `moeq/db/` or `moeq/contract/` reaches — directly or transitively, lazy imports included —
+  imports torch, transformers or triton. The walk stops at `moeq.quant_core.api`: that is the one door
   through which `jobs` runs torch work on purpose (`moeq run`, the worker, `moeq export`); the door
   itself must stay cheap to import (its module-level imports are torch-free, also checked here).
 - No import circles: no project module imports (lazily or not, directly or through others) a
   module that imports it back. Edges to a package's `__init__` implied by importing one of its
   submodules are counted too, so a package `__init__` may not import its own submodules' importers.
-- The testbed generator (quant_core.zoo) never imports evaluation (quant_core.evaluate), which
+- The testbed generator (moeq.quant_core.zoo) never imports evaluation (moeq.quant_core.evaluate), which
   defines the tasks it is scored on.
 
 The one import the walk cannot see is the technique registry's "module:function" names
-(spec/registry.py), which `quant_core.apply.apply_function` imports inside the numeric core only.
+(moeq/contract/registry.py), which `moeq.quant_core.apply.apply_function` imports inside the numeric core only.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("spec", "app", "db", "jobs", "quant_core", "kernels")
+PACKAGES = ("contract", "app", "db", "jobs", "quant_core", "kernels")  # moeq/<name>, imported as moeq.<name>
 HEAVY = {"torch", "transformers", "triton"}
-DOOR = "quant_core.api"
+DOOR = "moeq.quant_core.api"
 
 
 def _module_name(path: Path) -> str:
@@ -50,7 +50,7 @@ def _module_name(path: Path) -> str:
 def project_modules() -> dict[str, Path]:
     out = {}
     for top in PACKAGES:
-        for f in (ROOT / top).rglob("*.py"):
+        for f in (ROOT / "moeq" / top).rglob("*.py"):
             if "migrations" in f.parts:  # Alembic scripts are loaded by Alembic, not imported
                 continue
             out[_module_name(f)] = f
@@ -113,7 +113,9 @@ def imports_of(module: str) -> tuple[tuple[str, bool], ...]:
 
 
 def top(name: str) -> str:
-    return name.split(".")[0]
+    """The layer of a project module (`moeq.jobs.submit` → `jobs`); the top name of anything else."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "moeq" and len(parts) > 1 else parts[0]
 
 
 def reach(start: str, stop: set[str] = frozenset(), module_level_only: bool = False) -> dict[str, list[str]]:
@@ -137,20 +139,20 @@ def _in(module: str, *tops: str) -> bool:
 
 
 def test_the_walk_sees_lazy_imports_and_packages():
-    found = dict(imports_of("app.commands.run"))
-    assert found.get("jobs.submit") is True  # imported inside a function
-    assert "jobs" in found  # the package of an imported submodule
-    assert found.get("spec.errors") is False  # at module level
+    found = dict(imports_of("moeq.app.commands.run"))
+    assert found.get("moeq.jobs.submit") is True  # imported inside a function
+    assert "moeq.jobs" in found and "moeq" in found  # the packages of an imported submodule
+    assert found.get("moeq.contract.errors") is False  # at module level
 
 
-def test_spec_imports_only_itself_and_the_standard_library():
-    bad = [(m, name) for m in project_modules() if _in(m, "spec")
-           for name, _ in imports_of(m) if top(name) != "spec" and top(name) not in sys.stdlib_module_names]
+def test_contract_imports_only_itself_and_the_standard_library():
+    bad = [(m, name) for m in project_modules() if _in(m, "contract")
+           for name, _ in imports_of(m) if top(name) not in ("contract", "moeq") and top(name) not in sys.stdlib_module_names]
     assert not bad, bad
 
 
 def test_app_and_db_import_only_the_layers_below_them():
-    allowed = {"app": {"app", "db", "jobs", "spec"}, "db": {"db", "spec"}}
+    allowed = {"app": {"app", "db", "jobs", "contract"}, "db": {"db", "contract"}}
     bad = [(m, name) for m in project_modules() if _in(m, "app", "db")
            for name, _ in imports_of(m) if top(name) in PACKAGES and top(name) not in allowed[top(m)]]
     assert not bad, bad
@@ -158,14 +160,14 @@ def test_app_and_db_import_only_the_layers_below_them():
 
 def test_jobs_uses_the_numeric_core_only_through_its_entry_point():
     bad = [(m, name) for m in project_modules() if _in(m, "jobs")
-           for name, _ in imports_of(m) if top(name) in ("quant_core", "kernels") and name not in ("quant_core", DOOR)]
+           for name, _ in imports_of(m) if top(name) in ("quant_core", "kernels") and name not in ("moeq.quant_core", DOOR)]
     assert not bad, bad
 
 
 def test_nothing_the_web_app_db_or_contract_reaches_imports_torch():
     offenders = []
     for m in project_modules():
-        if _in(m, "app", "db", "spec"):
+        if _in(m, "app", "db", "contract"):
             for name, chain in reach(m, stop={DOOR}).items():
                 if top(name) in HEAVY:
                     offenders.append(" -> ".join(chain))
@@ -226,8 +228,8 @@ def test_no_import_circles():
 
 
 def test_the_testbed_generator_does_not_import_evaluation():
-    """Evaluation task definitions (quant_core.evaluate.testbed_tasks) use the generator; the
+    """Evaluation task definitions (moeq.quant_core.evaluate.testbed_tasks) use the generator; the
     generator and the zoo builders never import evaluation back."""
-    bad = [(m, name) for m in project_modules() if m.startswith("quant_core.zoo")
-           for name, _ in imports_of(m) if name.startswith("quant_core.evaluate")]
+    bad = [(m, name) for m in project_modules() if m.startswith("moeq.quant_core.zoo")
+           for name, _ in imports_of(m) if name.startswith("moeq.quant_core.evaluate")]
     assert not bad, bad

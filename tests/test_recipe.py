@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from spec.errors import RecipeError
-from spec.recipe import parse_bits, parse_recipe, recipe_summary
-from spec.techniques import GptqConfig, RotationConfig, RtnConfig
+from moeq.contract.errors import RecipeError
+from moeq.contract.recipe import parse_bits, parse_recipe, recipe_summary
+from moeq.contract.techniques import GptqConfig, RotationConfig, RtnConfig
 
 
 def test_design_example_recipe_parses_and_round_trips():

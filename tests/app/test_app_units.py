@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from app import charts
-from app.compare_table import compare_html, differing_keys
-from app.recipe_form import LaunchForm, form_to_recipe
-from spec.recipe import parse_recipe
+from moeq.app import charts
+from moeq.app.compare_table import compare_html, differing_keys
+from moeq.app.recipe_form import LaunchForm, form_to_recipe
+from moeq.contract.recipe import parse_recipe
 
 
 def _run(rid: str, bits: list[list[int]], acc: float, kl: float, avg_bits: float) -> dict:
@@ -76,7 +76,7 @@ def test_launch_form_builds_valid_recipes_including_presets():
 
 
 def test_launch_form_errors_name_the_key():
-    from spec.errors import RecipeError
+    from moeq.contract.errors import RecipeError
 
     with pytest.raises(RecipeError, match="allocation.avg_bits"):
         parse_recipe(form_to_recipe(LaunchForm(model="m", allocation="router_norm", avg_bits=5, tiers="2,4")))
@@ -84,7 +84,7 @@ def test_launch_form_errors_name_the_key():
 
 def test_the_web_app_never_imports_torch(tmp_path):
     code = ("import sys, os; os.environ['MOEQ_HOME']=sys.argv[1];"
-            "from jobs.settings import load_settings; from app.server import make_services; from app.ui import build_ui;"
+            "from moeq.jobs.settings import load_settings; from moeq.app.server import make_services; from moeq.app.ui import build_ui;"
             "build_ui(make_services(load_settings())); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -33,8 +33,8 @@ def server(tmp_path, monkeypatch):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     pytest.importorskip("playwright")
-    from app.server import serve
-    from jobs.settings import load_settings
+    from moeq.app.server import serve
+    from moeq.jobs.settings import load_settings
 
     home = tmp_path / "home"
     env = {"MOEQ_HOME": str(home)}

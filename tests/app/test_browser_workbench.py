@@ -27,8 +27,8 @@ RECIPES = [{"model": "testbed-mixtral", "weights": {"bits": 4, "group_size": 32}
 
 def _seed_runs() -> list[str]:
     """Two finished runs in the server's database (run in this process: the page is what is tested)."""
-    from jobs.settings import load_settings
-    from jobs.submit import create_and_execute
+    from moeq.jobs.settings import load_settings
+    from moeq.jobs.submit import create_and_execute
 
     settings = load_settings()
     ids = []
@@ -106,7 +106,7 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         assert value("launch-samples") == "16" and value("launch-seqlen") == "128"
         assert value("launch-tasks") == "testbed" and value("launch-limit") == "8" and value("launch-seed") == "0"
         shown = json.loads(page.locator("#launch-recipe .cm-content").inner_text())
-        from spec.recipe import parse_recipe
+        from moeq.contract.recipe import parse_recipe
 
         assert parse_recipe(shown).to_dict() == parse_recipe(recipe).to_dict()
         assert "from recipe" in page.locator("#launch-problem").inner_text()  # ppl_windows etc. kept

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.services import AppServices
-from db.repository.queries import RunFilter
-from db.repository.runs import RunNotFound
-from db.repository.users import AuthError, add_member, ensure_user
-from db.store import Store
-from jobs.settings import load_settings
+from moeq.app.services import AppServices
+from moeq.db.repository.queries import RunFilter
+from moeq.db.repository.runs import RunNotFound
+from moeq.db.repository.users import AuthError, add_member, ensure_user
+from moeq.db.store import Store
+from moeq.jobs.settings import load_settings
 
 RECIPE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}}
 
@@ -42,7 +42,7 @@ def test_login_checks_hashed_passwords(team):
 
 
 def test_users_see_launch_and_cancel_only_in_their_projects(team):
-    from jobs.submit import create
+    from moeq.jobs.submit import create
 
     with pytest.raises(AuthError, match="not a member of project 'moe'"):
         team.launch(team.user_of(_as("alice")), "moe", RECIPE)
@@ -61,7 +61,7 @@ def test_users_see_launch_and_cancel_only_in_their_projects(team):
 
 
 def test_short_run_ids_resolve_only_within_the_users_projects(team):
-    from jobs.submit import create
+    from moeq.jobs.submit import create
 
     alice_run = create(team.store, RECIPE, user="alice", project="vision")
     bob_run = create(team.store, RECIPE, user="bob", project="moe")

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from app.compare_charts import default_field, heatmap_differences, heatmaps, routing_lines
-from app.compare_summary import metrics_html
-from app.form_check import model_problem, read_form, recipe_errors
-from app.recipe_fill import apply_overrides, recipe_to_form
-from app.recipe_form import LaunchForm, form_to_recipe
-from app.run_card import card_html
-from spec.recipe import parse_recipe
+from moeq.app.compare_charts import default_field, heatmap_differences, heatmaps, routing_lines
+from moeq.app.compare_summary import metrics_html
+from moeq.app.form_check import model_problem, read_form, recipe_errors
+from moeq.app.recipe_fill import apply_overrides, recipe_to_form
+from moeq.app.recipe_form import LaunchForm, form_to_recipe
+from moeq.app.run_card import card_html
+from moeq.contract.recipe import parse_recipe
 
 
 def test_group_size_abc_is_one_clear_line_naming_the_field():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main, split_global_flags
+from moeq.app.cli import main, split_global_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"calibration": {"source": "random", "samples": 4, "seq_len": 32},
@@ -67,7 +67,7 @@ def test_quiet_prints_no_progress(moeq_home, recipe_file, capsys):
 
 def test_on_a_terminal_run_draws_a_bar_with_elapsed_time_and_eta(tmp_path, recipe_file):
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--model", "tiny-mixtral", "--recipe",
+    proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "run", "--model", "tiny-mixtral", "--recipe",
                              str(recipe_file), "--bits", "W4A16g16"], cwd=ROOT, env=_env(tmp_path / "home"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
@@ -118,19 +118,19 @@ def test_runs_compare_takes_two_or_more_runs(one_run, recipe_file, capsys):
 
 def test_a_closed_pipe_ends_quietly(one_run, moeq_home):
     """`moeq runs show ID | head -1`: the reader is gone before we write; exit 0, no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "runs", "show", one_run[:8], "--json"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "runs", "show", one_run[:8], "--json"], cwd=ROOT,
                             env=_env(moeq_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # like `head -1` after its line: every write now fails with EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
-    shell = subprocess.run(f"{sys.executable} -m app.cli runs show {one_run[:8]} | head -1", shell=True, cwd=ROOT,
+    shell = subprocess.run(f"{sys.executable} -m moeq.app.cli runs show {one_run[:8]} | head -1", shell=True, cwd=ROOT,
                            env=_env(moeq_home), capture_output=True, text=True, timeout=120)
     assert shell.stdout.startswith(f"run {one_run}") and len(shell.stdout.splitlines()) == 1
     assert "Traceback" not in shell.stderr
 
 
 def test_users_add_without_a_terminal_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "users", "add", "x", "--project", "p"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "moeq.app.cli", "users", "add", "x", "--project", "p"], cwd=ROOT,
                           env=_env(tmp_path / "home"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=120, start_new_session=True)
     lines = proc.stderr.strip().splitlines()
@@ -140,7 +140,7 @@ def test_users_add_without_a_terminal_is_one_line(tmp_path):
 
 def test_help_cites_no_missing_design_document():
     for cmd in (["--help"], ["run", "--help"], ["submit", "--help"], ["runs", "show", "--help"]):
-        proc = subprocess.run([sys.executable, "-m", "app.cli", *cmd], cwd=ROOT, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "moeq.app.cli", *cmd], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 0 and "DESIGN" not in proc.stdout, proc.stdout
 

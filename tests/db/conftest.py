@@ -14,7 +14,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture()
 def store(db_url):
-    from db.store import Store
+    from moeq.db.store import Store
 
     s = Store(db_url)
     yield s

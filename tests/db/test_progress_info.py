@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from db.models import Run, utcnow
-from db.repository.progress import progress_info
-from db.repository.runs import claim_run, create_run, reap_stale, update_progress
-from jobs.execute import ProgressWriter
+from moeq.db.models import Run, utcnow
+from moeq.db.repository.progress import progress_info
+from moeq.db.repository.runs import claim_run, create_run, reap_stale, update_progress
+from moeq.jobs.execute import ProgressWriter
 
 RECIPE = {"model": "tiny-mixtral"}
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, select
 
-from db.engine import DatabaseError, check_connection, make_engine
-from db.migrate import current_revision, downgrade, upgrade
-from db.models import Run
-from db.repository.queries import RunFilter, compare_runs, list_runs
-from db.repository.results import result_json, store_result
-from db.repository.runs import (RunNotFound, Superseded, cancel_requested, claim_run, create_run, get_run,
+from moeq.db.engine import DatabaseError, check_connection, make_engine
+from moeq.db.migrate import current_revision, downgrade, upgrade
+from moeq.db.models import Run
+from moeq.db.repository.queries import RunFilter, compare_runs, list_runs
+from moeq.db.repository.results import result_json, store_result
+from moeq.db.repository.runs import (RunNotFound, Superseded, cancel_requested, claim_run, create_run, get_run,
                                 heartbeat, mark_failed, progress_history, reap_stale, request_cancel, resolve_run_id,
                                 set_notes, update_progress)
-from db.repository.users import (AuthError, add_member, ensure_user, require_access, user_projects,
+from moeq.db.repository.users import (AuthError, add_member, ensure_user, require_access, user_projects,
                                  verify_user)
 
 RECIPE = {"model": "tiny-mixtral", "weights": {"bits": 4}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from db.repository.result_shape import fallback_rows, normalize_result
+from moeq.db.repository.result_shape import fallback_rows, normalize_result
 
 OLD = {
     "bits": {"avg_weight_bits": 3.0, "bits_per_param_with_overhead": 3.5, "experts": {"0": {"0": 2, "1": 4}}},

@@ -1,5 +1,5 @@
 """A database made by the 0002 schema (main before the one-result-shape change) upgrades with
-`moeq db upgrade` and still shows its runs: on the compare page (the functions app/tabs/compare.py
+`moeq db upgrade` and still shows its runs: on the compare page (the functions moeq/app/tabs/compare.py
 calls) and in `moeq runs show / compare / list`.
 
 The rows are a real database's (tests/db/data/schema_0002_runs.json: a GPTQ run and a MoQE run stored
@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from app.cli import main
-from db.engine import make_engine
-from db.migrate import current_revision, upgrade
+from moeq.app.cli import main
+from moeq.db.engine import make_engine
+from moeq.db.migrate import current_revision, upgrade
 
 DATA = json.loads((Path(__file__).parent / "data" / "schema_0002_runs.json").read_text())
 RUNS = {r["techniques"]: r for r in DATA["tables"]["runs"]}
@@ -66,13 +66,13 @@ def old_db(db_url, moeq_home, monkeypatch):
 
 
 def _compare_page(url: str, text: str) -> tuple:
-    """What the Compare tab's button returns for `text` (the tab's own callback, app/tabs/compare.py)."""
+    """What the Compare tab's button returns for `text` (the tab's own callback, moeq/app/tabs/compare.py)."""
     import gradio as gr
 
-    from app.services import AppServices
-    from app.tabs import compare
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.app.services import AppServices
+    from moeq.app.tabs import compare
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     svc = AppServices(settings=load_settings(), store=Store(url))
     try:

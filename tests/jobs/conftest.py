@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from db.repository.runs import get_run
-from db.store import Store
-from jobs.settings import load_settings
+from moeq.db.repository.runs import get_run
+from moeq.db.store import Store
+from moeq.jobs.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"],
@@ -33,7 +33,7 @@ class Workers:
 
     def start(self, name: str) -> subprocess.Popen:
         log = open(Path(self.env["MOEQ_HOME"]) / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.worker", "--loglevel=WARNING", "--name", name],
+        proc = subprocess.Popen([sys.executable, "-m", "moeq.jobs.worker", "--loglevel=WARNING", "--name", name],
                                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.procs.append(proc)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from db.repository.runs import get_run, progress_history
-from db.store import Store
-from jobs.execute import execute_run
-from jobs.settings import load_settings
-from jobs.submit import create, submit
+from moeq.db.repository.runs import get_run, progress_history
+from moeq.db.store import Store
+from moeq.jobs.execute import execute_run
+from moeq.jobs.settings import load_settings
+from moeq.jobs.submit import create, submit
 from tests.jobs.conftest import TINY, wait_for
 
 

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from db.repository.runs import get_run
+from moeq.db.repository.runs import get_run
 from tests.jobs.conftest import ROOT, TINY
 
 pytestmark = pytest.mark.services
 
 
 def _moeq(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "moeq.app.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

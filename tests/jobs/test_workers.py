@@ -8,10 +8,10 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from db.repository.results import result_json
-from db.repository.runs import get_run, progress_history
-from jobs.submit import cancel, submit
-from spec.errors import RecipeError
+from moeq.db.repository.results import result_json
+from moeq.db.repository.runs import get_run, progress_history
+from moeq.jobs.submit import cancel, submit
+from moeq.contract.errors import RecipeError
 from tests.contract import validate_result
 from tests.jobs.conftest import SLOW, TINY, wait_for
 
@@ -37,7 +37,7 @@ def test_bad_recipe_is_rejected_before_queuing(cluster):
     settings, store, _ = cluster
     with pytest.raises(RecipeError, match="weights.bits"):
         submit(settings, store, {**TINY, "weights": {"bits": 5}})
-    from db.models import Run
+    from moeq.db.models import Run
 
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Run)) == 0

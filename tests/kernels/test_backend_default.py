@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import backend
-from kernels.backend import PROVEN, ProvenShape, may_use_kernels, resolve_backend
-from kernels.configs import shape_class
+from moeq.kernels import backend
+from moeq.kernels.backend import PROVEN, ProvenShape, may_use_kernels, resolve_backend
+from moeq.kernels.configs import shape_class
 
 CUDA = torch.device("cuda")
 DECODE = shape_class(1, 4096, 14336, 8, 2)

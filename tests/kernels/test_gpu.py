@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.act_quant import act_quant, act_quant_ref
-from kernels.configs import MoeConfig
-from kernels.dequant_gemm import dequantize_packed, wxa16_gemm
-from kernels.moe_gemm import fused_moe
-from kernels.packing import pack, pack_ref, unpack
+from moeq.kernels.act_quant import act_quant, act_quant_ref
+from moeq.kernels.configs import MoeConfig
+from moeq.kernels.dequant_gemm import dequantize_packed, wxa16_gemm
+from moeq.kernels.moe_gemm import fused_moe
+from moeq.kernels.packing import pack, pack_ref, unpack
 from tests.kernels.error_model import UNIT_ROUNDOFF, assert_within, gemm_bound, moe_bound
 from tests.kernels.test_moe_kernel import CASES, _experts, _routing
 
@@ -34,7 +34,7 @@ def test_packing_and_act_quant_on_the_device(bits):
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_dense_wxa16_on_the_device(bits, dtype):
-    from quant_core.functional.affine import compute_params, quantize
+    from moeq.quant_core.functional.affine import compute_params, quantize
 
     w = torch.randn(96, 256, generator=torch.Generator().manual_seed(2))
     p = compute_params(w, bits, 64, False)
@@ -88,7 +88,7 @@ def test_packed_layer_memory_against_bf16():
     d, inter, n = 4096, 14336, 8
     codes = torch.randint(0, 16, (n, 2 * inter, d), dtype=torch.uint8)
     scales = torch.rand(n, 2 * inter, d // 128) + 0.5
-    from kernels.moe_layout import MixedBitExperts
+    from moeq.kernels.moe_layout import MixedBitExperts
 
     packed = MixedBitExperts.from_codes(codes, scales, torch.full_like(scales, 8.0), [4] * n, 128).to(CUDA)
     used = torch.cuda.memory_allocated() - base
@@ -97,9 +97,9 @@ def test_packed_layer_memory_against_bf16():
 
 
 def test_quantized_model_runs_the_kernel_on_the_device(tiny_zoo, tmp_path):
-    from quant_core.api import run
-    from quant_core.context import RunContext
-    from quant_core.io.load import load_quantized
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
+    from moeq.quant_core.io.load import load_quantized
 
     save = tmp_path / "saved"
     recipe = {"model": "tiny-qwen2_moe", "weights": {"bits": 4, "group_size": 32}, "techniques": ["rtn"],

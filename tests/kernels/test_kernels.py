@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.act_quant import act_quant, act_quant_ref
-from kernels.dequant_gemm import dequantize_packed, wxa16_gemm, wxa16_gemm_ref
-from kernels.packing import pack, pack_ref, packed_bytes, packed_words, unpack, unpack_ref
-from quant_core.functional.affine import compute_params, quantize
+from moeq.kernels.act_quant import act_quant, act_quant_ref
+from moeq.kernels.dequant_gemm import dequantize_packed, wxa16_gemm, wxa16_gemm_ref
+from moeq.kernels.packing import pack, pack_ref, packed_bytes, packed_words, unpack, unpack_ref
+from moeq.quant_core.functional.affine import compute_params, quantize
 from tests.kernels.error_model import UNIT_ROUNDOFF, assert_within, gemm_bound
 
 BITS = (2, 3, 4, 8)

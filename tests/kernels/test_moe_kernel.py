@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.configs import CONFIGS, MoeConfig
-from kernels.moe_gemm import fused_moe, fused_moe_ref
-from kernels.moe_layout import MixedBitExperts, expert_words, k_step, pack_planes, unpack_planes
-from kernels.routing import align_routing, max_blocks
-from quant_core.functional.affine import compute_params, quantize
+from moeq.kernels.configs import CONFIGS, MoeConfig
+from moeq.kernels.moe_gemm import fused_moe, fused_moe_ref
+from moeq.kernels.moe_layout import MixedBitExperts, expert_words, k_step, pack_planes, unpack_planes
+from moeq.kernels.routing import align_routing, max_blocks
+from moeq.quant_core.functional.affine import compute_params, quantize
 from tests.kernels.tf32_probe import fp32_operand_gemm
 from tests.kernels.error_model import UNIT_ROUNDOFF, U32, assert_within, gemm_bound, moe_bound
 

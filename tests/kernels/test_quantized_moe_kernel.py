@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.modules import QuantExperts, kernel_report
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.modules import QuantExperts, kernel_report
 from tests.kernels.error_model import UNIT_ROUNDOFF, assert_within, magnitudes, moe_bound
 from tests.quant_core.helpers import quantize_tiny
 
@@ -43,9 +43,9 @@ def test_kernel_path_is_within_the_error_model_on_a_mixed_bit_model(tiny_zoo, tm
 
 
 def test_reload_with_kernels_is_bitwise_repeatable_and_follows_the_torch_path(tiny_zoo, tmp_path):
-    from quant_core.api import run
-    from quant_core.context import RunContext
-    from quant_core.io.load import load_quantized
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
+    from moeq.quant_core.io.load import load_quantized
 
     save = tmp_path / "saved"
     recipe = {"model": "tiny-qwen2_moe", "weights": {"bits": 4, "group_size": 32}, "techniques": ["rtn"],

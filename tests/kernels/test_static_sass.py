@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import static_check
+from moeq.kernels import static_check
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_GATE_UP_INSTR_PER_KB = 728  # issue 20's figure for the kernel this one replaces
@@ -29,7 +29,7 @@ def _compiled(args: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def decode_w4() -> list[dict]:
-    return json.loads(_compiled(["-m", "kernels.static_check", "--json", "--regime", "decode", "--bits", "4"]))
+    return json.loads(_compiled(["-m", "moeq.kernels.static_check", "--json", "--regime", "decode", "--bits", "4"]))
 
 
 def test_w4_decode_kernel_meets_the_static_targets(decode_w4):
@@ -50,12 +50,12 @@ def _wide_and_bf16(r: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("regime", ["decode", "prefill"])
 def test_every_kernel_loads_weights_wide_and_multiplies_in_bf16(regime):
-    for r in json.loads(_compiled(["-m", "kernels.static_check", "--json", "--regime", regime])):
+    for r in json.loads(_compiled(["-m", "moeq.kernels.static_check", "--json", "--regime", regime])):
         _wide_and_bf16(r)
 
 
 def test_dense_wxa16_kernel_multiplies_in_bf16():
-    (r,) = json.loads(_compiled(["-m", "kernels.static_check", "--dense", "--bits", "4"]))
+    (r,) = json.loads(_compiled(["-m", "moeq.kernels.static_check", "--dense", "--bits", "4"]))
     assert r["mma"] and all("BF16" in op for op in r["mma"]) and not r["tf32"], r
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.context import RunContext
-from quant_core.pipeline import quantize_model
-from spec.recipe import parse_recipe
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.pipeline import quantize_model
+from moeq.contract.recipe import parse_recipe
 from tests.conftest import load_tiny
 
 SMALL_CALIB = {"source": "random", "samples": 8, "seq_len": 64}

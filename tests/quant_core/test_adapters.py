@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from spec.describe import describe_dir, get_family
-from quant_core.adapters.dispatch import DispatchRecorder
-from quant_core.adapters.model import MoEModel
-from spec.errors import ModelError, UnsupportedFamilyError
+from moeq.contract.describe import describe_dir, get_family
+from moeq.quant_core.adapters.dispatch import DispatchRecorder
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.contract.errors import ModelError, UnsupportedFamilyError
 from tests.conftest import FAMILIES, load_tiny
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spec.errors import RecipeError
-from quant_core.functional.duquant import BlockTransform, block_for, fit_transform, greedy_rotation, \
+from moeq.contract.errors import RecipeError
+from moeq.quant_core.functional.duquant import BlockTransform, block_for, fit_transform, greedy_rotation, \
     spreading_rotation, zigzag_permutation
-from spec.presets import expand, merge
+from moeq.contract.presets import expand, merge
 from tests.conftest import FAMILIES
 from tests.quant_core.helpers import quantize_tiny
 
@@ -91,9 +91,9 @@ def test_duquant_at_w16a16_leaves_the_model_unchanged(tiny_zoo, tmp_path, family
 
 
 def test_duquant_reload_reproduces_outputs(tiny_zoo, tmp_path):
-    from quant_core.io.load import check_probe, load_quantized
-    from quant_core.io.save import save_quantized
-    from spec.recipe import parse_recipe
+    from moeq.quant_core.io.load import check_probe, load_quantized
+    from moeq.quant_core.io.save import save_quantized
+    from moeq.contract.recipe import parse_recipe
 
     recipe = merge({"techniques": [{"name": "smooth"}, FAST, {"name": "rtn"}]},
                    {"weights": {"bits": 4, "group_size": None}, "activations": {"bits": 8}})
@@ -108,9 +108,9 @@ def test_duquant_reload_reproduces_outputs(tiny_zoo, tmp_path):
 
 
 def test_block_size_that_does_not_divide_the_hidden_size_is_one_line_recipe_error(tiny_zoo):
-    from quant_core.adapters.model import MoEModel
-    from spec.recipe import parse_recipe
-    from quant_core.validate import validate_for_model
+    from moeq.quant_core.adapters.model import MoEModel
+    from moeq.contract.recipe import parse_recipe
+    from moeq.quant_core.validate import validate_for_model
     from tests.conftest import load_tiny
 
     moe = MoEModel(load_tiny(tiny_zoo, "mixtral"))  # hidden size 64

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import quant_core.algorithms.weights as weights
-from quant_core.algorithms.experts import _squared_error
-from quant_core.functional.gptq import hessian
-from spec.techniques import GptqConfig, RtnConfig
+import moeq.quant_core.algorithms.weights as weights
+from moeq.quant_core.algorithms.experts import _squared_error
+from moeq.quant_core.functional.gptq import hessian
+from moeq.contract.techniques import GptqConfig, RtnConfig
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

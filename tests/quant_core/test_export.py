@@ -8,17 +8,17 @@ import json
 import pytest
 import torch
 
-from app.cli import main
-from quant_core.api import run
-from quant_core.context import RunContext
-from quant_core.io.load import load_quantized
+from moeq.app.cli import main
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.io.load import load_quantized
 
 pytest.importorskip("compressed_tensors")
 
 
 @pytest.mark.parametrize("family, symmetric", [("mixtral", True), ("qwen2_moe", False), ("deepseek_v3", True)])
 def test_compressed_tensors_round_trip(tiny_zoo, tmp_path, moeq_home, family, symmetric):
-    from quant_core.io.export_ct import load_compressed_tensors
+    from moeq.quant_core.io.export_ct import load_compressed_tensors
 
     save = tmp_path / "saved"
     run({"model": f"tiny-{family}", "weights": {"bits": 4, "group_size": 16, "symmetric": symmetric},

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quant_core.functional.affine import compute_params, dequantize, fake_quant, quantize, snr_db
-from quant_core.functional.clip import search_clip
-from quant_core.functional.gptq import gptq_quantize, hessian
-from quant_core.functional.hadamard import hadamard_matrix, random_hadamard
-from quant_core.functional.smooth import column_absmax, smooth_scales
+from moeq.quant_core.functional.affine import compute_params, dequantize, fake_quant, quantize, snr_db
+from moeq.quant_core.functional.clip import search_clip
+from moeq.quant_core.functional.gptq import gptq_quantize, hessian
+from moeq.quant_core.functional.hadamard import hadamard_matrix, random_hadamard
+from moeq.quant_core.functional.smooth import column_absmax, smooth_scales
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 
-from quant_core.api import run
-from quant_core.context import RunContext
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
 from tests.quant_core.helpers import quantize_tiny
 
 EVAL = {"source": "random", "tasks": [], "ppl_windows": 1, "seq_len": 16}

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from quant_core.evaluate.task_sources import load_task_file
-from quant_core.evaluate.tasks import score_mc
+from moeq.quant_core.evaluate.task_sources import load_task_file
+from moeq.quant_core.evaluate.tasks import score_mc
 from tests.conftest import load_tiny
 
 pytest.importorskip("lm_eval")
@@ -35,7 +35,7 @@ metric_list:
 def test_local_lm_eval_task_matches_moeq_scoring(tiny_zoo, tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
-    from quant_core.evaluate.lm_eval_adapter import run_lm_eval
+    from moeq.quant_core.evaluate.lm_eval_adapter import run_lm_eval
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.mixed_precision import (INITIAL_ROUTER_FILE, allocate, guarded_ranking,
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.algorithms.mixed_precision import (INITIAL_ROUTER_FILE, allocate, guarded_ranking,
                                                    neuron_variance, tier_counts)
-from spec.errors import RecipeError
-from quant_core.quantized import QuantState
-from spec.recipe import AllocationSpec
+from moeq.contract.errors import RecipeError
+from moeq.quant_core.quantized import QuantState
+from moeq.contract.recipe import AllocationSpec
 from tests.conftest import load_tiny
 
 
@@ -128,7 +128,7 @@ def test_allocation_of_64_experts_by_32_layers_takes_under_a_second(tiny_zoo):
     template = next(iter(moe.blocks.values()))
     from dataclasses import replace
 
-    from quant_core.adapters.model import ExpertGroup
+    from moeq.quant_core.adapters.model import ExpertGroup
 
     blocks = {}
     for i in range(32):

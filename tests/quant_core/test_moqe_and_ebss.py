@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.calibration.ebss import ebss_windows, start_tokens, usage_sigma
-from quant_core.context import RunContext
-from quant_core.moqe.router import MoqeRouter, balance_term, train_router
-from spec.recipe import CalibrationSpec, EbssSpec
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.calibration.ebss import ebss_windows, start_tokens, usage_sigma
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.moqe.router import MoqeRouter, balance_term, train_router
+from moeq.contract.recipe import CalibrationSpec, EbssSpec
 from tests.conftest import load_tiny
 
 
@@ -80,8 +80,8 @@ def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_z
     import torch.nn.functional as F
     from transformers import AutoTokenizer
 
-    from quant_core.adapters.dispatch import DispatchRecorder
-    from quant_core.calibration.ebss import _sample_group
+    from moeq.quant_core.adapters.dispatch import DispatchRecorder
+    from moeq.quant_core.calibration.ebss import _sample_group
 
     model = load_tiny(tiny_zoo, "mixtral")
     moe = MoEModel(model)
@@ -108,9 +108,9 @@ def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_z
 def test_moqe_router_trains_on_windows_after_every_variants_calibration(tiny_zoo):
     from transformers import AutoTokenizer
 
-    from quant_core.calibration.data import token_windows
-    from quant_core.streams import router_windows
-    from spec.recipe import moqe_variants, parse_recipe
+    from moeq.quant_core.calibration.data import token_windows
+    from moeq.quant_core.streams import router_windows
+    from moeq.contract.recipe import moqe_variants, parse_recipe
 
     tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-mixtral")
     recipe = parse_recipe({"model": "tiny-mixtral", "calibration": {"samples": 8, "seq_len": 64},

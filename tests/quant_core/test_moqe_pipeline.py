@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.adapters.dispatch import Dispatch
-from quant_core.evaluate.probe import ProbeResult
-from quant_core.moqe.mixture import mixed_probe, oracle_perplexity
+from moeq.quant_core.adapters.dispatch import Dispatch
+from moeq.quant_core.evaluate.probe import ProbeResult
+from moeq.quant_core.moqe.mixture import mixed_probe, oracle_perplexity
 
 
 def _probe(k: int, windows: int, seq: int, vocab: int = 5, experts: int = 4) -> ProbeResult:
@@ -39,8 +39,8 @@ def test_the_mixture_answers_each_window_with_the_variant_the_router_picked():
 
 
 def test_a_moqe_variant_scores_exactly_as_the_same_recipe_run_alone(tiny_zoo, tmp_path):
-    from quant_core.api import run
-    from quant_core.context import RunContext
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
 
     ctx = RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path)
     shared = {"model": "tiny-mixtral", "seed": 3, "calibration": {"source": "random", "samples": 4, "seq_len": 32},
@@ -66,8 +66,8 @@ def test_a_moqe_variant_scores_exactly_as_the_same_recipe_run_alone(tiny_zoo, tm
 def test_a_saved_model_variant_scores_as_the_run_that_saved_it(tiny_zoo, tmp_path):
     from dataclasses import replace
 
-    from quant_core.api import run
-    from quant_core.context import RunContext
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
 
     ctx = RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / "cache")
     base = {"model": "tiny-mixtral", "calibration": {"source": "random", "samples": 4, "seq_len": 32},
@@ -88,9 +88,9 @@ def test_moqe_progress_is_monotone_and_weighted_by_its_measured_stage_costs(tiny
     the bar by them (the variants stage gets its measured share, the cached FP evaluation none)."""
     import json
 
-    from quant_core.api import run
-    from quant_core.context import RunContext
-    from quant_core.stage_plan import FILE, MOQE_DEFAULT_COSTS, plan
+    from moeq.quant_core.api import run
+    from moeq.quant_core.context import RunContext
+    from moeq.quant_core.stage_plan import FILE, MOQE_DEFAULT_COSTS, plan
 
     recipe = {"model": "tiny-mixtral", "calibration": {"source": "random", "samples": 4, "seq_len": 32},
               "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32},

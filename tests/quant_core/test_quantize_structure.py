@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.functional.affine import snr_db
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.functional.affine import snr_db
 from tests.conftest import FAMILIES, load_tiny
 from tests.quant_core.helpers import quantize_tiny
 
@@ -80,9 +80,9 @@ def test_activation_quantization_wraps_experts_and_linears(tiny_zoo, tmp_path):
 
 
 def test_router_gptq_mode_beats_rtn_on_the_routers_calibration_inputs(tiny_zoo):
-    from quant_core.algorithms.router import prepare_router
-    from quant_core.quantized import QuantState
-    from spec.recipe import RouterSpec
+    from moeq.quant_core.algorithms.router import prepare_router
+    from moeq.quant_core.quantized import QuantState
+    from moeq.contract.recipe import RouterSpec
 
     errs = {}
     for mode in ("quantize", "gptq"):

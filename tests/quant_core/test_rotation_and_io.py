@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.rotation import rotate_model
-from quant_core.api import run
-from quant_core.context import RunContext
-from spec.errors import ArtifactError
-from quant_core.io.load import check_probe, load_quantized
-from spec.techniques import RotationConfig
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.algorithms.rotation import rotate_model
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.contract.errors import ArtifactError
+from moeq.quant_core.io.load import check_probe, load_quantized
+from moeq.contract.techniques import RotationConfig
 from tests.conftest import FAMILIES, load_tiny
 
 TINY_EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32}
@@ -73,7 +73,7 @@ def test_corrupted_file_is_refused(tiny_zoo, tmp_path):
 
 
 def test_full_disk_while_saving_leaves_nothing_and_says_so(tiny_zoo, tmp_path, monkeypatch):
-    import quant_core.io.save as save_mod
+    import moeq.quant_core.io.save as save_mod
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

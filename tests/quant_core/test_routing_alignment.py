@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from quant_core.functional import RoutingRule, router_alignment_loss
-from quant_core.functional.routing import gate_weights, route, select_experts
+from moeq.quant_core.functional import RoutingRule, router_alignment_loss
+from moeq.quant_core.functional.routing import gate_weights, route, select_experts
 from tests.conftest import FAMILIES, load_tiny
 
 
@@ -83,8 +83,8 @@ def test_norm_topk_prob_changes_gate_weights_not_the_alignment_distribution():
 def test_adapter_rule_reproduces_the_family_router(tiny_zoo, family):
     """The rule built from the adapter (families as data) gives the experts and weights the model's
     own MoE block dispatches — the same scoring alignment, calibration and metrics rely on."""
-    from quant_core.adapters.dispatch import DispatchRecorder
-    from quant_core.adapters.model import MoEModel
+    from moeq.quant_core.adapters.dispatch import DispatchRecorder
+    from moeq.quant_core.adapters.model import MoEModel
 
     model = load_tiny(tiny_zoo, family)
     moe = MoEModel(model)
@@ -106,9 +106,9 @@ def test_adapter_rule_reproduces_the_family_router(tiny_zoo, family):
 def test_clip_search_picks_each_rows_exact_loss_minimum(rule, lam, beta):
     """The clip search scores the grid in closed form; every row's clip must be a minimum of the
     loss itself (router_alignment_loss) with the other rows fixed."""
-    from quant_core.algorithms.router import align_clips
-    from quant_core.functional.affine import compute_params, fake_quant
-    from spec.recipe import RouterSpec
+    from moeq.quant_core.algorithms.router import align_clips
+    from moeq.quant_core.functional.affine import compute_params, fake_quant
+    from moeq.contract.recipe import RouterSpec
 
     g = torch.Generator().manual_seed(1)
     w, x = torch.randn(8, 32, generator=g), torch.randn(600, 32, generator=g)

@@ -11,15 +11,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from quant_core.api import run
-from quant_core.context import RunContext
-from spec.errors import ModelError
-from quant_core.io.load import check_probe, load_quantized
-from quant_core.streaming.checkpoint import Checkpoint
-from quant_core.streaming.runner import StreamRunner
-from quant_core.streaming.skeleton import SkeletonModel
-from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
-from quant_core.streaming.writer import _on_disk
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.contract.errors import ModelError
+from moeq.quant_core.io.load import check_probe, load_quantized
+from moeq.quant_core.streaming.checkpoint import Checkpoint
+from moeq.quant_core.streaming.runner import StreamRunner
+from moeq.quant_core.streaming.skeleton import SkeletonModel
+from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+from moeq.quant_core.streaming.writer import _on_disk
 from tests.conftest import FAMILIES, load_tiny
 
 TINY_EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32, "kl_tokens": 64}

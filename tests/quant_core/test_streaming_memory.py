@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from quant_core.api import run
-from quant_core.context import RunContext
-from quant_core.streaming.limits import cgroup_unavailable_reason, run_limited
-from quant_core.streaming.select import checkpoint_bytes
-from quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.streaming.limits import cgroup_unavailable_reason, run_limited
+from moeq.quant_core.streaming.select import checkpoint_bytes
+from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
 
 ALLOWANCE = 300 * 2**20
 SPEC = SyntheticSpec(hidden=256, intermediate=1152, layers=22, experts=8)  # ≈ 640 MB float32, 29 MB a layer
@@ -37,11 +37,11 @@ def test_streamed_run_under_memory_limit_matches_in_memory_run(tmp_path):
                                      "zoo_dir": str(tmp_path / "zoo"), "cache_dir": str(tmp_path / "cache-s"),
                                      "save_dir": str(tmp_path / "saved")}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    base = run_limited([sys.executable, "-m", "quant_core.streaming.child", "--baseline", str(model)], None, 300, env=env)
+    base = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", "--baseline", str(model)], None, 300, env=env)
     assert base.returncode == 0, base.stderr[-2000:]
     limit = base.max_usage_bytes + ALLOWANCE
     assert 2 * (limit - base.max_usage_bytes) < size  # the allowance is under half the checkpoint
-    limited = run_limited([sys.executable, "-m", "quant_core.streaming.child", str(spec_file)], limit, 1700, env=env)
+    limited = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], limit, 1700, env=env)
     assert limited.returncode == 0, limited.stderr[-3000:]
     assert limited.max_usage_bytes <= limit
     streamed = json.loads((tmp_path / "streamed.json").read_text())

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quant_core.adapters.dispatch import DispatchRecorder
-from quant_core.adapters.model import MoEModel
-from quant_core.calibration.data import token_windows
-from quant_core.calibration.ebss import ebss_windows, usage_sigma
-from quant_core.functional.gptq import gptq_quantize, hessian
-from quant_core.model_io import load_model, resolve_model
-from quant_core.pipeline import quantize_model
-from spec.recipe import CalibrationSpec, EbssSpec, parse_recipe
+from moeq.quant_core.adapters.dispatch import DispatchRecorder
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.calibration.data import token_windows
+from moeq.quant_core.calibration.ebss import ebss_windows, usage_sigma
+from moeq.quant_core.functional.gptq import gptq_quantize, hessian
+from moeq.quant_core.model_io import load_model, resolve_model
+from moeq.quant_core.pipeline import quantize_model
+from moeq.contract.recipe import CalibrationSpec, EbssSpec, parse_recipe
 from tests.conftest import run_on_testbed
 
 W4A4 = {"weights": {"bits": 4, "group_size": None, "symmetric": False}, "activations": {"bits": 4}}

@@ -68,7 +68,7 @@ def test_moqe_mixture_routes_between_variants_when_inputs_say_which_wins(testbed
     held-out perplexity) was asserted here before the router's initial weights were seeded; with
     them seeded it holds for 1 of 3 seeds (mixture 2.00563 / 2.00492 / 2.00624 vs best 2.00498,
     oracle 1.99571, benchmarks/RESULTS.md MoQE section), so it is reported there, not asserted."""
-    from quant_core.zoo.corpus import domain_blocks
+    from moeq.quant_core.zoo.corpus import domain_blocks
 
     train, held = tmp_path / "train.txt", tmp_path / "heldout.txt"
     # 65 blocks cover the variants' 32 × 255 calibration tokens; the router trains on the 256 after them

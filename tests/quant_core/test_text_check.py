@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from app.cli import main
-from quant_core.evaluate.text_check import text_warnings
+from moeq.app.cli import main
+from moeq.quant_core.evaluate.text_check import text_warnings
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "red", "big", "and", "home", "fast"]
 
@@ -21,8 +21,8 @@ def word_model(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from quant_core.zoo.build import ensure_built
-    from quant_core.zoo.tokenizer import SPECIALS
+    from moeq.quant_core.zoo.build import ensure_built
+    from moeq.quant_core.zoo.tokenizer import SPECIALS
 
     src = ensure_built("tiny-mixtral", tmp_path / "zoo")
     model_dir = tmp_path / "word-mixtral"

@@ -8,15 +8,15 @@ import logging
 import pytest
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.capture import (InputStats, LinearInputCollector, _run_until_stop,
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.algorithms.capture import (InputStats, LinearInputCollector, _run_until_stop,
                                            capture_first_layer_inputs, run_layer)
-from quant_core.algorithms.mlp_pass import capture_mlp_pass, next_inputs
-from quant_core.context import RunContext
-from quant_core.evaluate.scoring import encode, encode_many
-from quant_core.quantize import ModelQuantizer
-from quant_core.quantized import QuantState
-from spec.recipe import parse_recipe
+from moeq.quant_core.algorithms.mlp_pass import capture_mlp_pass, next_inputs
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.evaluate.scoring import encode, encode_many
+from moeq.quant_core.quantize import ModelQuantizer
+from moeq.quant_core.quantized import QuantState
+from moeq.contract.recipe import parse_recipe
 from tests.conftest import FAMILIES, load_tiny
 
 
@@ -33,7 +33,7 @@ def test_reused_mlp_pass_gives_the_layer_outputs_bit_for_bit(tiny_zoo, family, c
     layer = moe.layers[0]
     mlp_pass = capture_mlp_pass(layer, moe.spec.post_attn_norm, moe.spec.mlp, batches)
     assert len(mlp_pass.residuals) == len(batches)
-    with caplog.at_level(logging.INFO, logger="quant_core.algorithms.mlp_pass"):
+    with caplog.at_level(logging.INFO, logger="moeq.quant_core.algorithms.mlp_pass"):
         got = next_inputs(layer, moe.spec.mlp, mlp_pass, batches)
     assert "running the whole layer" not in caplog.text  # the shortcut was taken, not the fallback
     want = run_layer(layer, batches)
@@ -46,7 +46,7 @@ def test_a_pass_that_does_not_match_the_layer_falls_back_to_the_whole_layer(tiny
     layer = moe.layers[0]
     mlp_pass = capture_mlp_pass(layer, moe.spec.post_attn_norm, moe.spec.mlp, batches)
     mlp_pass.residuals = [r + 1.0 for r in mlp_pass.residuals]  # as if the layer were not residual + mlp
-    with caplog.at_level(logging.INFO, logger="quant_core.algorithms.mlp_pass"):
+    with caplog.at_level(logging.INFO, logger="moeq.quant_core.algorithms.mlp_pass"):
         got = next_inputs(layer, moe.spec.mlp, mlp_pass, batches)
     assert "running the whole layer" in caplog.text
     want = run_layer(layer, batches)
@@ -120,7 +120,7 @@ def test_batched_encoding_equals_one_text_at_a_time(tiny_zoo, family):
 def test_batched_encoding_equals_one_text_at_a_time_on_the_testbed(testbed_ctx):
     from transformers import AutoTokenizer
 
-    from quant_core.evaluate.task_sources import resolve_tasks
+    from moeq.quant_core.evaluate.task_sources import resolve_tasks
 
     tok = AutoTokenizer.from_pretrained(testbed_ctx.zoo_dir / "testbed-mixtral")
     tasks = resolve_tasks(("testbed",), 5, 0)
@@ -136,9 +136,9 @@ def test_fp_cache_key_follows_everything_the_evaluation_reads(tiny_zoo, tmp_path
     import os
     import shutil
 
-    from quant_core.evaluate.run import fp_cache_path
-    from quant_core.evaluate.task_types import MCItem, Task
-    from spec.recipe import EvalSpec
+    from moeq.quant_core.evaluate.run import fp_cache_path
+    from moeq.quant_core.evaluate.task_types import MCItem, Task
+    from moeq.contract.recipe import EvalSpec
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_zoo / "tiny-mixtral", model_dir)

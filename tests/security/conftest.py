@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from db.repository.users import add_member, ensure_user
-from db.store import Store
-from jobs.settings import load_settings
+from moeq.db.repository.users import add_member, ensure_user
+from moeq.db.store import Store
+from moeq.jobs.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = '<img src=x onerror="window.__xss=1">'
@@ -89,14 +89,14 @@ def wait_until(cond, timeout: float, what: str, step: float = 0.2):
 
 
 def moeq(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=subprocess_env(env), cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "moeq.app.cli", *args], env=subprocess_env(env), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture()
 def moeq_cli(monkeypatch, capsys):
     """Run `moeq ARGS` in this process (no interpreter start-up): returns (exit code, stdout, stderr)."""
-    from app.cli import main
+    from moeq.app.cli import main
 
     def run(*args: str, env: dict) -> tuple[int, str, str]:
         for k in [k for k in os.environ if k.startswith("MOEQ_")]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.local import make_context
-from jobs.submit import create
-from spec.errors import RecipeError
+from moeq.jobs.local import make_context
+from moeq.jobs.submit import create
+from moeq.contract.errors import RecipeError
 
 TASK_YAML = """task: evil
 dataset_path: json
@@ -44,7 +44,7 @@ def test_lm_eval_include_outside_task_roots_is_refused_and_runs_no_code(team, tm
     with pytest.raises(RecipeError, match="eval.lm_eval_include: .*outside the allowed task roots"):
         create(store, recipe, user="bob", project="p2", settings=settings, scope=("p2",))
     # the worker refuses it too (a run stored by an older version, or a forged queue message)
-    from quant_core.api import run
+    from moeq.quant_core.api import run
 
     with pytest.raises(RecipeError, match="outside the allowed task roots"):
         run(recipe, make_context(settings))
@@ -52,8 +52,8 @@ def test_lm_eval_include_outside_task_roots_is_refused_and_runs_no_code(team, tm
 
 
 def test_operator_task_root_is_accepted(team, tmp_path):
-    from jobs.admission import admit
-    from jobs.settings import load_settings
+    from moeq.jobs.admission import admit
+    from moeq.jobs.settings import load_settings
 
     settings, store = team
     folder, marker, recipe = _attack_folder(tmp_path)

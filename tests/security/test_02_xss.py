@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from app.charts import run_label
-from app.compare_table import compare_html
-from app.tabs.runs import progress_html
+from moeq.app.charts import run_label
+from moeq.app.compare_table import compare_html
+from moeq.app.tabs.runs import progress_html
 from tests.security.conftest import HOSTILE, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,8 +29,8 @@ def test_every_panel_escapes_hostile_strings():
 
 
 def _store_hostile_runs(settings):
-    from db.repository.runs import create_run, mark_failed, update_progress
-    from db.store import Store
+    from moeq.db.repository.runs import create_run, mark_failed, update_progress
+    from moeq.db.store import Store
 
     store = Store(settings.database_url)
     ids = []
@@ -53,8 +53,8 @@ def test_stored_payload_does_not_run_in_chromium(tmp_path, monkeypatch):
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
 
-    from app.server import serve
-    from jobs.settings import ensure_home, load_settings
+    from moeq.app.server import serve
+    from moeq.jobs.settings import ensure_home, load_settings
 
     monkeypatch.setenv("MOEQ_HOME", str(tmp_path / "home"))
     for var in ("MOEQ_BROKER_URL", "MOEQ_DATABASE_URL", "MOEQ_AUTH"):

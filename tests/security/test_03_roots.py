@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from db.repository.runs import create_run
-from jobs.admission import admit
-from jobs.local import make_context
-from spec.errors import RecipeError
+from moeq.db.repository.runs import create_run
+from moeq.jobs.admission import admit
+from moeq.jobs.local import make_context
+from moeq.contract.errors import RecipeError
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 
@@ -25,7 +25,7 @@ def test_file_outside_data_roots_is_refused_without_revealing_it(team, key):
         msgs.append(str(err.value).replace(path, "P"))
     assert "outside the allowed data roots" in msgs[0]
     assert msgs[0] == msgs[1]  # same answer whether the file exists or not
-    from quant_core.api import run
+    from moeq.quant_core.api import run
 
     with pytest.raises(RecipeError, match="outside the allowed data roots"):  # the worker refuses it too
         run({**BASE, key: {"source": "file:/etc/passwd"}}, make_context(settings))
@@ -44,8 +44,8 @@ def test_symlink_inside_a_root_pointing_out_is_refused(team, tmp_path):
 
 
 def test_team_mode_without_data_roots_refuses_every_file(tmp_path):
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
     settings = load_settings({"MOEQ_HOME": str(tmp_path), "MOEQ_DATABASE_URL": url, "MOEQ_AUTH": "1"})
@@ -79,7 +79,7 @@ def test_moqe_saved_variants_only_from_runs_the_user_may_read(team):
 
 
 def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path):
-    from spec.sources import confine, read_text_file
+    from moeq.contract.sources import confine, read_text_file
 
     root = (tmp_path / "data").resolve()
     (root / "sub").mkdir(parents=True)

@@ -10,16 +10,16 @@ import time
 
 import pytest
 
-from jobs.admission import admit
-from spec.errors import MoeqError, RecipeError
-from spec.sources import read_capped
+from moeq.jobs.admission import admit
+from moeq.contract.errors import MoeqError, RecipeError
+from moeq.contract.sources import read_capped
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 
 
 def test_dev_zero_is_refused_even_without_roots(tmp_path):
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
     settings = load_settings({"MOEQ_HOME": str(tmp_path), "MOEQ_DATABASE_URL": url})  # embedded: no roots
@@ -46,9 +46,9 @@ def test_fifo_never_blocks_a_reader(tmp_path):
 def test_run_reading_a_fifo_ends_and_cancel_works(tmp_path):
     """A run whose recipe names a FIFO (stored without admission, as an older version would have)
     must end on a real worker instead of blocking it; a cancel of it is answered."""
-    from db.store import Store
-    from jobs.settings import load_settings
-    from jobs.submit import cancel, create, enqueue
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
+    from moeq.jobs.submit import cancel, create, enqueue
     from tests.jobs.conftest import TINY, Workers, _env, wait_for
 
     home = tmp_path / "home"
@@ -74,7 +74,7 @@ def test_run_reading_a_fifo_ends_and_cancel_works(tmp_path):
         ok = create(store, TINY)  # the worker is still free to work
         enqueue(settings, store, ok)
         assert wait_for(store, ok, ("failed", "cancelled", "succeeded"), timeout=120) == "succeeded"
-        from db.repository.runs import get_run
+        from moeq.db.repository.runs import get_run
 
         with store.session() as s:
             assert "not a regular file" in get_run(s, rid).error_message
@@ -91,9 +91,9 @@ def _model_dir(tmp_path, config_text: str):
 
 
 def test_absurd_layer_count_is_one_line_and_fast(tmp_path):
-    from app.services import AppServices
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.app.services import AppServices
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     d = _model_dir(tmp_path, '{"model_type": "mixtral", "num_hidden_layers": 1e12, "num_local_experts": 8, '
                              '"num_experts_per_tok": 2, "hidden_size": 64}')

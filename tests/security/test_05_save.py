@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from spec.errors import ArtifactError
-from quant_core.io.atomic import write_dir_atomically
+from moeq.contract.errors import ArtifactError
+from moeq.quant_core.io.atomic import write_dir_atomically
 
 
 def test_run_save_onto_a_non_empty_folder_is_refused_before_any_work(tmp_path, moeq_cli):

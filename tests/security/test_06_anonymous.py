@@ -6,9 +6,9 @@ import urllib.request
 
 import pytest
 
-from app.server import ServeError, check_exposure, serve
-from db.repository.runs import create_run
-from jobs.settings import load_settings
+from moeq.app.server import ServeError, check_exposure, serve
+from moeq.db.repository.runs import create_run
+from moeq.jobs.settings import load_settings
 from tests.security.conftest import free_port
 
 SECRET = "/models/p1-secret-checkpoint"
@@ -44,7 +44,7 @@ def test_anonymous_pages_contain_no_model_path(team, tmp_path):
 
 
 def test_filter_choices_are_the_users_own(team):
-    from app.services import AppServices
+    from moeq.app.services import AppServices
 
     settings, store = team
     with store.session() as s:

@@ -17,7 +17,7 @@ def _worker_pids(parent: int) -> list[int]:
     out = []
     for pid in children_of(parent):
         try:
-            if b"jobs.worker" in open(f"/proc/{pid}/cmdline", "rb").read() and alive(pid):
+            if b"moeq.jobs.worker" in open(f"/proc/{pid}/cmdline", "rb").read() and alive(pid):
                 out.append(pid)
         except OSError:
             continue
@@ -25,11 +25,11 @@ def _worker_pids(parent: int) -> list[int]:
 
 
 def test_sigkilled_embedded_worker_comes_back_and_runs_complete(tmp_path, monkeypatch):
-    from app.server import serve
-    from db.repository.runs import get_run
-    from db.store import Store
-    from jobs.settings import load_settings
-    from jobs.submit import submit
+    from moeq.app.server import serve
+    from moeq.db.repository.runs import get_run
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
+    from moeq.jobs.submit import submit
     from tests.jobs.conftest import SLOW, TINY, wait_for
 
     mid = {**SLOW, "calibration": {**SLOW["calibration"], "samples": 64}, "eval": {**SLOW["eval"], "ppl_windows": 24}}
@@ -77,7 +77,7 @@ def test_busy_port_is_one_line_and_nonzero_before_anything_starts(tmp_path):
 
 def test_sigterm_stops_server_and_worker_together(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "serve", "--port", str(port)], cwd=ROOT,
                             env=subprocess_env({"MOEQ_HOME": str(tmp_path / "home")}),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -93,7 +93,7 @@ def test_sigterm_stops_server_and_worker_together(tmp_path):
 
 def test_worker_never_outlives_a_sigkilled_server(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "serve", "--port", str(port)], cwd=ROOT,
                             env=subprocess_env({"MOEQ_HOME": str(tmp_path / "home")}),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker = wait_until(lambda: _worker_pids(proc.pid), 90, "the local worker")[0]

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.login_guard import LoginThrottle, SessionRegistry
-from app.services import AppServices
-from db.repository.users import AuthError, ensure_user, user_projects
+from moeq.app.login_guard import LoginThrottle, SessionRegistry
+from moeq.app.services import AppServices
+from moeq.db.repository.users import AuthError, ensure_user, user_projects
 from tests.security.conftest import free_port
 
 
@@ -27,7 +27,7 @@ def _login(base: str, user: str, password: str) -> int:
 
 
 def test_right_password_is_refused_after_repeated_failures_on_the_real_server(team):
-    from app.server import serve
+    from moeq.app.server import serve
 
     from dataclasses import replace
 

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from jobs.admission import admit
-from spec.errors import MoeqError
+from moeq.jobs.admission import admit
+from moeq.contract.errors import MoeqError
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
 MOQE = {"variants": [{"techniques": ["rtn"]}, {"techniques": ["gptq"]}]}
@@ -75,8 +75,8 @@ BAD_MODELS = {
 
 @pytest.mark.parametrize("name", list(BAD_MODELS))
 def test_bad_model_is_one_line_before_queuing(tmp_path, name):
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     config, needle = BAD_MODELS[name]
     d = _model(tmp_path, config)
@@ -89,7 +89,7 @@ def test_bad_model_is_one_line_before_queuing(tmp_path, name):
 
 
 def test_truncated_safetensors_is_one_line(tmp_path):
-    from spec.checkpoint_check import check_checkpoint_files
+    from moeq.contract.checkpoint_check import check_checkpoint_files
 
     d = _model(tmp_path, GOOD_CONFIG, TRUNCATED)
     with pytest.raises(MoeqError, match="is truncated"):
@@ -98,10 +98,10 @@ def test_truncated_safetensors_is_one_line(tmp_path):
 
 def test_nul_byte_through_the_web_service_on_postgresql(tmp_path, pg_url):
     """The launch path on PostgreSQL: one line, no psycopg error or SQL statement."""
-    from app.services import AppServices
-    from db.repository.users import add_member, ensure_user
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.app.services import AppServices
+    from moeq.db.repository.users import add_member, ensure_user
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     settings = load_settings({"MOEQ_HOME": str(tmp_path), "MOEQ_DATABASE_URL": pg_url, "MOEQ_AUTH": "1"})
     svc = AppServices(settings=settings, store=Store(pg_url))
@@ -119,11 +119,11 @@ def test_nul_byte_through_the_web_service_on_postgresql(tmp_path, pg_url):
 
 def test_hostile_text_in_the_runs_page_is_one_line_on_postgresql(tmp_path, pg_url):
     """Search, run ids and notes with NUL bytes or huge sizes never reach psycopg."""
-    from app.services import AppServices
-    from db.repository.queries import RunFilter
-    from db.repository.runs import create_run
-    from db.store import Store
-    from jobs.settings import load_settings
+    from moeq.app.services import AppServices
+    from moeq.db.repository.queries import RunFilter
+    from moeq.db.repository.runs import create_run
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
 
     settings = load_settings({"MOEQ_HOME": str(tmp_path), "MOEQ_DATABASE_URL": pg_url})
     svc = AppServices(settings=settings, store=Store(pg_url))

@@ -6,13 +6,13 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from db.models import utcnow
-from db.repository.queries import RunFilter, list_runs
-from db.repository.runs import create_run, get_run, set_notes
+from moeq.db.models import utcnow
+from moeq.db.repository.queries import RunFilter, list_runs
+from moeq.db.repository.runs import create_run, get_run, set_notes
 
 
 def test_reaper_failure_sets_finished_at_and_stage(team):
-    from jobs.reaper import reap
+    from moeq.jobs.reaper import reap
 
     settings, store = team
     with store.session() as s:
@@ -40,7 +40,7 @@ def test_search_treats_percent_and_underscore_literally(team):
 
 
 def test_exports_reuse_one_private_folder_removed_on_close(team):
-    from app.services import AppServices
+    from moeq.app.services import AppServices
 
     settings, store = team
     before = set(Path(tempfile.gettempdir()).glob("moeq-export-*"))

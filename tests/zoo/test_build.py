@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
-from quant_core.zoo.build import ensure_built
+from moeq.quant_core.zoo.build import ensure_built
 
 
 def _build_and_load(zoo_dir: str, queue) -> None:

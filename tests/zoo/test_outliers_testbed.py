@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from quant_core.adapters.model import MoEModel
-from quant_core.algorithms.rotation import fold_norms
-from quant_core.calibration.data import token_windows
-from quant_core.model_io import load_model, resolve_model
-from quant_core.zoo.outliers import channel_peaks
-from spec.presets import PRESETS
+from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.algorithms.rotation import fold_norms
+from moeq.quant_core.calibration.data import token_windows
+from moeq.quant_core.model_io import load_model, resolve_model
+from moeq.quant_core.zoo.outliers import channel_peaks
+from moeq.contract.presets import PRESETS
 from tests.conftest import run_on_testbed
 
 W4 = {"bits": 4, "group_size": None, "symmetric": False}
@@ -52,8 +52,8 @@ def test_outlier_fine_tune_is_deterministic(testbed_ctx, tmp_path):
 
     from safetensors.torch import load_file
 
-    from quant_core.zoo.outliers import finetune_outliers
-    from quant_core.zoo.testbed import META_FILE
+    from moeq.quant_core.zoo.outliers import finetune_outliers
+    from moeq.quant_core.zoo.testbed import META_FILE
 
     base = resolve_model("testbed-mixtral", testbed_ctx)
     a = finetune_outliers(base, tmp_path / "a", steps=2)

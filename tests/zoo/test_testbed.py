@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from quant_core.evaluate.task_types import GenItem, MCItem
-from quant_core.evaluate.testbed_tasks import eval_tasks
-from quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, text_stream
-from quant_core.zoo.testbed import MANIFEST, TESTBEDS, WEIGHTS_DIR, install_testbed, train_testbed
-from quant_core.zoo.tokenizer import CHARS
+from moeq.quant_core.evaluate.task_types import GenItem, MCItem
+from moeq.quant_core.evaluate.testbed_tasks import eval_tasks
+from moeq.quant_core.zoo.corpus import DOMAINS, MIXTURE, documents, text_stream
+from moeq.quant_core.zoo.testbed import MANIFEST, TESTBEDS, WEIGHTS_DIR, install_testbed, train_testbed
+from moeq.quant_core.zoo.tokenizer import CHARS
 
 
 def test_corpus_is_deterministic_and_splits_differ():
@@ -62,8 +62,8 @@ def test_shipped_testbed_installs_and_loads_without_moeq(name, tmp_path):
 def test_corrupted_shipped_weights_are_refused(tmp_path):
     import shutil
 
-    from spec.errors import ModelError
-    from quant_core.zoo import testbed as tb
+    from moeq.contract.errors import ModelError
+    from moeq.quant_core.zoo import testbed as tb
 
     fake_root = tmp_path / "weights"
     shutil.copytree(WEIGHTS_DIR / "testbed-mixtral", fake_root / "testbed-mixtral")
@@ -87,7 +87,7 @@ def test_short_training_is_deterministic_for_a_seed(tmp_path):
 def test_full_retrain_reaches_the_shipped_quality_in_ten_minutes(name, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from quant_core.evaluate.tasks import score_tasks
+    from moeq.quant_core.evaluate.tasks import score_tasks
 
     t = time.perf_counter()
     path = train_testbed(name, tmp_path / name)

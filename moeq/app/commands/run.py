@@ -1,0 +1,134 @@
+"""`moeq run` — quantize and evaluate one recipe now, record it, print the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from moeq.app.summary import format_summary
+from moeq.contract import vocabulary as vocab
+from moeq.contract.errors import MoeqError, RecipeError
+
+EXAMPLES = """examples:
+  moeq run --model testbed-mixtral --bits W4A16 --techniques gptq
+  moeq run --model testbed-mixtral --bits W4A4 --techniques eaquant --json
+  moeq run --model /models/Mixtral-8x7B --recipe recipe.json --save out/mixtral-w4"""
+
+
+def epilog(examples: str) -> str:
+    """Examples plus the technique and preset names the registry knows today."""
+    return f"{examples}\n{vocab.cli_techniques_help()}"
+
+
+def register(sub) -> None:
+    import argparse
+
+    p = sub.add_parser("run", help="quantize + evaluate one recipe and print the result",
+                       epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_args(p)
+    p.add_argument("--save", type=Path, help="write the quantized model (HF checkpoint + codes) to this directory")
+    p.add_argument("--json", action="store_true", help="print the full result JSON")
+    p.add_argument("--user", help="record the run under this user (default: local)")
+    p.add_argument("--project", help="record the run under this project (default: default)")
+    p.set_defaults(handler=handle)
+
+
+def add_recipe_args(p) -> None:
+    """The recipe flags `moeq run` and `moeq submit` share."""
+    p.add_argument("--model", help="zoo name (see 'moeq zoo list') or a local Hugging Face model directory")
+    p.add_argument("--recipe", type=Path, help="recipe JSON file (see README 'Recipes'); flags below override it")
+    p.add_argument("--bits", help="weight/activation bits, e.g. W4A16, W3A4, W4A16g32 (g-1 = per channel)")
+    p.add_argument("--techniques", help="comma-separated techniques/presets, e.g. rotation,gptq or eaquant")
+    p.add_argument("--group-size", help="weight group size (integer) or 'channel'")
+    p.add_argument("--router", choices=vocab.ROUTER_MODES, help="router treatment")
+    p.add_argument("--samples", type=int, help="calibration sequences")
+    p.add_argument("--seq-len", type=int, help="calibration sequence length")
+    p.add_argument("--eval-limit", type=int, help="items per evaluation task")
+    p.add_argument("--seed", type=int)
+
+
+def build_recipe_dict(args) -> dict:
+    """Recipe dict from --recipe plus overriding flags (validated later by parse_recipe)."""
+    from moeq.contract.presets import expand, merge
+    from moeq.contract.recipe import parse_bits
+
+    recipe: dict = {}
+    if args.recipe is not None:
+        try:
+            recipe = json.loads(args.recipe.read_text())
+        except OSError as exc:
+            raise RecipeError("<file>", f"cannot read {args.recipe}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise RecipeError("<file>", f"{args.recipe} is not valid JSON: {exc}") from None
+        if not isinstance(recipe, dict):
+            raise RecipeError("<root>", f"{args.recipe} must hold a JSON object")
+    if args.model:
+        recipe["model"] = args.model
+    if args.bits:
+        recipe = merge(recipe, parse_bits(args.bits))
+    if args.techniques:
+        recipe = merge(recipe, expand(args.techniques.split(",")))
+    if args.group_size:
+        g = None if args.group_size in ("channel", "none", "-1") else _int(args.group_size, "weights.group_size")
+        recipe = merge(recipe, {"weights": {"group_size": g}})
+    if args.router:
+        recipe["router"] = args.router
+    for flag, key in (("samples", "samples"), ("seq_len", "seq_len")):
+        if getattr(args, flag) is not None:
+            recipe = merge(recipe, {"calibration": {key: getattr(args, flag)}})
+    if args.eval_limit is not None:
+        recipe = merge(recipe, {"eval": {"limit": args.eval_limit}})
+    if args.seed is not None:
+        recipe["seed"] = args.seed
+    if not recipe.get("model"):
+        raise RecipeError("model", "no model given (use --model or a recipe with \"model\")")
+    return recipe
+
+
+def _int(text: str, key: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise RecipeError(key, f"expected an integer, got {text!r}") from None
+
+
+def handle(args, settings) -> int:
+    from moeq.jobs.submit import admit_recipe
+    from moeq.contract.recipe import recipe_summary
+
+    try:
+        recipe = admit_recipe(settings, build_recipe_dict(args))  # parsed and checked once, here
+        if args.save is not None:
+            from moeq.jobs.local import check_save_target
+
+            check_save_target(args.save)  # refused before any work, never deleted or overwritten
+        result = _execute(settings, recipe, args.save, args.user, args.project, getattr(args, "quiet", False))
+    except MoeqError as exc:
+        if args.json:
+            print(json.dumps({"status": "failed", "error": {"type": type(exc).__name__, "message": str(exc)}}))
+            return 2
+        raise
+    for w in result.get("warnings") or []:
+        print(f"moeq: warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    elif result["status"] == "succeeded":
+        print(format_summary({**result, "recipe_summary": recipe_summary(recipe)}))
+    else:
+        print(f"moeq: error: run {result['run_id']} {result['status']}: {result['error']['type']}: "
+              f"{result['error']['message']}", file=sys.stderr)
+    return 0 if result["status"] == "succeeded" else 1
+
+
+def _execute(settings, recipe, save: Path | None, user: str | None, project: str | None,
+             quiet: bool = False) -> dict:
+    """Record the run in the database and execute it in this process (progress on stderr)."""
+    from moeq.app.progress_view import make_progress
+    from moeq.jobs.submit import create_and_execute
+
+    view = make_progress(quiet)
+    try:
+        return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
+    finally:
+        view.close()

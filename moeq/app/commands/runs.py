@@ -1,0 +1,103 @@
+"""`moeq runs list | show ID | compare ID ID... | cancel ID` — the history the web page shows."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list, show, compare or cancel recorded runs")
+    rsub = p.add_subparsers(dest="runs_command", required=True)
+    ls = rsub.add_parser("list", help="recorded runs, newest first")
+    for flag in ("model", "user", "project", "status", "technique", "search"):
+        ls.add_argument(f"--{flag}")
+    ls.add_argument("--sort", default="created", help="created|accuracy|bits|kl|perplexity|agreement|model|status")
+    ls.add_argument("--asc", action="store_true")
+    ls.add_argument("--limit", type=int, default=30)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=handle_list)
+    show = rsub.add_parser("show", help="one run's summary (--json: the full result)")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the full result JSON")
+    show.set_defaults(handler=handle_show)
+    cmp_ = rsub.add_parser("compare", help="side-by-side table of 2-N runs, per task")
+    cmp_.add_argument("run_ids", nargs="+")
+    cmp_.add_argument("--json", action="store_true")
+    cmp_.set_defaults(handler=handle_compare)
+    cancel = rsub.add_parser("cancel", help="cancel a queued or running run")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(handler=handle_cancel)
+
+
+def _fmt(v, spec=".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def handle_list(args, settings) -> int:
+    from moeq.db.repository.queries import RunFilter, list_runs
+    from moeq.db.store import Store
+
+    f = RunFilter(model=args.model, user=args.user, project=args.project, status=args.status,
+                  technique=args.technique, search=args.search, sort=args.sort, descending=not args.asc,
+                  limit=args.limit)
+    with Store(settings.database_url).session() as s:
+        rows, total = list_runs(s, f)
+    if args.json:
+        print(json.dumps({"total": total, "runs": rows}, indent=1))
+        return 0
+    print(f"{'run':<10} {'status':<10} {'model':<18} {'recipe':<42} {'bits':>5} {'acc':>6} {'KL':>7} {'agree':>6}  created")
+    for r in rows:
+        print(f"{r['run_id'][:8]:<10} {r['status']:<10} {r['model'][-18:]:<18} {r['recipe_summary'][:42]:<42} "
+              f"{_fmt(r['avg_weight_bits'], '.2f'):>5} {_fmt(r['avg_accuracy']):>6} {_fmt(r['kl'], '.4f'):>7} "
+              f"{_fmt(r['mean_topk_agreement']):>6}  {r['created_at'][:19]}")
+    print(f"({len(rows)} of {total})")
+    return 0
+
+
+def handle_show(args, settings) -> int:
+    from moeq.db.repository.results import result_json
+    from moeq.db.repository.runs import get_run, resolve_run_id
+    from moeq.db.store import Store
+
+    from moeq.app.summary import format_run
+    from moeq.db.repository.results import run_to_dict
+
+    with Store(settings.database_url).session() as s:
+        run = get_run(s, resolve_run_id(s, args.run_id))
+        result, d = result_json(run), run_to_dict(run)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(format_run(d))
+    return 0
+
+
+def handle_compare(args, settings) -> int:
+    from moeq.db.repository.queries import compare_runs
+    from moeq.db.repository.runs import resolve_run_id
+    from moeq.db.store import Store
+
+    from moeq.app.summary import format_compare
+    from moeq.contract.errors import MoeqError
+
+    if len(args.run_ids) < 2:
+        raise MoeqError("runs compare needs at least two run ids (e.g. `moeq runs compare 1a2b3c4d 5e6f7a8b`)")
+    with Store(settings.database_url).session() as s:
+        runs = compare_runs(s, [resolve_run_id(s, r) for r in args.run_ids])
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return 0
+    print(format_compare(runs))
+    return 0
+
+
+def handle_cancel(args, settings) -> int:
+    from moeq.db.repository.runs import resolve_run_id
+    from moeq.db.store import Store
+    from moeq.jobs.submit import cancel_with_message
+
+    store = Store(settings.database_url)
+    with store.session() as s:
+        run_id = resolve_run_id(s, args.run_id)
+    print(cancel_with_message(settings, store, run_id)[1])
+    return 0

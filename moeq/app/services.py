@@ -1,0 +1,251 @@
+"""What the web pages may do, in one place: torch-free calls into db and jobs with access control."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moeq.app.safe_calls import MAX_NOTES, check_text, one_line_errors
+from moeq.db.repository.queries import RunFilter, compare_runs, distinct_values, list_runs
+from moeq.db.repository.results import run_to_dict
+from moeq.db.repository.runs import get_run, resolve_run_id, set_notes
+from moeq.db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, ensure_project, ensure_user,
+                                 password_hash, require_access, user_projects, verify_user)
+from moeq.db.store import Store
+from moeq.jobs.settings import Settings
+from moeq.contract.describe import describe_dir
+from moeq.contract.errors import MoeqError
+from moeq.contract.model_ref import resolve_local_path
+from moeq.contract.zoo import ZOO, zoo_path
+
+log = logging.getLogger(__name__)
+EXPORT_KEEP_S = 600.0  # a download link lives this long; older export files are removed
+
+@dataclass
+class AppServices:
+    settings: Settings
+    store: Store
+    celery_app: object | None = None
+    worker: object | None = None  # the supervised local worker (embedded mode), for its health line
+    sessions: object | None = None  # moeq.app.login_guard.SessionRegistry (team mode)
+    _export_dir: list = field(default_factory=list)
+
+    # -- identity -------------------------------------------------------------------------------
+    def user_of(self, request) -> str:
+        if not self.settings.auth:
+            return LOCAL_USER
+        name = getattr(request, "username", None)
+        if not name:
+            raise AuthError("not logged in")
+        if self.sessions is not None:
+            cookies = getattr(request, "cookies", None) or {}
+            token = next((v for k, v in cookies.items() if k.startswith("access-token")), None)
+            with self.store.session() as s:
+                current = password_hash(s, name)
+            if not self.sessions.valid(token, name, current):
+                self._end_session(request, token)
+                raise AuthError("your session has ended (password changed or user removed); sign in again")
+        return name
+
+    @staticmethod
+    def _end_session(request, token: str | None) -> None:
+        tokens = getattr(getattr(getattr(request, "request", None), "app", None), "tokens", None)
+        if token and isinstance(tokens, dict):
+            tokens.pop(token, None)
+
+    def authenticate(self, username: str, password: str) -> bool:
+        with self.store.session() as s:
+            ok = verify_user(s, username, password)
+            current = password_hash(s, username) if ok else None
+        if ok and self.sessions is not None:
+            self.sessions.logged_in(username, current)
+        return ok
+
+    def worker_health(self) -> str:
+        """One line on the local worker (embedded mode) or where the workers are (team mode)."""
+        if self.worker is None:
+            return "workers: external (team mode: `moeq worker` on the GPU hosts)" if not self.settings.embedded \
+                else "worker: not started by this server (--no-worker)"
+        return self.worker.health()
+
+    def projects(self, user: str) -> list[str]:
+        with self.store.session() as s:
+            if not self.settings.auth:
+                ensure_user(s, LOCAL_USER)
+                ensure_project(s, DEFAULT_PROJECT)
+                return [p for p in user_projects(s, user)] or [DEFAULT_PROJECT]
+            return user_projects(s, user)
+
+    def _scope(self, user: str) -> tuple[str, ...] | None:
+        return None if not self.settings.auth else tuple(self.projects(user))
+
+    # -- models ---------------------------------------------------------------------------------
+    def model_choices(self, local: bool = True) -> list[str]:
+        """Zoo names, plus (with `local`, only for a logged-in page) the model folders in the roots."""
+        if not local:
+            return list(ZOO)
+        local = []
+        for root in self.settings.model_roots:
+            if root.is_dir():
+                local += sorted(str(p) for p in root.iterdir() if (p / "config.json").is_file())
+        return [*ZOO, *local]
+
+    def describe(self, ref: str) -> str:
+        """One-line description (family, experts, layers) or the problem with the reference."""
+        try:
+            if ref in ZOO:
+                entry = ZOO[ref]
+                built = zoo_path(ref, self.settings.zoo_dir)
+                if not (built / "config.json").is_file():
+                    return f"{entry.family} — {entry.description} (built on first run)"
+                path = built
+            else:
+                path = resolve_local_path(ref, self.settings.model_roots)
+            info = describe_dir(path)
+        except MoeqError as exc:
+            return f"⚠ {exc}"
+        shared = ", shared experts" if info.shared_experts else ""
+        return (f"{info.family}: {info.num_layers} layers ({len(info.moe_layers)} MoE), {info.num_experts} experts, "
+                f"top-{info.top_k}{shared}, hidden {info.hidden_size}")
+
+    # -- runs -----------------------------------------------------------------------------------
+    def validate(self, recipe: dict, user: str | None = None) -> str | None:
+        """None when the recipe would be queued (everything moeq.jobs.admission checks), else one line."""
+        from moeq.jobs.admission import admit
+
+        scope = self._scope(user) if user is not None else (() if self.settings.auth else None)
+        try:
+            admit(self.settings, self.store, recipe, scope)
+        except MoeqError as exc:
+            return str(exc)
+        except Exception:  # never a raw driver or Python error on the page
+            log.exception("validating a recipe failed")
+            return "internal error while checking the recipe (see the server log)"
+        return None
+
+    def launch(self, user: str, project: str, recipe: dict, save_model: bool = False) -> str:
+        from moeq.jobs.submit import submit
+
+        with self.store.session() as s:
+            if self.settings.auth:
+                require_access(s, user, project)
+        try:
+            return submit(self.settings, self.store, recipe, user=user, project=project, save_model=save_model,
+                          celery_app=self.celery_app, scope=self._scope(user))
+        except MoeqError:
+            raise
+        except Exception:  # a raw driver/broker error would show SQL or URLs: log it, say one line
+            log.exception("launch failed")
+            raise MoeqError("the run could not be queued (internal error; see the server log)") from None
+
+    @one_line_errors
+    def runs(self, user: str, f: RunFilter) -> tuple[list[dict], int]:
+        for name in ("model", "user", "project", "status", "technique", "search", "sort"):
+            check_text(getattr(f, name), name)
+        with self.store.session() as s:
+            return list_runs(s, RunFilter(**{**f.__dict__, "projects": self._scope(user)}))
+
+    @one_line_errors
+    def resolve(self, user: str, ref: str) -> str:
+        check_text(ref, "run id")
+        """Full run id for a whole id or unique prefix among the runs `user` may see."""
+        with self.store.session() as s:
+            return resolve_run_id(s, ref, self._scope(user))
+
+    @one_line_errors
+    def run(self, user: str, run_id: str) -> dict:
+        check_text(run_id, "run id")
+        with self.store.session() as s:
+            return run_to_dict(get_run(s, resolve_run_id(s, run_id, self._scope(user))))
+
+    @one_line_errors
+    def cancel(self, user: str, run_id: str) -> str:
+        from moeq.jobs.submit import cancel
+
+        run = self.run(user, run_id)
+        if self.settings.auth:
+            with self.store.session() as s:
+                require_access(s, user, run["project"])
+        return cancel(self.settings, self.store, run["run_id"], self.celery_app)
+
+    def cancel_message(self, user: str, run_id: str) -> str:
+        """Cancel and say what happened in words ('already finished (succeeded)' for an ended run)."""
+        from moeq.jobs.submit import cancel_with_message
+
+        run = self.run(user, run_id)
+        if self.settings.auth:
+            with self.store.session() as s:
+                require_access(s, user, run["project"])
+        return cancel_with_message(self.settings, self.store, run["run_id"], self.celery_app)[1]
+
+    def progress(self, user: str, run_id: str) -> dict:
+        """Fraction, stage, attempt, elapsed and ETA of a run `user` may see."""
+        from moeq.db.repository.progress import progress_info
+
+        with self.store.session() as s:
+            return progress_info(s, resolve_run_id(s, run_id, self._scope(user)))
+
+    @one_line_errors
+    def annotate(self, user: str, run_id: str, notes: str, tags: str) -> None:
+        check_text(notes, "notes", MAX_NOTES)
+        check_text(tags, "tags")
+        rid = self.run(user, run_id)["run_id"]
+        with self.store.session() as s:
+            set_notes(s, rid, notes=notes, tags=[t for t in tags.split(",")])
+
+    @one_line_errors
+    def compare(self, user: str, run_ids: list[str]) -> list[dict]:
+        for ref in run_ids:
+            check_text(ref, "run id")
+        with self.store.session() as s:
+            scope = self._scope(user)
+            return compare_runs(s, [resolve_run_id(s, r, scope) for r in run_ids], projects=scope)
+
+    def model_runs(self, user: str, model: str, limit: int = 1000) -> list[dict]:
+        rows, _ = self.runs(user, RunFilter(model=model, status="succeeded", limit=limit))
+        return rows
+
+    @one_line_errors
+    def filter_values(self, user: str) -> dict[str, list[str]]:
+        """Models and statuses of the runs `user` may see (for the filter dropdowns)."""
+        with self.store.session() as s:
+            scope = self._scope(user)
+            return {"model": distinct_values(s, "model", scope), "status": distinct_values(s, "status", scope)}
+
+    def export_dir(self) -> Path:
+        """One private temporary folder per server for download files; old files are pruned."""
+        if not self._export_dir:
+            self._export_dir.append(Path(tempfile.mkdtemp(prefix="moeq-export-")))
+        folder = self._export_dir[0]
+        for old in folder.iterdir():
+            if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
+                old.unlink(missing_ok=True)
+        return folder
+
+    def close(self) -> None:
+        """Remove this server's temporary files."""
+        for folder in self._export_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._export_dir.clear()
+
+    def export(self, rows: list[dict], fmt: str) -> Path:
+        """Write `rows` to a CSV or JSON file for download (in `export_dir`)."""
+        fmt = "json" if fmt == "json" else "csv"
+        out = self.export_dir() / f"runs-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}.{fmt}"
+        if fmt == "json":
+            out.write_text(json.dumps(rows, indent=1))
+        else:
+            buf = io.StringIO()
+            cols = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))] if rows else ["run_id"]
+            writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            out.write_text(buf.getvalue())
+        return out

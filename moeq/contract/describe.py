@@ -1,0 +1,142 @@
+"""Describe a checkpoint from its config.json alone (no torch): family, layers, experts, top-k."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from moeq.contract.families import FAMILIES
+from moeq.contract.family_spec import FamilySpec
+from moeq.contract.errors import ModelError, UnsupportedFamilyError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_type: str
+    family: str
+    num_layers: int
+    moe_layers: tuple[int, ...]
+    num_experts: int
+    top_k: int
+    hidden_size: int
+    shared_experts: bool
+    vocab_size: int
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["moe_layers"] = list(self.moe_layers)
+        return d
+
+
+def get_family(model_type: str) -> FamilySpec:
+    """The FamilySpec for `model_type`, or an error listing the supported types."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        supported = ", ".join(sorted(FAMILIES))
+        raise UnsupportedFamilyError(
+            f"model_type {model_type!r} is not a supported MoE family (supported: {supported})") from None
+
+
+# plausible ranges for the sizes read from config.json: a hostile or broken config (1e12 layers, a
+# string, a list) becomes one ModelError instead of an endless loop or a raw Python exception
+LIMITS = {"num_hidden_layers": (1, 4096), "experts": (1, 65536), "top_k": (1, 65536), "hidden_size": (1, 1 << 20),
+          "vocab_size": (1, 1 << 24), "first_k_dense_replace": (0, 4096), "decoder_sparse_step": (1, 4096),
+          "moe_layer_freq": (1, 4096)}
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def config_int(config: dict[str, Any], name: str, default: int | None = None, limit: str | None = None) -> int:
+    """`config[name]` as an integer inside its plausible range, or a one-line ModelError."""
+    value = config.get(name)
+    if value is None:
+        if default is None:
+            raise ModelError(f"config.json has no {name}")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or (isinstance(value, float) and not value.is_integer()):
+        raise ModelError(f"config.json: {name} must be an integer, got {value!r:.40}")
+    lo, hi = LIMITS.get(limit or name, (0, 1 << 31))
+    if not lo <= value <= hi:
+        raise ModelError(f"config.json: {name} = {value!r:.40} is outside the plausible range [{lo}, {hi}]")
+    return int(value)
+
+
+def _first(config: dict[str, Any], names: tuple[str, ...], what: str, limit: str) -> int:
+    for n in names:
+        if config.get(n) is not None:
+            return config_int(config, n, limit=limit)
+    raise ModelError(f"config has none of {names} ({what}); is this an MoE model?")
+
+
+def moe_layer_indices(config: dict[str, Any], num_layers: int) -> tuple[int, ...]:
+    """Which decoder layers carry an MoE block, from the generic config switches."""
+    first_dense = config_int(config, "first_k_dense_replace", 0) if config.get("first_k_dense_replace") else 0
+    mlp_only = config.get("mlp_only_layers") or []
+    if not isinstance(mlp_only, list):
+        raise ModelError(f"config.json: mlp_only_layers must be a list, got {mlp_only!r:.40}")
+    mlp_only = set(mlp_only)
+    step = config_int(config, "decoder_sparse_step", 1) if config.get("decoder_sparse_step") else 1
+    freq = config_int(config, "moe_layer_freq", 1) if config.get("moe_layer_freq") else 1
+    return tuple(i for i in range(num_layers)
+                 if i >= first_dense and i not in mlp_only and (i + 1) % step == 0 and i % freq == 0)
+
+
+def describe_config(config: dict[str, Any]) -> ModelInfo:
+    if not isinstance(config, dict):
+        raise ModelError(f"config.json must hold a JSON object, got {type(config).__name__}")
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelError("config.json has no model_type")
+    if not isinstance(model_type, str):
+        raise ModelError(f"config.json: model_type must be a string, got {model_type!r:.40}")
+    family = get_family(model_type)
+    num_layers = config_int(config, "num_hidden_layers", 0)
+    num_experts = _first(config, family.num_experts_attrs, "number of experts", "experts")
+    if num_experts <= 1:
+        raise ModelError(f"model has {num_experts} expert(s); moeq quantizes Mixture-of-Experts models")
+    return ModelInfo(
+        model_type=model_type,
+        family=family.name,
+        num_layers=num_layers,
+        moe_layers=moe_layer_indices(config, num_layers),
+        num_experts=num_experts,
+        top_k=_first(config, family.top_k_attrs, "experts per token", "top_k"),
+        hidden_size=config_int(config, "hidden_size", 0) if config.get("hidden_size") else 0,
+        shared_experts=family.has_shared_experts,
+        vocab_size=config_int(config, "vocab_size", 0) if config.get("vocab_size") else 0,
+    )
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    if not Path(model_dir).is_dir():
+        raise ModelError(f"model directory {model_dir} does not exist")
+    if not path.is_file():
+        raise ModelError(f"{model_dir} has no config.json; not a Hugging Face checkpoint")
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ModelError(f"{path} is not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MB; not a model config")
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{path} is not UTF-8 text (binary file?)") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(f"{path} is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def describe_dir(model_dir: Path) -> ModelInfo:
+    return describe_config(read_config(model_dir))

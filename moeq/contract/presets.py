@@ -1,0 +1,56 @@
+"""Named technique presets that expand into recipe fragments (used by the CLI and the web app)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from moeq.contract.techniques import DUQUANT_ALPHA, EAQUANT_ALPHA
+
+PRESETS = MappingProxyType({
+    # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
+    # zigzag permutation + block rotation; see docs/methods.md
+    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA}, {"name": "duquant"},
+                               {"name": "rtn", "clip_search": True}]},
+    # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
+    "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA},
+                                     {"name": "rtn", "clip_search": True}]},
+    # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
+    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True},
+                               {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
+                "router": {"mode": "align"},
+                "calibration": {"balance": {"r": 2.0}}},
+    "moequant": {"techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],
+                 "calibration": {"sampler": "ebss"}},
+    "gptq_rotation": {"techniques": [{"name": "rotation"}, {"name": "gptq"}]},
+})
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        elif k == "techniques":
+            out[k] = [*out.get(k, []), *v]
+        else:
+            out[k] = v
+    return out
+
+
+def expand(names: list[str]) -> dict:
+    """Recipe fragment for a list of technique or preset names ('gptq', 'rotation', 'eaquant', ...)."""
+    fragment: dict = {"techniques": []}
+    for name in names:
+        name = name.strip()
+        if not name:
+            continue
+        if name in PRESETS:
+            fragment = _merge(fragment, PRESETS[name])
+        else:
+            fragment["techniques"].append({"name": name})
+    return fragment
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Deep-merge recipe fragments (technique lists are concatenated)."""
+    return _merge(base, extra)

@@ -1,0 +1,119 @@
+"""Everything the worker would reject, checked before a run is stored or queued (torch-free).
+
+`admit` parses the recipe (bounds included), turns MoQE `run:<id>` variants into the saved model of
+a run the user may read, confines every named file to its roots (moeq.contract.sources), and checks
+the model: it exists inside the model roots (or is a zoo name), its config.json is sane, it is an
+MoE of a supported family, its safetensors files are whole, and the group size divides its sizes.
+Every failure is one MoeqError line; nothing reaches the database or the queue before this passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moeq.db.repository.runs import RunNotFound, resolve_run_id
+from moeq.db.store import Store
+from moeq.jobs.local import saved_roots
+from moeq.jobs.settings import Settings
+from moeq.contract import limits
+from moeq.contract.errors import ModelError, RecipeError
+from moeq.contract.recipe import Recipe, parse_recipe
+from moeq.contract.sources import confine_recipe, inside
+from moeq.contract.zoo import ZOO, zoo_path
+
+
+def _variants(data: dict) -> list | None:
+    moqe = data.get("moqe")
+    variants = moqe.get("variants") if isinstance(moqe, dict) else None
+    return variants if isinstance(variants, list) else None
+
+
+def _run_artifacts(settings: Settings, store: Store | None, ref: str, scope, key: str) -> Path:
+    """The saved model of run `ref`, which `scope` (None: every project) must be allowed to read
+    (`store` None: the database of `settings`, opened only now that a run is named)."""
+    store = store or Store(settings.database_url)
+    try:
+        with store.session() as s:
+            run_id = resolve_run_id(s, ref, scope)
+    except RunNotFound as exc:
+        raise RecipeError(key, str(exc)) from None
+    path = settings.artifacts_dir.expanduser().resolve() / run_id
+    if not (path / "moeq.json").is_file():
+        raise RecipeError(key, f"run {run_id[:8]} has no saved model (launch it with 'save the quantized model')")
+    return path
+
+
+def _check_saved_paths(settings: Settings, store: Store | None, data: dict, scope) -> None:
+    """Rewrite `run:<id>` variants; a `path:` into the artifacts must be a run the user may read."""
+    variants = _variants(data)
+    if not variants:
+        return
+    artifacts = settings.artifacts_dir.expanduser().resolve()
+    for i, v in enumerate(variants):
+        key = f"moqe.variants[{i}]"
+        if isinstance(v, str) and v.startswith("run:"):
+            variants[i] = f"path:{_run_artifacts(settings, store, v[4:], scope, key)}"
+        elif isinstance(v, str) and v.startswith("path:") and scope is not None:
+            try:
+                path = Path(v[5:]).expanduser().resolve()
+            except (OSError, RuntimeError, ValueError):
+                continue  # confine_recipe reports it
+            if inside(path, (artifacts,)) and path != artifacts:
+                run_id = path.relative_to(artifacts).parts[0]
+                _run_artifacts(settings, store, run_id, scope, key)
+
+
+def _model_dir(settings: Settings, ref: str) -> Path | None:
+    """Directory of the model to check now; None for a zoo model that is not built yet."""
+    from moeq.contract.model_ref import resolve_local_path
+
+    if ref in ZOO:
+        built = zoo_path(ref, settings.zoo_dir)
+        return built if (built / "config.json").is_file() else None
+    return resolve_local_path(ref, settings.model_roots)
+
+
+def check_model(settings: Settings, recipe: Recipe) -> None:
+    from moeq.contract.describe import describe_config, read_config
+    from moeq.contract.checkpoint_check import check_checkpoint_files
+
+    path = _model_dir(settings, recipe.model)
+    if path is None:
+        return
+    config = read_config(path)
+    if config.get("auto_map") and not settings.allow_remote_code:
+        raise ModelError(f"{recipe.model} needs trust_remote_code (custom modeling code); refused — an operator "
+                         "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
+    describe_config(config)
+    check_checkpoint_files(path)
+    g = recipe.weights.group_size
+    if recipe.weights.bits < 16 and g is not None:
+        for name in ("hidden_size", "moe_intermediate_size", "intermediate_size", "shared_expert_intermediate_size"):
+            dim = config.get(name)
+            if isinstance(dim, int) and dim > 0 and dim % g:
+                raise RecipeError("weights.group_size", f"group size {g} does not divide {name} = {dim} of "
+                                  f"{recipe.model}; use a divisor of {dim} or null (per channel)")
+
+
+def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
+    """The parsed recipe, ready to store and queue, or one MoeqError naming the problem. `scope`: the
+    projects whose runs the user may read (None: all, e.g. the CLI or single-user mode); `store` None
+    opens the database only if the recipe names a run (MoQE `run:<id>` variants)."""
+    limits.check_raw(data)
+    if isinstance(data, (str, bytes)):
+        data = limits.loads(data)
+    if isinstance(data, dict):
+        data = dict(data)
+        if isinstance(data.get("moqe"), dict):
+            data["moqe"] = dict(data["moqe"])
+            if isinstance(data["moqe"].get("variants"), list):
+                data["moqe"]["variants"] = list(data["moqe"]["variants"])
+        limits.check_raw(data)
+        _check_saved_paths(settings, store, data, scope)
+    recipe = parse_recipe(data)
+    if not recipe.model.strip():
+        raise RecipeError("model", "no model given (a zoo name or a model directory)")
+    confine_recipe(recipe, data_roots=settings.data_roots, task_roots=settings.task_roots,
+                   saved_roots=saved_roots(settings))
+    check_model(settings, recipe)
+    return recipe

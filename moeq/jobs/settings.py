@@ -1,0 +1,169 @@
+"""Settings from environment variables (and an optional moeq.toml), validated once at start-up.
+
+The frozen `Settings` object is created by the entry point and passed down; nothing reads the
+environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
+MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
+MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
+MOEQ_LOGIN_LOCK_S. See docs/security.md for what the roots and switches guarantee.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from moeq.contract.errors import MoeqError
+
+
+class SettingsError(MoeqError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+KERNEL_MODES = ("auto", "torch", "triton")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str | None = None  # None → embedded broker on SQLite under home
+    result_backend: str | None = None
+    model_roots: tuple[Path, ...] = ()
+    allow_remote_code: bool = False
+    kernels: str = "auto"
+    auth: bool = False
+    device: str = "auto"
+    heartbeat_s: float = 5.0
+    lease_s: float = 60.0
+    max_attempts: int = 2
+    requeue_s: float = 600.0
+    # where recipes may name files (moeq.contract.sources): None = anywhere (embedded mode, one local
+    # user); () = nowhere. Team mode (a broker or MOEQ_AUTH) defaults to () until the operator sets
+    # them, and its model roots default to $MOEQ_HOME/models.
+    data_roots: tuple[Path, ...] | None = None
+    task_roots: tuple[Path, ...] | None = None
+    allow_unauthenticated: bool = False  # serve a non-loopback address without MOEQ_AUTH
+    login_max_failures: int = 5  # per user and window; an address gets 4x as many
+    login_lock_s: float = 300.0
+
+    @property
+    def team(self) -> bool:
+        """Shared use: a real broker (several hosts) or logins."""
+        return not self.embedded or self.auth
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def zoo_dir(self) -> Path:
+        return self.home / "zoo"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def effective_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
+
+    def effective_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker_url
+        return f"db+sqlite:///{self.home / 'results.sqlite'}"
+
+
+def _bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}: expected a boolean (1/0/true/false), got {value!r}")
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {value!r}") from None
+    if v <= 0:
+        raise SettingsError(f"{name}: must be > 0, got {value!r}")
+    return v
+
+
+def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Settings:
+    """Read settings from `env` (default os.environ) over an optional moeq.toml ([moeq] table)."""
+    env = dict(os.environ if env is None else env)
+    file_values: dict = {}
+    path = toml_path or (Path(env["MOEQ_CONFIG"]) if env.get("MOEQ_CONFIG") else Path("moeq.toml"))
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text()).get("moeq", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+    def get(name: str, key: str, default: str | None = None) -> str | None:
+        if name in env:
+            return env[name]
+        if key in file_values:
+            return str(file_values[key])
+        return default
+
+    home = Path(get("MOEQ_HOME", "home", str(Path.home() / ".moeq"))).expanduser()
+    db_url = get("MOEQ_DATABASE_URL", "database_url") or f"sqlite:///{home / 'moeq.sqlite'}"
+    def paths(value: str | None) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser().resolve() for p in (value or "").split(os.pathsep) if p)
+
+    broker = get("MOEQ_BROKER_URL", "broker_url") or None
+    auth = _bool("MOEQ_AUTH", get("MOEQ_AUTH", "auth", "0"))
+    team = broker is not None or auth
+    roots = paths(get("MOEQ_MODEL_ROOTS", "model_roots"))
+    if team and not roots:  # shared use: local models only from a folder the operator chose
+        roots = (home.resolve() / "models",)
+    data_env, task_env = get("MOEQ_DATA_ROOTS", "data_roots"), get("MOEQ_TASK_ROOTS", "task_roots")
+    data_roots = paths(data_env) if data_env is not None else (() if team else None)
+    task_roots = paths(task_env) if task_env is not None else (() if team else None)
+    kernels = get("MOEQ_KERNELS", "kernels", "auto")
+    if kernels not in KERNEL_MODES:
+        raise SettingsError(f"MOEQ_KERNELS: must be one of {KERNEL_MODES}, got {kernels!r}")
+    return Settings(
+        home=home,
+        database_url=db_url,
+        broker_url=broker,
+        result_backend=get("MOEQ_RESULT_BACKEND", "result_backend") or None,
+        model_roots=roots,
+        allow_remote_code=_bool("MOEQ_ALLOW_REMOTE_CODE", get("MOEQ_ALLOW_REMOTE_CODE", "allow_remote_code", "0")),
+        kernels=kernels,
+        auth=auth,
+        device=get("MOEQ_DEVICE", "device", "auto"),
+        heartbeat_s=_number("MOEQ_HEARTBEAT_S", get("MOEQ_HEARTBEAT_S", "heartbeat_s", "5")),
+        lease_s=_number("MOEQ_LEASE_S", get("MOEQ_LEASE_S", "lease_s", "60")),
+        max_attempts=int(_number("MOEQ_MAX_ATTEMPTS", get("MOEQ_MAX_ATTEMPTS", "max_attempts", "2"))),
+        requeue_s=_number("MOEQ_REQUEUE_S", get("MOEQ_REQUEUE_S", "requeue_s", "600")),
+        data_roots=data_roots,
+        task_roots=task_roots,
+        allow_unauthenticated=_bool("MOEQ_ALLOW_UNAUTHENTICATED",
+                                    get("MOEQ_ALLOW_UNAUTHENTICATED", "allow_unauthenticated", "0")),
+        login_max_failures=int(_number("MOEQ_LOGIN_MAX_FAILURES", get("MOEQ_LOGIN_MAX_FAILURES",
+                                                                      "login_max_failures", "5"))),
+        login_lock_s=_number("MOEQ_LOGIN_LOCK_S", get("MOEQ_LOGIN_LOCK_S", "login_lock_s", "300")),
+    )
+
+
+def ensure_home(settings: Settings) -> Settings:
+    """Create the home directories the embedded mode writes to."""
+    for d in (settings.home, settings.zoo_dir, settings.artifacts_dir, settings.cache_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+__all__ = ["Settings", "SettingsError", "load_settings", "ensure_home"]

@@ -1,0 +1,246 @@
+"""Runtime view over a loaded Hugging Face MoE model, driven by its FamilySpec.
+
+Routed experts are exposed as weight *views* oriented [expert, out, in] into the model's own
+fused 3-D parameters, so that any in-place write lands in the model (never a dropped copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from moeq.contract.describe import get_family
+from moeq.contract.family_spec import FamilySpec
+from moeq.contract.errors import ModelError
+from moeq.quant_core.functional.routing import RoutingRule
+
+
+def get_path(root: nn.Module, dotted: str) -> nn.Module | None:
+    """Resolve 'a.b.c' attributes from `root`; None when any part is missing or None."""
+    obj = root
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def set_path(root: nn.Module, dotted: str, value: nn.Module) -> None:
+    parent_path, _, name = dotted.rpartition(".")
+    parent = get_path(root, parent_path) if parent_path else root
+    if parent is None:
+        raise ModelError(f"cannot set {dotted}: parent is missing")
+    setattr(parent, name, value)
+
+
+class ExpertGroup:
+    """The routed experts of one MoE block (fused 3-D parameters, as in transformers 5)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        if not hasattr(module, "gate_up_proj") or not hasattr(module, "down_proj"):
+            raise ModelError(f"{type(module).__name__}: expected fused gate_up_proj/down_proj experts")
+        self.module = module
+        self.transposed = bool(getattr(module, "is_transposed", False))
+        self.concatenated = bool(getattr(module, "is_concatenated", True))
+        self.has_bias = bool(getattr(module, "has_bias", False))
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.module.gate_up_proj.shape[0])
+
+    def gate_up(self) -> torch.Tensor:
+        """[n, 2I, d] view of the gate/up weights (out × in)."""
+        w = self.module.gate_up_proj.data
+        return w.transpose(1, 2) if self.transposed else w
+
+    def down(self) -> torch.Tensor:
+        """[n, d, I] view of the down weights (out × in)."""
+        w = self.module.down_proj.data
+        return w.transpose(1, 2) if self.transposed else w
+
+    def bias(self, which: str) -> torch.Tensor | None:
+        if not self.has_bias:
+            return None
+        return getattr(self.module, f"{which}_bias").data
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.gate_up().shape[2])
+
+    @property
+    def intermediate_size(self) -> int:
+        return int(self.down().shape[2])
+
+    def up_rows(self) -> torch.Tensor:
+        """Row indices of the 'up' half inside gate_up (concatenated or interleaved layout)."""
+        i = self.intermediate_size
+        return torch.arange(i, 2 * i) if self.concatenated else torch.arange(1, 2 * i, 2)
+
+    def apply_gate(self, gate_up_out: torch.Tensor) -> torch.Tensor:
+        """act(gate)·up with the family's own gating (transformers' `_apply_gate`)."""
+        fn = getattr(self.module, "_apply_gate", None)
+        if fn is not None:
+            return fn(gate_up_out)
+        gate, up = gate_up_out.chunk(2, dim=-1)
+        return self.module.act_fn(gate) * up
+
+    def intermediate(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Input of expert e's down projection for tokens `x` (routed to e)."""
+        h = F.linear(x, self.gate_up()[e].to(x.dtype), None if not self.has_bias else self.bias("gate_up_proj")[e])
+        return self.apply_gate(h)
+
+    def expert_output(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        a = self.intermediate(e, x)
+        b = None if not self.has_bias else self.bias("down_proj")[e]
+        return F.linear(a, self.down()[e].to(a.dtype), b)
+
+
+@dataclass
+class MoEBlock:
+    """One decoder layer's MoE block with its parts resolved."""
+
+    layer_idx: int
+    layer: nn.Module
+    block: nn.Module
+    router: nn.Module
+    experts: ExpertGroup
+    shared: nn.Module | None
+    shared_gate: nn.Module | None
+    spec: FamilySpec
+    config: object = None
+
+    @property
+    def num_experts(self) -> int:
+        return self.experts.num_experts
+
+    def routing_rule(self) -> RoutingRule:
+        """How this block scores, selects and weights experts, from the family spec and the config."""
+        s, c = self.spec, self.config
+        sigmoid = s.routing == "sigmoid_grouped_topk"
+        grouped = sigmoid or getattr(c, "topk_method", None) == "group_limited_greedy"
+        norm = s.norm_topk_prob if s.norm_topk_prob is not None else bool(getattr(c, "norm_topk_prob", False))
+        return RoutingRule(
+            top_k=self.top_k, score="sigmoid" if sigmoid else "softmax", norm_topk_prob=norm,
+            n_group=int(getattr(c, "n_group", None) or 1) if grouped else 1,
+            topk_group=int(getattr(c, "topk_group", None) or 1) if grouped else 1,
+            group_score="top2_sum" if sigmoid else "max",
+            scaling=float(getattr(c, "routed_scaling_factor", None) or 1.0) if s.scaled_weights else 1.0)
+
+    def routing_bias(self) -> torch.Tensor | None:
+        """The router's selection-only bias (DeepSeek-V3 e_score_correction_bias), or None."""
+        if self.spec.router_bias is None:
+            return None
+        b = getattr(self.router, self.spec.router_bias, None)
+        return None if b is None else b.detach().float()
+
+    @property
+    def top_k(self) -> int:
+        k = getattr(self.router, "top_k", None) or getattr(self.block, "top_k", None)
+        if k is None:
+            raise ModelError(f"layer {self.layer_idx}: cannot find the router's top_k")
+        return int(k)
+
+    def router_weight(self) -> torch.Tensor:
+        return self.router.weight.data
+
+    def shared_linears(self) -> dict[str, nn.Linear]:
+        if self.shared is None:
+            return {}
+        names = (*self.spec.mlp_inputs, self.spec.mlp_output)
+        return {n: get_path(self.shared, n) for n in names if get_path(self.shared, n) is not None}
+
+    def shared_gate_weight(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-token weight the block applies to the shared expert output (None: unweighted)."""
+        if self.shared_gate is None:
+            return None
+        g = self.shared_gate(x)
+        return torch.sigmoid(g) if self.spec.shared_gate_act == "sigmoid" else g
+
+
+class MoEModel:
+    """A causal LM plus its FamilySpec: finds layers, MoE blocks, linears by role."""
+
+    def __init__(self, model: nn.Module, spec: FamilySpec | None = None) -> None:
+        self.model = model
+        self.spec = spec or get_family(model.config.model_type)
+        layers = get_path(model, self.spec.layers)
+        if layers is None:
+            raise ModelError(f"{type(model).__name__}: no decoder layers at {self.spec.layers}")
+        self.layers: list[nn.Module] = list(layers)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @cached_property
+    def blocks(self) -> dict[int, MoEBlock]:
+        out = {}
+        for i, layer in enumerate(self.layers):
+            block = get_path(layer, self.spec.mlp)
+            experts = get_path(block, self.spec.experts) if block is not None else None
+            if experts is None:
+                continue
+            router = get_path(block, self.spec.router)
+            if router is None or not hasattr(router, "weight"):
+                raise ModelError(f"layer {i}: MoE block without a router at {self.spec.router}")
+            out[i] = MoEBlock(
+                layer_idx=i, layer=layer, block=block, router=router, experts=ExpertGroup(experts),
+                shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
+                shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
+                spec=self.spec, config=self.model.config,
+            )
+        if not out:
+            raise ModelError(f"{type(self.model).__name__}: no MoE blocks found; moeq needs a Mixture-of-Experts model")
+        return out
+
+    def moe_blocks(self) -> list[MoEBlock]:
+        return list(self.blocks.values())
+
+    def replace_experts(self, i: int, module: nn.Module) -> None:
+        """Swap layer i's experts module (same call signature and parameters) and update the view."""
+        block = self.blocks[i]
+        setattr(block.block, self.spec.experts, module)
+        block.experts = ExpertGroup(module)
+
+    def input_norm(self, i: int) -> nn.Module:
+        return get_path(self.layers[i], self.spec.input_norm)
+
+    def post_attn_norm(self, i: int) -> nn.Module:
+        return get_path(self.layers[i], self.spec.post_attn_norm)
+
+    def attn_inputs(self, i: int) -> dict[str, nn.Linear]:
+        layer = self.layers[i]
+        return {n: get_path(layer, n) for n in self.spec.attn_inputs if get_path(layer, n) is not None}
+
+    def attn_output(self, i: int) -> dict[str, nn.Linear]:
+        return {self.spec.attn_output: get_path(self.layers[i], self.spec.attn_output)}
+
+    def dense_mlp(self, i: int) -> dict[str, nn.Linear]:
+        """Linears of a dense (non-MoE) MLP layer, keyed by path inside the layer."""
+        if i in self.blocks:
+            return {}
+        mlp = get_path(self.layers[i], self.spec.mlp)
+        names = (*self.spec.mlp_inputs, self.spec.mlp_output)
+        return {f"{self.spec.mlp}.{n}": get_path(mlp, n) for n in names if get_path(mlp, n) is not None}
+
+    def embed(self) -> nn.Embedding:
+        return get_path(self.model, self.spec.embed)
+
+    def lm_head(self) -> nn.Linear:
+        return get_path(self.model, self.spec.lm_head)
+
+    def final_norm(self) -> nn.Module:
+        return get_path(self.model, self.spec.final_norm)
+
+    def dense_linears(self, i: int) -> dict[str, nn.Linear]:
+        """All non-expert, non-router linears of layer i, keyed by path inside the layer."""
+        out = {**self.attn_inputs(i), **self.attn_output(i), **self.dense_mlp(i)}
+        block = self.blocks.get(i)
+        if block is not None:
+            prefix = f"{self.spec.mlp}.{self.spec.shared_experts}"
+            out.update({f"{prefix}.{n}": m for n, m in block.shared_linears().items()})
+        return out

@@ -1,0 +1,161 @@
+"""Running one decoder layer over calibration batches, and hooks that collect what quantizers need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from moeq.quant_core.adapters.model import MoEModel, get_path
+
+
+class _Stop(Exception):
+    """Raised inside a hook to end a forward pass early (inputs captured)."""
+
+
+@dataclass
+class LayerBatch:
+    hidden: torch.Tensor  # [B, S, d]
+    kwargs: dict  # the layer's keyword arguments (position embeddings, mask, ...)
+
+
+@torch.no_grad()
+def capture_first_layer_inputs(moe: MoEModel, windows: torch.Tensor, batch_size: int,
+                               device: torch.device) -> list[LayerBatch]:
+    """Inputs of decoder layer 0 for each batch of token windows (embeddings, rotary, masks)."""
+    batches: list[LayerBatch] = []
+
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        kept = {k: v for k, v in kwargs.items() if k not in ("hidden_states", "past_key_values", "use_cache")}
+        batches.append(LayerBatch(hidden.detach(), kept))
+        raise _Stop
+
+    handle = moe.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for b0 in range(0, windows.shape[0], batch_size):
+            try:
+                moe.model(input_ids=windows[b0:b0 + batch_size].to(device), use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return batches
+
+
+def _run_until_stop(layer: nn.Module, batches: list[LayerBatch]) -> None:
+    """Run `layer` on every batch; a hook may end each pass early by raising _Stop."""
+    for b in batches:
+        try:
+            layer(b.hidden, **b.kwargs)
+        except _Stop:
+            pass
+
+
+def _layer_out(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def run_layer(layer: nn.Module, batches: list[LayerBatch]) -> list[LayerBatch]:
+    """Outputs of `layer` for every batch, as the next layer's inputs."""
+    return [LayerBatch(_layer_out(layer(b.hidden, **b.kwargs)), b.kwargs) for b in batches]
+
+
+@torch.no_grad()
+def capture_module_input(layer: nn.Module, path: str, batches: list[LayerBatch]) -> torch.Tensor:
+    """Flattened [T, d] input of sub-module `path` of `layer` (the pass stops right there)."""
+    module = get_path(layer, path)
+    grabbed: list[torch.Tensor] = []
+
+    def hook(mod, args, kwargs):
+        x = args[0] if args else next(iter(kwargs.values()))
+        grabbed.append(x.detach().reshape(-1, x.shape[-1]))
+        raise _Stop
+
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        _run_until_stop(layer, batches)
+    finally:
+        handle.remove()
+    return torch.cat(grabbed)
+
+
+def batch_moments(x: torch.Tensor, want_hessian: bool) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """(per-channel |x| max, Σ x xᵀ or None, token count) of one batch of inputs [..., d]."""
+    x = x.reshape(-1, x.shape[-1]).float()
+    return x.abs().amax(dim=0), (x.T @ x) if want_hessian else None, x.shape[0]
+
+
+@dataclass
+class InputStats:
+    """Streaming per-linear input statistics: Hessian sum (optional) and per-channel |x| max."""
+
+    hessian: torch.Tensor | None = None
+    absmax: torch.Tensor | None = None
+    count: int = 0
+
+    def update(self, x: torch.Tensor, want_hessian: bool) -> None:
+        self.add(*batch_moments(x, want_hessian))
+
+    def add(self, amax: torch.Tensor, h: torch.Tensor | None, n: int) -> None:
+        """Fold in one batch's moments (from `batch_moments`; never aliased: readers share them)."""
+        self.absmax = amax.clone() if self.absmax is None else torch.maximum(self.absmax, amax)
+        if h is not None:
+            self.hessian = h.clone() if self.hessian is None else self.hessian + h
+        self.count += n
+
+    def H(self) -> torch.Tensor:
+        """2/N · Σ x xᵀ."""
+        return 2.0 * self.hessian / max(1, self.count)
+
+
+@dataclass
+class LinearInputCollector:
+    """Context manager: pre-hooks on the given linears, accumulating InputStats per key."""
+
+    linears: dict[str, nn.Module]
+    want_hessian: bool = True
+    stats: dict[str, InputStats] = field(default_factory=dict)
+    _handles: list = field(default_factory=list)
+    _last: tuple | None = None  # (input tensor, its moments): the last input seen, shared by readers
+
+    def __enter__(self) -> "LinearInputCollector":
+        for key, mod in self.linears.items():
+            self.stats[key] = InputStats()
+
+            def hook(m, args, key=key):
+                self.stats[key].add(*self._moments(args[0]))
+            self._handles.append(mod.register_forward_pre_hook(hook))
+        return self
+
+    def _moments(self, x: torch.Tensor) -> tuple:
+        """Moments of `x`, computed once when several linears read the same tensor (q/k/v)."""
+        if self._last is None or self._last[0] is not x:
+            self._last = (x, batch_moments(x.detach(), self.want_hessian))
+        return self._last[1]
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._last = None
+
+
+@torch.no_grad()
+def collect_linear_inputs(layer: nn.Module, linears: dict[str, nn.Module], batches: list[LayerBatch],
+                          want_hessian: bool = True, stop_at: str | None = None) -> dict[str, InputStats]:
+    """One pass of `layer` collecting InputStats for `linears`; ends early at sub-module `stop_at`."""
+    handle = None
+    if stop_at is not None:
+        def stop(mod, args):
+            raise _Stop
+        handle = get_path(layer, stop_at).register_forward_pre_hook(stop)
+    try:
+        with LinearInputCollector(linears, want_hessian) as col:
+            _run_until_stop(layer, batches)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return col.stats

@@ -1,0 +1,127 @@
+"""SmoothQuant and EAQuant expert-aware smoothing, folded into the norms (exact in FP).
+
+Attention side: one factor per channel from the attention input and the attention readers.
+MoE side, aggregate="all": SmoothQuant over all tokens and all consumers (router, experts,
+shared experts); aggregate="router": the router's factor alone. aggregate="expert" (EAQuant): per expert, factors from the tokens routed to it
+and its own gate/up columns, plus the router (all tokens) and shared experts, aggregated by max.
+Optional per-expert smoothing of down_proj folds 1/s into the expert's up rows.
+Equations and deviations from the authors' code: docs/methods.md ("SmoothQuant", "EAQuant").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moeq.quant_core.adapters.model import MoEBlock, MoEModel, get_path
+from moeq.quant_core.algorithms.capture import InputStats
+from moeq.quant_core.algorithms.experts import RoutedTokens
+from moeq.quant_core.functional.smooth import column_absmax, smooth_scales
+from moeq.quant_core.quantized import QuantState
+from moeq.contract.techniques import SmoothConfig
+
+
+def _scale_columns(w: torch.Tensor, s: torch.Tensor) -> None:
+    w.copy_((w.float() * s).to(w.dtype))
+
+
+def _summary(s: torch.Tensor) -> dict:
+    return {"min": float(s.min()), "max": float(s.max()), "mean": float(s.mean()),
+            "log2_spread": float(torch.log2(s.max() / s.min()))}
+
+
+@torch.no_grad()
+def smooth_attention(moe: MoEModel, i: int, stats: dict[str, InputStats], cfg: SmoothConfig,
+                     state: QuantState) -> dict[str, InputStats]:
+    """Smooth the input norm → attention readers; returns the stats transformed to the new inputs."""
+    readers = moe.attn_inputs(i)
+    keys = [k for k in stats if k in readers]
+    if not keys:
+        return stats
+    act = torch.stack([stats[k].absmax for k in keys]).amax(0)
+    s = smooth_scales(act, column_absmax(*[m.weight.data for m in readers.values()]), cfg.alpha)
+    norm = moe.input_norm(i)
+    norm.weight.data.copy_((norm.weight.data.float() / s).to(norm.weight.dtype))
+    for m in readers.values():
+        _scale_columns(m.weight.data, s)
+    for k in keys:
+        st = stats[k]
+        st.absmax = st.absmax / s
+        if st.hessian is not None:
+            st.hessian = st.hessian / s[:, None] / s[None, :]
+    state.diagnostics.setdefault("smoothing", {}).setdefault(str(i), {})["attention"] = _summary(s)
+    return stats
+
+
+def _moe_consumers(block: MoEBlock, spec) -> list[torch.Tensor]:
+    out = [block.router.weight.data, block.experts.gate_up()]
+    if block.shared is not None:
+        out += [get_path(block.shared, n).weight.data for n in spec.mlp_inputs]
+    if block.shared_gate is not None:
+        out.append(block.shared_gate.weight.data)
+    return out
+
+
+@torch.no_grad()
+def _expert_inputs(block: MoEBlock, x: torch.Tensor, tokens: RoutedTokens | None) -> list[torch.Tensor]:
+    """Each expert's calibration inputs: its (balanced) token set when given, else all tokens routed to it."""
+    if tokens is not None:
+        return [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
+    _, _, index = block.router(x)
+    return [x[(index == e).any(-1)] for e in range(block.num_experts)]
+
+
+def moe_smoothing_factors(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, spec,
+                          tokens: RoutedTokens | None = None) -> torch.Tensor:
+    """The per-channel factor shared by the post-attention norm and all of its consumers."""
+    act_all = x.abs().amax(0).float()
+    if cfg.aggregate == "all":
+        return smooth_scales(act_all, column_absmax(*_moe_consumers(block, spec)), cfg.alpha)
+    if cfg.aggregate == "router":
+        return smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha)
+    gu = block.experts.gate_up()
+    terms = []
+    for e, xe in enumerate(_expert_inputs(block, x, tokens)):
+        if xe.shape[0]:
+            terms.append(smooth_scales(xe.abs().amax(0), column_absmax(gu[e]), cfg.alpha))
+    if cfg.include_router or not terms:
+        terms.append(smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha))
+    if block.shared is not None:
+        shared_w = [get_path(block.shared, n).weight.data for n in spec.mlp_inputs]
+        terms.append(smooth_scales(act_all, column_absmax(*shared_w), cfg.alpha))
+    return torch.stack(terms).amax(0)
+
+
+@torch.no_grad()
+def smooth_moe(moe: MoEModel, block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, state: QuantState,
+               tokens: RoutedTokens | None = None) -> torch.Tensor:
+    """Fold the MoE-side factor s into the post-attention norm and consumers; returns s (inputs become x/s).
+    `tokens` (e.g. EAQuant-balanced sets) supply the per-expert statistics when given."""
+    s = moe_smoothing_factors(block, x, cfg, moe.spec, tokens)
+    norm = moe.post_attn_norm(block.layer_idx)
+    norm.weight.data.copy_((norm.weight.data.float() / s).to(norm.weight.dtype))
+    for w in _moe_consumers(block, moe.spec):
+        _scale_columns(w, s)
+    diag = {"moe": _summary(s), "aggregate": cfg.aggregate}
+    if cfg.down_proj:
+        scaled = None if tokens is None else RoutedTokens((tokens.x.float() / s).to(tokens.x.dtype), tokens.index,
+                                                          tokens.weights, tokens.selection)
+        diag["down_proj"] = _smooth_down(block, (x.float() / s).to(x.dtype), cfg, scaled)
+    state.diagnostics.setdefault("smoothing", {}).setdefault(str(block.layer_idx), {}).update(diag)
+    return s
+
+
+def _smooth_down(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, tokens: RoutedTokens | None) -> dict:
+    """Per-expert smoothing of down_proj: s into down's columns, 1/s into the expert's up rows."""
+    group = block.experts
+    up_rows = group.up_rows()
+    spreads = []
+    for e, xe in enumerate(_expert_inputs(block, x, tokens)):
+        if not xe.shape[0]:
+            continue
+        inter = group.intermediate(e, xe)
+        s = smooth_scales(inter.abs().amax(0), column_absmax(group.down()[e]), cfg.alpha)
+        gu = group.gate_up()[e]
+        gu[up_rows] = (gu[up_rows].float() / s[:, None]).to(gu.dtype)
+        _scale_columns(group.down()[e], s)
+        spreads.append(float(torch.log2(s.max() / s.min())))
+    return {"experts_smoothed": len(spreads), "mean_log2_spread": sum(spreads) / max(1, len(spreads))}

@@ -1,0 +1,35 @@
+"""Layer stage: SmoothQuant / router / EAQuant expert-aware smoothing folded into the norms
+(docs/methods.md); at the attention inputs (unless `attention` is off) and at the MoE input."""
+
+from __future__ import annotations
+
+from moeq.quant_core.apply.hooks import LayerHooks, MoeInput
+from moeq.contract.techniques import SmoothConfig
+
+
+class SmoothingHooks(LayerHooks):
+    wants_attention_stats = True
+
+    def __init__(self, q, cfg: SmoothConfig) -> None:
+        self.q, self.cfg = q, cfg
+
+    def attention(self, i, layer, attn, batches, stats, prefix):
+        if not self.cfg.attention:
+            return stats, False
+        from moeq.quant_core.algorithms.smoothing import smooth_attention
+
+        return smooth_attention(self.q.moe, i, stats, self.cfg, self.q.state), False
+
+    def moe_input(self, i, block, site: MoeInput, prefix) -> None:
+        from moeq.quant_core.algorithms.smoothing import smooth_moe
+
+        q = self.q
+        # the (balanced) per-expert token sets under the FP router feed the smoothing statistics
+        sets = q.routed(block, site.x, site.n_main, i) if q.recipe.calibration.balance is not None else None
+        s = smooth_moe(q.moe, block, site.x[:site.n_main], self.cfg, q.state, sets)
+        site.x = (site.x.float() / s).to(site.x.dtype)
+        site.x_t = site.x
+
+
+def apply(q, cfg: SmoothConfig) -> SmoothingHooks:
+    return SmoothingHooks(q, cfg)

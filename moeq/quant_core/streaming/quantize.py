@@ -1,0 +1,77 @@
+"""Calibrate and quantize a skeleton model layer by layer, writing each layer out as it is done.
+
+The same per-layer machinery as the in-memory path (`ModelQuantizer.quantize_layer`, `run_layer`)
+runs on one loaded layer at a time; calibration activations and a one-window probe batch are
+carried from layer to layer, so the probe logits of the finished model come out of the same pass.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from moeq.quant_core.algorithms.allocation import expert_bits
+from moeq.quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
+from moeq.quant_core.algorithms.mixed_precision import Allocator
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.quantize import ModelQuantizer
+from moeq.quant_core.quantized import QuantState
+from moeq.contract.recipe import Recipe
+from moeq.quant_core.streaming.runner import StreamRunner
+from moeq.quant_core.streaming.skeleton import SkeletonModel
+from moeq.quant_core.streaming.writer import StagedWriter
+from moeq.quant_core.streams import reserve_windows
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunContext, device: torch.device,
+                      writer: StagedWriter, probe_ids: torch.Tensor) -> tuple[QuantState, dict, torch.Tensor]:
+    """Returns (state, calibration info, probe logits of the quantized model)."""
+    from moeq.quant_core.pipeline import TOKENS_PER_CALIB_BATCH, calibration_windows
+
+    moe = sk.moe
+    state = QuantState()
+    calib, reserve = None, None
+    calib_info: dict = {"num_sequences": 0, "num_tokens": 0, "build_s": 0.0}
+    if recipe.needs_calibration:
+        calib, calib_info = calibration_windows(recipe, moe, tokenizer, ctx, sk.model_dir)
+        bal = recipe.calibration.balance
+        if bal is not None and bal.extra_samples:
+            reserve = reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1])
+    alloc = recipe.allocation
+    allocator = None  # router_norm / random: each layer's bits are chosen when the layer is loaded
+    if alloc is None or alloc.method == "uniform":
+        bits = expert_bits(moe, recipe, sk.model_dir, state)
+    else:
+        bits, allocator = {}, Allocator(moe, alloc, sk.model_dir)
+    quantizer = ModelQuantizer(moe, recipe, ctx, state, device, bits)
+    batch = max(1, TOKENS_PER_CALIB_BATCH // recipe.calibration.seq_len)
+    batches = None
+    if calib is not None:
+        ctx.progress("calibrate: capture layer-0 inputs", 0.0)
+        batches = capture_first_layer_inputs(moe, calib, batch, device)
+        quantizer.n_main = len(batches)
+        if reserve is not None and reserve.shape[0]:
+            batches += capture_first_layer_inputs(moe, reserve, batch, device)
+    probe = capture_first_layer_inputs(moe, probe_ids, probe_ids.shape[0], device)
+    n = len(moe.layers)
+    for i in range(n):
+        ctx.check_cancel()
+        ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
+        layer = sk.load_layer(i, device=device)
+        if allocator is not None and i in moe.blocks:
+            bits[i] = allocator.layer(i)
+        quantizer.quantize_layer(i, layer, batches)
+        if batches is not None:
+            batches = run_layer(layer, batches)
+        probe = run_layer(layer, probe)
+        writer.write_layer(i, state)
+        sk.release_layer(i)
+    if allocator is not None:
+        allocator.record(state, bits)
+    ctx.progress("quantize: done", 1.0)
+    logits = StreamRunner(sk, sk.source, device).head(probe[0].hidden).float().cpu()
+    return state, calib_info, logits

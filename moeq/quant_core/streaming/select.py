@@ -1,0 +1,70 @@
+"""Whether a run streams its layers from disk: asked for (`RunContext.stream = "on"`), or — on
+"auto" — when the source is FP8 block-quantized or its weights would not fit comfortably in the
+memory this process may use (the cgroup limit or the host's available memory)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from moeq.quant_core.context import RunContext
+from moeq.contract.recipe import Recipe
+
+log = logging.getLogger(__name__)
+FIT_FRACTION = 0.5  # stream when the checkpoint exceeds this share of the usable memory
+
+
+def _cgroup_limit() -> int | None:
+    """The tightest memory limit on this process's cgroup and its ancestors (v1), or the v2 limit."""
+    from moeq.quant_core.streaming.limits import MEMORY_ROOT, _own_cgroup
+
+    limits = []
+    own = _own_cgroup()
+    while own is not None and (own == MEMORY_ROOT or MEMORY_ROOT in own.parents):
+        try:
+            limits.append(int((own / "memory.limit_in_bytes").read_text()))
+        except (OSError, ValueError):
+            pass
+        own = own.parent if own != MEMORY_ROOT else None
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    real = [x for x in limits if x < 1 << 60]
+    return min(real) if real else None
+
+
+def usable_memory_bytes() -> int | None:
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    limit = _cgroup_limit()
+    return min(x for x in (avail, limit) if x is not None) if (avail or limit) else None
+
+
+def checkpoint_bytes(model_dir: Path) -> int:
+    return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
+
+
+def use_streaming(recipe: Recipe, ctx: RunContext) -> bool:
+    if ctx.stream in ("on", "off"):
+        return ctx.stream == "on"
+    from moeq.contract.describe import read_config
+    from moeq.quant_core.model_io import resolve_model
+
+    path = resolve_model(recipe.model, ctx)
+    if (read_config(path).get("quantization_config") or {}).get("quant_method") == "fp8":
+        return True
+    usable = usable_memory_bytes()
+    size = checkpoint_bytes(path)
+    if usable is not None and size > FIT_FRACTION * usable:
+        log.info("checkpoint %s (%.1f GB) exceeds %.0f%% of usable memory (%.1f GB): streaming its layers",
+                 path, size / 1e9, 100 * FIT_FRACTION, usable / 1e9)
+        return True
+    return False

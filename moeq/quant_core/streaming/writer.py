@@ -1,0 +1,143 @@
+"""Write a streamed run's quantized model layer by layer into a staging directory, then publish it.
+
+Each decoder layer, once quantized, goes to `model-layer-NNNNN.safetensors` (dequantized grid
+weights under the checkpoint's on-disk names) and `moeq_quant-layer-NNNNN.safetensors` (its
+integer codes, scales, zero points, bits), after which the layer's records keep only their shapes
+(the tensors are on disk). `finish` adds the embeddings/norm/head shard, the index, config,
+tokenizer, `moeq_quant.safetensors` (probe), `moeq.json` (listing the code shards) and checksums,
+and renames the staging directory into place — the same layout `load_quantized` reads and a
+plain sharded checkpoint transformers loads.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from moeq.contract.errors import ArtifactError
+from moeq.quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file
+from moeq.quant_core.quantized import QuantState
+from moeq.contract.recipe import Recipe
+from moeq.quant_core.streaming.checkpoint import INDEX_FILE, flush_and_drop
+from moeq.quant_core.streaming.skeleton import SkeletonModel
+
+OUTER_FILE = "model-outer.safetensors"
+
+
+def layer_file(i: int) -> str:
+    return f"model-layer-{i:05d}.safetensors"
+
+
+def codes_file(i: int) -> str:
+    return f"moeq_quant-layer-{i:05d}.safetensors"
+
+
+def _on_disk(model, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    from transformers.core_model_loading import revert_weight_conversion
+
+    return {k: v.detach().cpu().contiguous() for k, v in revert_weight_conversion(model, dict(tensors)).items()}
+
+
+def _spill(rec):
+    """The record with its tensors replaced by shape-only (meta) tensors: bit accounting still works."""
+    meta = lambda t: torch.empty(t.shape, dtype=t.dtype, device="meta")  # noqa: E731
+    rec.codes = meta(rec.codes)
+    rec.params = replace(rec.params, scale=meta(rec.params.scale), zero=meta(rec.params.zero))
+
+
+class StagedWriter:
+    def __init__(self, sk: SkeletonModel, save_dir: Path | None, scratch: Path) -> None:
+        self.sk = sk
+        self.save_dir = None if save_dir is None else Path(save_dir).expanduser().resolve()
+        parent = self.save_dir.parent if self.save_dir is not None else Path(scratch)
+        parent.mkdir(parents=True, exist_ok=True)
+        name = self.save_dir.name if self.save_dir is not None else "stream"
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+        self.weight_map: dict[str, str] = {}
+        self.code_shards: list[str] = []
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as exc:
+            self.discard()
+            where = self.save_dir or self.dir
+            if exc.errno == errno.ENOSPC:
+                raise ArtifactError(f"disk full while writing the quantized model to {where}; nothing was kept") from None
+            raise ArtifactError(f"cannot write the quantized model to {where}: {exc}") from None
+
+    def write_layer(self, i: int, state: QuantState) -> None:
+        self._guard(self._write_layer, i, state)
+
+    def _write_layer(self, i: int, state: QuantState) -> None:
+        prefix = f"{self.sk.layers_path}.{i}."
+        layer = self.sk.moe.layers[i]
+        dense = _on_disk(self.sk.model, {prefix + k: v for k, v in layer.state_dict().items()})
+        save_file(dense, str(self.dir / layer_file(i)), metadata={"format": "pt"})
+        flush_and_drop(self.dir / layer_file(i))
+        self.weight_map.update({k: layer_file(i) for k in dense})
+        codes = {}
+        for key, rec in state.records.items():
+            if key.startswith(prefix) and not rec.codes.is_meta:
+                codes[f"{key}.codes"] = rec.codes.cpu().clone()
+                codes[f"{key}.scale"] = rec.params.scale.float().cpu().clone()
+                codes[f"{key}.zero"] = rec.params.zero.float().cpu().clone()
+                codes[f"{key}.bits"] = rec.params.bits.reshape(-1).cpu().clone()
+                _spill(rec)
+        if codes:
+            save_file(codes, str(self.dir / codes_file(i)))
+            flush_and_drop(self.dir / codes_file(i))
+            self.code_shards.append(codes_file(i))
+
+    def write_index(self) -> None:
+        """Index of everything written so far (the layers can then be read back as a checkpoint)."""
+        total = sum((self.dir / f).stat().st_size for f in set(self.weight_map.values()))
+        (self.dir / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total},
+                                                       "weight_map": self.weight_map}, indent=1))
+
+    def finish(self, tokenizer, state: QuantState, recipe: Recipe, result: dict,
+               probe_ids: torch.Tensor, probe_logits: torch.Tensor) -> list[dict]:
+        """Write the remaining files and publish the directory atomically; returns artifact rows."""
+        if self.save_dir is None:
+            raise ArtifactError("no save directory was given")
+        return self._guard(self._finish, tokenizer, state, recipe, result, probe_ids, probe_logits)
+
+    def _finish(self, tokenizer, state, recipe, result, probe_ids, probe_logits) -> list[dict]:
+        sk, tmp = self.sk, self.dir
+        prefix = sk.layers_path + "."
+        outer = {k: v for k, v in sk.model.state_dict().items() if not k.startswith(prefix)}
+        if getattr(sk.model.config, "tie_word_embeddings", False):
+            outer.pop(f"{sk.moe.spec.lm_head}.weight", None)
+        outer = _on_disk(sk.model, outer)
+        save_file(outer, str(tmp / OUTER_FILE), metadata={"format": "pt"})
+        self.weight_map.update({k: OUTER_FILE for k in outer})
+        self.write_index()
+        sk.model.config.save_pretrained(tmp)
+        if getattr(sk.model, "generation_config", None) is not None:
+            sk.model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_file({"probe.input_ids": probe_ids.cpu().contiguous(), "probe.logits": probe_logits.cpu().contiguous()},
+                  str(tmp / CODES_FILE))
+        meta = _meta(state, recipe, result)
+        meta["codes_shards"] = list(self.code_shards)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        sums = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
+        if self.save_dir.exists():
+            shutil.rmtree(self.save_dir)
+        tmp.rename(self.save_dir)
+        rows = []
+        for name, digest in sums.items():
+            path = self.save_dir / name
+            rows.append({"kind": "quantized_model", "path": str(path), "bytes": path.stat().st_size, "sha256": digest})
+        return rows
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
