@@ -9,8 +9,8 @@ Timed, each with the L2 cache flushed before every call (a 512 MB write outside 
 against the HBM bound (bytes of packed weights + scales/zeros of the active experts / peak bandwidth).
 Prints a markdown table and writes JSON (device, date, torch and triton versions).
 
-    python benchmarks/kernels.py --out benchmarks/results/kernels-h100.json    # on a CUDA GPU
-    python benchmarks/kernels.py --small                                       # CPU smoke run: torch path only
+    python benchmarks/moe_kernels.py --out benchmarks/results/kernels-h100.json    # on a CUDA GPU
+    python benchmarks/moe_kernels.py --small                                       # CPU smoke run: torch path only
 """
 
 from __future__ import annotations
