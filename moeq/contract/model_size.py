@@ -29,8 +29,15 @@ class ModelSize:
         return params * BF16_BYTES
 
 
-def _size(config: dict[str, Any], name: str) -> int:
-    return config_int(config, name, 0, limit="intermediate") if config.get(name) is not None else 0
+SHARED_COUNTS = ("n_shared_experts", "num_shared_experts", "num_shared_expert", "moe_num_shared_experts")
+
+
+def _size(config: dict[str, Any], name: str, limit: str = "intermediate") -> int:
+    """`config[name]` in its plausible range (0 when absent); a per-layer list counts by its largest."""
+    value = config.get(name)
+    if isinstance(value, list) and value:
+        return max(config_int({name: v}, name, limit=limit) for v in value)
+    return config_int(config, name, 0, limit=limit) if value is not None else 0
 
 
 def model_size(config: dict[str, Any]) -> ModelSize:
@@ -39,8 +46,8 @@ def model_size(config: dict[str, Any]) -> ModelSize:
     dense_i = _size(config, "intermediate_size")
     expert_i = _size(config, "moe_intermediate_size") or dense_i
     shared_i = _size(config, "shared_expert_intermediate_size")
-    if not shared_i and config.get("n_shared_experts"):
-        shared_i = config_int(config, "n_shared_experts", 0, limit="experts") * expert_i
+    if not shared_i:
+        shared_i = max((_size(config, n, "experts") for n in SHARED_COUNTS if config.get(n)), default=0) * expert_i
     attention = 4 * h * h
     expert = 3 * h * expert_i
     shared = 3 * h * shared_i
