@@ -66,7 +66,9 @@ def _gb(n: int | float) -> str:
     return f"{n / 1e9:,.1f} GB"
 
 
-def check_fits(size: ModelSize, checkpoint_bytes: int, memory_bytes: int, model: str) -> None:
+def check_fits(size: ModelSize, checkpoint_bytes: int, memory_bytes: int, model: str,
+               memory: str = "a worker's memory", setting: str = "; the operator sets it with MOEQ_WORKER_MEMORY_GB") \
+        -> None:
     """ModelError when the config claims more than a worker can hold: its largest decoder layer (held
     whole even by a streamed run) above half the worker's memory, or the whole model above that memory
     while its safetensors files are too small to back it (a worker streams a model from disk only when
@@ -74,10 +76,10 @@ def check_fits(size: ModelSize, checkpoint_bytes: int, memory_bytes: int, model:
     layer = size.bytes(size.largest_layer)
     if layer > memory_bytes // 2:
         raise ModelError(f"{model}: config.json describes decoder layers of ~{size.largest_layer:.3g} parameters "
-                         f"({_gb(layer)} in bf16: experts × hidden × intermediate), more than half a worker's memory "
-                         f"({_gb(memory_bytes)}; the operator sets it with MOEQ_WORKER_MEMORY_GB)")
+                         f"({_gb(layer)} in bf16: experts × hidden × intermediate), more than half {memory} "
+                         f"({_gb(memory_bytes)}{setting})")
     whole = size.bytes(size.total)
     if whole > memory_bytes and checkpoint_bytes < size.total:
         raise ModelError(f"{model}: config.json describes ~{size.total:.3g} parameters ({_gb(whole)} in bf16), more "
-                         f"than a worker's memory ({_gb(memory_bytes)}; MOEQ_WORKER_MEMORY_GB), but its safetensors "
+                         f"than {memory} ({_gb(memory_bytes)}{setting}), but its safetensors "
                          f"files hold only {_gb(checkpoint_bytes)}: the config does not match the weights")

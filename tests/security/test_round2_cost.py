@@ -99,3 +99,16 @@ def test_a_real_sized_model_fits_and_the_budget_is_the_operators(tmp_path):
         admit(small, store2, {**plain, "model": model})
     store.dispose()
     store2.dispose()
+
+
+def test_the_worker_refuses_an_oversized_config_before_allocating(tmp_path):
+    """A run stored or forged past admission: the worker's own check (before any model is built from
+    the config) holds the config against the memory this worker has available."""
+    from moeq.jobs.local import make_context
+    from moeq.quant_core.model_io import check_loadable
+
+    settings, store, model = _settings(tmp_path, CONFIGS["65,536 experts x 4,096 layers"][0])
+    with pytest.raises(MoeqError, match="this worker's available memory") as err:
+        check_loadable(tmp_path / "models" / "m", make_context(settings))
+    assert "\n" not in str(err.value)
+    store.dispose()
