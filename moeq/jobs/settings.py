@@ -4,7 +4,8 @@ The frozen `Settings` object is created by the entry point and passed down; noth
 environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
-MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB. See docs/security.md for what the roots and switches guarantee.
+MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB. See docs/security.md for what the roots and
+switches guarantee.
 """
 
 from __future__ import annotations
