@@ -8,6 +8,7 @@ so every recipe error is listed, not only the first.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import fields, replace
 
 from moeq.app.recipe_form import LaunchForm
@@ -36,16 +37,37 @@ def form_label(key: str) -> str:
     return "recipe"
 
 
+def _shown(value) -> str:
+    """`value` quoted for an error line, cut short (a 5000-digit integer cannot even be str()-ed)."""
+    try:
+        text = str(value)
+    except ValueError:
+        return "this number"
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def _float(value, label: str, errors: list[str]) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        errors.append(f"{label}: {_shown(value)} is not a number")
+        return None
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        errors.append(f"{label}: {_shown(value)} is too large" if f == f else f"{label}: enter a number")
+        return None
+    return f
+
+
 def _whole(value, label: str, errors: list[str], allow_empty: bool = False):
     if value is None or (isinstance(value, str) and not value.strip()):
         if allow_empty:
             return 0
         errors.append(f"{label}: enter a whole number")
         return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        errors.append(f"{label}: {str(value)!r} is not a number")
+    f = _float(value, label, errors)
+    if f is None:
         return None
     if f != int(f):
         errors.append(f"{label}: {value} is not a whole number")
@@ -54,11 +76,7 @@ def _whole(value, label: str, errors: list[str], allow_empty: bool = False):
 
 
 def _number(value, label: str, errors: list[str]):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        errors.append(f"{label}: {str(value)!r} is not a number")
-        return None
+    return _float(value, label, errors)
 
 
 def read_form(form: LaunchForm) -> tuple[LaunchForm, list[str]]:
@@ -119,6 +137,17 @@ def _drop(recipe: dict, key: str) -> bool:
     return False
 
 
+def _without_run_refs(recipe: dict) -> dict:
+    """`recipe` as the parser sees it after admission: a MoQE `run:<id>` variant becomes the run's saved
+    model (`path:`) there, so here it stands in as one; whether the run exists and may be read is
+    admission's answer, shown on Launch."""
+    moqe = recipe.get("moqe")
+    variants = moqe.get("variants") if isinstance(moqe, dict) else None
+    if isinstance(variants, list):
+        moqe["variants"] = [f"path:{v}" if isinstance(v, str) and v.startswith("run:") else v for v in variants]
+    return recipe
+
+
 def recipe_errors(recipe) -> list[str]:
     """Every problem parse_recipe finds, each as '<form label>: <message> (recipe.<key>)'."""
     from moeq.contract.recipe import parse_recipe
@@ -129,7 +158,7 @@ def recipe_errors(recipe) -> list[str]:
         except MoeqError as exc:
             return [str(exc)]
         return []
-    work, out = copy.deepcopy(recipe), []
+    work, out = _without_run_refs(copy.deepcopy(recipe)), []
     for _ in range(MAX_RECIPE_ERRORS):
         try:
             parse_recipe(work)

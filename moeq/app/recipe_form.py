@@ -70,11 +70,12 @@ def form_to_recipe(f: LaunchForm) -> dict:
 
 
 def _moqe_recipe(recipe: dict, text: str) -> dict:
-    """MoQE: each ';'-separated variant is '+'-joined technique words at the form's weight setting."""
+    """MoQE: each ';'-separated variant is '+'-joined technique words at the form's weight setting, or a
+    saved model: 'path:<dir>' or 'run:<id>'."""
     words = variant_words()
     variants: list = []
     for part in (p.strip() for p in text.split(";") if p.strip()):
-        if part.startswith("path:"):
+        if part.startswith(("path:", "run:")):  # a saved model, or a run's (admission resolves run:<id>)
             variants.append(part)
             continue
         said = [w.strip().lower() for w in part.split("+") if w.strip()]

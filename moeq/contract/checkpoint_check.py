@@ -5,23 +5,20 @@ raw SafetensorError deep inside loading."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 import struct
 from pathlib import Path
 
 from moeq.contract.errors import ModelError
+from moeq.contract.safe_open import NotRegularFile, regular_file
 
 MAX_HEADER_BYTES = 100 << 20
 
 
-def check_safetensors_file(path: Path) -> None:
-    """ModelError naming `path` when its header is unreadable or its data is cut short."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ModelError(f"{path} is not a regular file")
+def check_safetensors_file(path: Path) -> int:
+    """The size of `path` in bytes; ModelError naming it when its header is unreadable or its data is cut
+    short."""
+    try:  # opened non-blocking and fstat-checked first: a FIFO named model.safetensors never blocks
+        with regular_file(path) as (f, st):
             head = f.read(8)
             if len(head) < 8:
                 raise ModelError(f"{path} is truncated (no safetensors header)")
@@ -29,6 +26,8 @@ def check_safetensors_file(path: Path) -> None:
             if n > min(MAX_HEADER_BYTES, st.st_size - 8):
                 raise ModelError(f"{path} is truncated or not a safetensors file (header of {n} bytes)")
             header = json.loads(f.read(n).decode("utf-8"))
+    except NotRegularFile:
+        raise ModelError(f"{path} is not a regular file (FIFOs, devices and folders are refused)") from None
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -45,9 +44,9 @@ def check_safetensors_file(path: Path) -> None:
         end = max(end, offsets[1])
     if st.st_size < 8 + n + end:
         raise ModelError(f"{path} is truncated: {st.st_size} bytes, its header needs {8 + n + end}")
+    return st.st_size
 
 
-def check_checkpoint_files(model_dir: Path) -> None:
-    """Check every *.safetensors file of `model_dir` (fast: headers and sizes only)."""
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        check_safetensors_file(path)
+def check_checkpoint_files(model_dir: Path) -> int:
+    """Check every *.safetensors file of `model_dir` (fast: headers and sizes only); their total bytes."""
+    return sum(check_safetensors_file(path) for path in sorted(Path(model_dir).glob("*.safetensors")))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 from moeq.contract.families import FAMILIES
 from moeq.contract.family_spec import FamilySpec
 from moeq.contract.errors import ModelError, UnsupportedFamilyError
+from moeq.contract.safe_open import NotRegularFile, regular_file
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def get_family(model_type: str) -> FamilySpec:
 # string, a list) becomes one ModelError instead of an endless loop or a raw Python exception
 LIMITS = {"num_hidden_layers": (1, 4096), "experts": (1, 65536), "top_k": (1, 65536), "hidden_size": (1, 1 << 20),
           "vocab_size": (1, 1 << 24), "first_k_dense_replace": (0, 4096), "decoder_sparse_step": (1, 4096),
-          "moe_layer_freq": (1, 4096)}
+          "moe_layer_freq": (1, 4096), "intermediate": (1, 1 << 20)}
 MAX_CONFIG_BYTES = 16 << 20
 
 
@@ -118,11 +117,11 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         raise ModelError(f"model directory {model_dir} does not exist")
     if not path.is_file():
         raise ModelError(f"{model_dir} has no config.json; not a Hugging Face checkpoint")
-    try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ModelError(f"{path} is not a regular file")
+    try:  # non-blocking, fstat-checked before reading: a FIFO swapped in never blocks
+        with regular_file(path) as (f, _):
             raw = f.read(MAX_CONFIG_BYTES + 1)
+    except NotRegularFile:
+        raise ModelError(f"{path} is not a regular file (FIFOs, devices and folders are refused)") from None
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
     if len(raw) > MAX_CONFIG_BYTES:

@@ -153,6 +153,10 @@ class EvalSpec:
         _check(self.limit is None or self.limit >= 1, "limit", "must be null or >= 1")
         _check(8 <= self.seq_len <= 32_768, "seq_len", "must be in [8, 32768]")
         _check(1 <= self.ppl_windows <= 100_000, "ppl_windows", "must be in [1, 100000]")
+        for t in self.tasks:
+            _check(isinstance(t, str) and (t == "testbed" or t.startswith(("file:", "lm_eval:"))), "tasks",
+                   f"unknown task source {t!r:.80} (use 'testbed', 'file:<path.jsonl>' or 'lm_eval:<task>')")
+        _check(len(set(self.tasks)) == len(self.tasks), "tasks", "a task is listed twice")
         _check(self.source in ("auto", "testbed", "random") or self.source.startswith("file:"),
                "source", "must be 'auto', 'testbed', 'random' or 'file:<path>'")
 

@@ -2,7 +2,10 @@
 
 A recipe names files in four places: `calibration.source` / `eval.source` ("file:<text>"),
 `eval.tasks` ("file:<jsonl>"), `eval.lm_eval_include` (a folder of lm-eval task YAMLs, which may
-import Python through `!function`) and MoQE `path:<saved model>` variants. Each is resolved after
+import Python through `!function`) and MoQE `path:<saved model>` variants; a MoQE recipe variant may
+set its own `calibration.source`, confined like the run's. `eval.tasks` "lm_eval:<name>" is a name
+in lm-eval's registry only: no path, no glob (lm-eval would load a YAML path as a task, and its
+`!function` imports Python). Each is resolved after
 symlinks and must lie inside its roots: data roots for `file:`, task roots for the lm-eval folder,
 model/artifact roots for saved models. Roots `None` mean "unrestricted" (a single local user, the
 CLI, tests); an empty tuple refuses every path. Only regular files are read (never FIFOs, devices
@@ -15,6 +18,7 @@ form; the readers then open exactly that path and verify that the opened file is
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from dataclasses import replace
@@ -26,6 +30,22 @@ MAX_TASK_FILE_BYTES = 64 << 20  # a JSONL task file
 MAX_TEXT_BYTES = 1 << 30  # any text source, whatever the recipe asks for
 READ_CHUNK = 1 << 20
 READ_DEADLINE_S = 120.0  # reading one recipe-named file (slow network mounts)
+
+
+# lm-eval registry names: letters, digits, '_', '-', '.', '(', ')' (checked against lm-eval 0.4.13's
+# 14,683 registered names); no '/', '\\', '~', glob characters or a YAML suffix
+LM_EVAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.()\-]{0,199}")
+LM_EVAL_PREFIX = "lm_eval:"
+
+
+def check_lm_eval_name(name: str, key: str) -> str:
+    """`name` when it can only be a task, group or tag name of lm-eval's registry, never a file path
+    or a glob pattern; RecipeError otherwise."""
+    if not LM_EVAL_NAME.fullmatch(name) or name.lower().endswith((".yaml", ".yml")):
+        raise RecipeError(key, f"lm_eval:{name[:80]!r} is not a task name of lm-eval's registry (a name like "
+                          "'arc_easy'; paths and glob patterns are refused — local task YAMLs go in a folder "
+                          "under MOEQ_TASK_ROOTS, named by eval.lm_eval_include)")
+    return name
 
 
 def _label(roots_name: str) -> str:
@@ -108,23 +128,55 @@ def _file_source(value: str, roots, key: str) -> str:
     return "file:" + str(confine(value[5:], roots, key, "data"))
 
 
-def confine_recipe(recipe, *, data_roots: tuple[Path, ...] | None, task_roots: tuple[Path, ...] | None,
-                   saved_roots: tuple[Path, ...] | None):
-    """`recipe` (a parsed Recipe) with every named path checked against its roots and resolved."""
-    cal = recipe.calibration
-    ev = recipe.eval
-    cal = replace(cal, source=_file_source(cal.source, data_roots, "calibration.source"))
-    tasks = tuple(_file_source(t, data_roots, f"eval.tasks[{i}]") for i, t in enumerate(ev.tasks))
+def _task(value: str, roots, key: str) -> str:
+    if value.startswith(LM_EVAL_PREFIX):
+        return LM_EVAL_PREFIX + check_lm_eval_name(value[len(LM_EVAL_PREFIX):], key)
+    return _file_source(value, roots, key)
+
+
+def _confine_one(recipe, data_roots, task_roots, prefix: str = ""):
+    """`recipe` (no MoQE part) with its calibration and evaluation sources confined; keys start `prefix`."""
+    cal, ev = recipe.calibration, recipe.eval
+    cal = replace(cal, source=_file_source(cal.source, data_roots, f"{prefix}calibration.source"))
+    tasks = tuple(_task(t, data_roots, f"{prefix}eval.tasks[{i}]") for i, t in enumerate(ev.tasks))
     include = ev.lm_eval_include
     if include is not None:
-        include = str(confine(include, task_roots, "eval.lm_eval_include", "task", want_dir=True))
-    ev = replace(ev, source=_file_source(ev.source, data_roots, "eval.source"), tasks=tasks, lm_eval_include=include)
+        include = str(confine(include, task_roots, f"{prefix}eval.lm_eval_include", "task", want_dir=True))
+    ev = replace(ev, source=_file_source(ev.source, data_roots, f"{prefix}eval.source"), tasks=tasks,
+                 lm_eval_include=include)
+    return replace(recipe, calibration=cal, eval=ev)
+
+
+def _with_confined(variant: dict, confined) -> dict:
+    """The variant dict with every source it sets itself replaced by its confined form."""
+    out = dict(variant)
+    for section, names in (("calibration", ("source",)), ("eval", ("source", "tasks", "lm_eval_include"))):
+        own = out.get(section)
+        if isinstance(own, dict):
+            spec = getattr(confined, section)
+            out[section] = {**own, **{n: (list(getattr(spec, n)) if n == "tasks" else getattr(spec, n))
+                                      for n in names if n in own}}
+    return out
+
+
+def confine_recipe(recipe, *, data_roots: tuple[Path, ...] | None, task_roots: tuple[Path, ...] | None,
+                   saved_roots: tuple[Path, ...] | None):
+    """`recipe` (a parsed Recipe) with every named path checked against its roots and resolved: the
+    run's own keys and, for MoQE, every variant as it will run (the run's keys merged with the
+    variant's), so a variant's own `calibration.source` cannot name what the run's may not."""
+    from moeq.contract.recipe import moqe_variants
+
+    recipe = _confine_one(recipe, data_roots, task_roots)
     moqe = recipe.moqe
-    if moqe is not None:
-        variants = []
-        for i, v in enumerate(moqe.variants):
-            if isinstance(v, str) and v.startswith("path:"):
-                v = "path:" + str(confine(v[5:], saved_roots, f"moqe.variants[{i}]", "saved model", want_dir=True))
-            variants.append(v)
-        moqe = replace(moqe, variants=tuple(variants))
-    return replace(recipe, calibration=cal, eval=ev, moqe=moqe)
+    if moqe is None:
+        return recipe
+    expanded = moqe_variants(recipe)
+    variants = []
+    for i, (v, full) in enumerate(zip(moqe.variants, expanded)):
+        key = f"moqe.variants[{i}]"
+        if isinstance(v, str):  # moqe_variants accepted it: a 'path:<dir>' variant
+            v = "path:" + str(confine(v[5:], saved_roots, key, "saved model", want_dir=True))
+        else:
+            v = _with_confined(v, _confine_one(full, data_roots, task_roots, f"{key}."))
+        variants.append(v)
+    return replace(recipe, moqe=replace(moqe, variants=tuple(variants)))

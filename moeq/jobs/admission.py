@@ -3,7 +3,9 @@
 `admit` parses the recipe (bounds included), turns MoQE `run:<id>` variants into the saved model of
 a run the user may read, confines every named file to its roots (moeq.contract.sources), and checks
 the model: it exists inside the model roots (or is a zoo name), its config.json is sane, it is an
-MoE of a supported family, its safetensors files are whole, and the group size divides its sizes.
+MoE of a supported family, its safetensors files are whole, the group size divides its sizes, and
+what its config claims fits a worker's memory (moeq.contract.model_size). Last, the cost model
+(moeq.contract.cost) weighs the recipe's tokens by the model's parameters against MOEQ_WORK_BUDGET.
 Every failure is one MoeqError line; nothing reaches the database or the queue before this passes.
 """
 
@@ -16,7 +18,9 @@ from moeq.db.store import Store
 from moeq.jobs.local import saved_roots
 from moeq.jobs.settings import Settings
 from moeq.contract import limits
+from moeq.contract.cost import check_work
 from moeq.contract.errors import ModelError, RecipeError
+from moeq.contract.model_size import ModelSize, check_fits, model_size
 from moeq.contract.recipe import Recipe, parse_recipe
 from moeq.contract.sources import confine_recipe, inside
 from moeq.contract.zoo import ZOO, zoo_path
@@ -73,19 +77,25 @@ def _model_dir(settings: Settings, ref: str) -> Path | None:
     return resolve_local_path(ref, settings.model_roots)
 
 
-def check_model(settings: Settings, recipe: Recipe) -> None:
+# a zoo model that is not built yet: parameters per token assumed (the zoo's models are far smaller)
+UNBUILT_ZOO_SIZE = ModelSize(total=100_000_000, active=100_000_000, largest_layer=10_000_000)
+
+
+def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
+    """The model's size and hidden size, or one MoeqError line on what is wrong with it."""
     from moeq.contract.describe import describe_config, read_config
     from moeq.contract.checkpoint_check import check_checkpoint_files
 
     path = _model_dir(settings, recipe.model)
     if path is None:
-        return
+        return UNBUILT_ZOO_SIZE, 1024
     config = read_config(path)
     if config.get("auto_map") and not settings.allow_remote_code:
         raise ModelError(f"{recipe.model} needs trust_remote_code (custom modeling code); refused — an operator "
                          "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
-    describe_config(config)
-    check_checkpoint_files(path)
+    hidden = describe_config(config).hidden_size
+    size = model_size(config)
+    check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
     g = recipe.weights.group_size
     if recipe.weights.bits < 16 and g is not None:
         for name in ("hidden_size", "moe_intermediate_size", "intermediate_size", "shared_expert_intermediate_size"):
@@ -93,6 +103,7 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
             if isinstance(dim, int) and dim > 0 and dim % g:
                 raise RecipeError("weights.group_size", f"group size {g} does not divide {name} = {dim} of "
                                   f"{recipe.model}; use a divisor of {dim} or null (per channel)")
+    return size, hidden
 
 
 def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
@@ -115,5 +126,6 @@ def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] 
         raise RecipeError("model", "no model given (a zoo name or a model directory)")
     confine_recipe(recipe, data_roots=settings.data_roots, task_roots=settings.task_roots,
                    saved_roots=saved_roots(settings))
-    check_model(settings, recipe)
+    size, hidden = check_model(settings, recipe)
+    check_work(recipe, size.active, hidden, settings.work_budget, recipe.model)
     return recipe

@@ -4,7 +4,8 @@ The frozen `Settings` object is created by the entry point and passed down; noth
 environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
-MOEQ_LOGIN_LOCK_S. See docs/security.md for what the roots and switches guarantee.
+MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB. See docs/security.md for what the roots and
+switches guarantee.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class Settings:
     allow_unauthenticated: bool = False  # serve a non-loopback address without MOEQ_AUTH
     login_max_failures: int = 5  # per user and window; an address gets 4x as many
     login_lock_s: float = 300.0
+    # admission's cost model (moeq.contract.cost): parameter-tokens one run may ask for, and the memory
+    # a worker has (None: this host's physical memory) that a model's config is bounded against
+    work_budget: float = 1e18
+    worker_memory_gb: float | None = None
 
     @property
     def team(self) -> bool:
@@ -69,6 +74,12 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def worker_memory_bytes(self) -> int:
+        if self.worker_memory_gb is not None:
+            return int(self.worker_memory_gb * 1e9)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
     def effective_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
@@ -95,7 +106,7 @@ def _number(name: str, value: str) -> float:
         v = float(value)
     except ValueError:
         raise SettingsError(f"{name}: expected a number, got {value!r}") from None
-    if v <= 0:
+    if not v > 0:  # NaN too
         raise SettingsError(f"{name}: must be > 0, got {value!r}")
     return v
 
@@ -156,6 +167,9 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         login_max_failures=int(_number("MOEQ_LOGIN_MAX_FAILURES", get("MOEQ_LOGIN_MAX_FAILURES",
                                                                       "login_max_failures", "5"))),
         login_lock_s=_number("MOEQ_LOGIN_LOCK_S", get("MOEQ_LOGIN_LOCK_S", "login_lock_s", "300")),
+        work_budget=_number("MOEQ_WORK_BUDGET", get("MOEQ_WORK_BUDGET", "work_budget", "1e18")),
+        worker_memory_gb=_number("MOEQ_WORKER_MEMORY_GB", memory) if (memory := get(
+            "MOEQ_WORKER_MEMORY_GB", "worker_memory_gb")) else None,
     )
 
 

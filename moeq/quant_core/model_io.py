@@ -28,15 +28,22 @@ def resolve_model(ref: str, ctx: RunContext) -> Path:
 
 
 def check_loadable(path: Path, ctx: RunContext) -> ModelInfo:
-    """Describe the checkpoint and refuse remote code unless the operator allowed it."""
+    """Describe the checkpoint and refuse remote code unless the operator allowed it; refuse a config
+    that claims more than this worker can hold (admission checked it against MOEQ_WORKER_MEMORY_GB; a
+    stored or forged run skipped that) before anything is allocated from it."""
     from moeq.contract.checkpoint_check import check_checkpoint_files
+    from moeq.contract.model_size import check_fits, model_size
+    from moeq.quant_core.streaming.host_memory import usable_memory_bytes
 
     config = read_config(path)
     if config.get("auto_map") and not ctx.allow_remote_code:
         raise ModelError(f"{path} needs trust_remote_code (custom modeling code); refused — an operator can "
                          "allow it with MOEQ_ALLOW_REMOTE_CODE=1")
     info = describe_config(config)
-    check_checkpoint_files(path)
+    checkpoint = check_checkpoint_files(path)
+    memory = usable_memory_bytes()
+    if memory:
+        check_fits(model_size(config), checkpoint, memory, str(path), "this worker's available memory", "")
     return info
 
 

@@ -1,5 +1,8 @@
 """Optional bridge to lm-evaluation-harness (`pip install moeq[lmeval]`): score any harness task —
-including tasks defined from local files via an include path — on a (quantized) model in memory."""
+including tasks defined from local files via an include path — on a (quantized) model in memory.
+
+Only names in the task manager's registry reach lm-eval (its installed tasks, or the confined include
+folder's): lm-eval itself would also load a YAML file path or a folder given as a task name."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import math
 from pathlib import Path
 
 from moeq.contract.errors import RecipeError
+from moeq.contract.sources import check_lm_eval_name
 from moeq.quant_core.evaluate.scoring import greedy_generate, loglikelihoods
 from moeq.quant_core.evaluate.tasks import TaskScore
 
@@ -53,7 +57,13 @@ def run_lm_eval(model, tokenizer, task_names: list[str], device, limit: int | No
 
     if include_path is not None and not Path(include_path).exists():
         raise RecipeError("eval.lm_eval_include", f"{include_path} does not exist")
+    for name in task_names:  # again in the worker: a stored or forged recipe skipped admission
+        check_lm_eval_name(name, "eval.tasks")
     manager = TaskManager(include_path=include_path, include_defaults=include_path is None)
+    unknown = [name for name in task_names if name not in manager.task_index]
+    if unknown:
+        where = f"the task folder {include_path}" if include_path is not None else "lm-eval's installed registry"
+        raise RecipeError("eval.tasks", f"lm_eval:{unknown[0][:80]!r} is not a task, group or tag in {where}")
     try:
         out = simple_evaluate(model=MoeqLM(model, tokenizer, device), tasks=task_names, limit=limit,
                               task_manager=manager, log_samples=False, bootstrap_iters=0)

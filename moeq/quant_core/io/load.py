@@ -20,6 +20,9 @@ from moeq.quant_core.modules import ActQuant, QuantExperts, attach_input_quant, 
 from moeq.quant_core.quantized import WeightRecord
 
 
+MAX_CHECKSUMS_BYTES = 1 << 20
+
+
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
@@ -34,12 +37,27 @@ def verify_checksums(path: Path) -> dict:
     sums_file = path / CHECKSUMS_FILE
     if not sums_file.is_file():
         raise ArtifactError(f"{path} has no {CHECKSUMS_FILE}; not a moeq quantized model")
-    sums = json.loads(sums_file.read_text())
+    from moeq.contract.safe_open import regular_file
+
+    try:  # every file opened non-blocking and fstat-checked: a FIFO in a saved model never blocks a worker
+        with regular_file(sums_file) as (f, _):
+            sums = json.loads(f.read(MAX_CHECKSUMS_BYTES))
+        if not isinstance(sums, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError, RecursionError):
+        raise ArtifactError(f"{path}: {CHECKSUMS_FILE} is not a readable checksum list") from None
     for name, digest in sums.items():
         f = path / name
+        if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+            raise ArtifactError(f"{path}: {CHECKSUMS_FILE} names {str(name)[:80]!r}, not a file of the folder")
         if not f.is_file():
             raise ArtifactError(f"{path}: file {name} listed in {CHECKSUMS_FILE} is missing")
-        if sha256_file(f) != digest:
+        try:
+            ok = sha256_file(f) == digest
+        except OSError:
+            raise ArtifactError(f"{path}: file {name} listed in {CHECKSUMS_FILE} is not a readable regular file") \
+                from None
+        if not ok:
             raise ArtifactError(f"{path}: file {name} does not match its recorded sha256 (corrupted or modified)")
     return sums
 

@@ -36,8 +36,11 @@ CHECKSUMS_FILE = "checksums.json"
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256; opened non-blocking and fstat-checked (a FIFO is refused, never waited on)."""
+    from moeq.contract.safe_open import regular_file
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with regular_file(path) as (f, _):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
