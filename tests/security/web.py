@@ -62,3 +62,30 @@ def call(client: httpx.Client, api_name: str, data: list, headers: dict | None =
     if kind == "complete":
         return 200, json.loads(payload)
     return 500, payload or r.text
+
+
+def page_calls(client: httpx.Client, steps: list[tuple[str, list]], headers: dict | None = None) -> list:
+    """Run handlers in one page session, in order (a `load` first fills per-session choices, as the
+    page does); returns each one's output data (or its error text)."""
+    import uuid
+
+    ids = {d["api_name"]: d["id"] for d in client.get("/config", headers=headers or {}).json()["dependencies"]}
+    session = uuid.uuid4().hex
+    outputs = []
+    for name, data in steps:
+        r = client.post("/gradio_api/queue/join", headers=headers or {},
+                        json={"data": data, "fn_index": ids[name], "session_hash": session, "event_data": None,
+                              "trigger_id": None})
+        assert r.status_code == 200, r.text
+        event = r.json()["event_id"]
+        with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session},
+                           headers=headers or {}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                msg = json.loads(line[6:])
+                if msg.get("event_id") == event and msg.get("msg") == "process_completed":
+                    out = msg.get("output") or {}
+                    outputs.append(out.get("data", out.get("error")))
+                    break
+    return outputs
