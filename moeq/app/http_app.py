@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.cors import CORSMiddleware
 
 from moeq.app.serve_guard import is_loopback
 from moeq.app.services import AppServices
@@ -20,15 +22,6 @@ from moeq.db.repository.users import LOCAL_USER
 
 log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-@dataclass
-class Protection:
-    """How the server is protected; `line` is what `moeq serve` says at start."""
-
-    url: str
-    token: str | None
-    line: str
 
 
 def allowed_hosts(settings, host: str) -> tuple[str, ...]:
@@ -40,9 +33,6 @@ def allowed_hosts(settings, host: str) -> tuple[str, ...]:
 
 
 def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
-    from starlette.middleware.cors import CORSMiddleware
     import gradio as gr
 
     from moeq.app.login_guard import LoginGuardMiddleware, LoginThrottle

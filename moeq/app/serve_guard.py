@@ -39,8 +39,8 @@ def check_exposure(settings: Settings, host: str) -> str | None:
                              "MOEQ_ALLOW_UNAUTHENTICATED=1 to accept that risk")
         return f"WARNING: serving {host} WITHOUT logins (MOEQ_ALLOW_UNAUTHENTICATED=1): every visitor is trusted"
     if settings.team:
-        return ("WARNING: team mode without MOEQ_AUTH: every local user of this host can read and launch every "
-                "project's runs (set MOEQ_AUTH=1)")
+        return ("WARNING: team mode without MOEQ_AUTH: whoever has the URL with its token can read and launch "
+                "every project's runs (set MOEQ_AUTH=1 for per-user logins)")
     return None
 
 

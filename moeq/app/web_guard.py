@@ -75,8 +75,9 @@ class RequestGuard:
         return None
 
     def _origins(self, scope, host: str) -> frozenset[str]:
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        return self.allowed_origins | {f"{scheme}://{host}".lower()}
+        """The page's own origin: its Host under either scheme (a TLS proxy in front changes the scheme
+        the server sees, not the name), and the operator's allow-list."""
+        return self.allowed_origins | {f"http://{host}".lower(), f"https://{host}".lower()}
 
     def _has_token(self, headers: dict) -> bool:
         auth = headers.get("authorization", "")
