@@ -93,6 +93,9 @@ def _serve(settings: Settings, host: str, port: int, worker: bool | None, block:
             raise ServeError(f"cannot start the web server on {host}:{port}: {exc}") from None
         raise
     announce(protection_line(settings, host, port, token))
+    if token is not None and settings.home.stat().st_mode & 0o077:
+        announce(f"moeq: WARNING: {settings.home} is open to other users (its runs, database and notes): "
+                 f"chmod 700 it")
     if not block:
         return demo, cleanup
     try:

@@ -3,9 +3,10 @@
 - **Host**: only the names in `allowed_hosts` (DNS rebinding: a page on evil.example resolving to
   127.0.0.1 reaches the server under the Host evil.example and is refused).
 - **Origin**: a request that carries an Origin must come from the page's own origin (scheme + Host)
-  or one the operator allowed; a state-changing request without an Origin is refused when the
-  browser says it is cross-site or same-site (`Sec-Fetch-Site`). Other ports of the same host are
-  other origins. Non-browser clients (no Origin, no Sec-Fetch-Site) are not affected.
+  or one the operator allowed; a request the browser marks cross-site or same-site
+  (`Sec-Fetch-Site`: an <img>, <script> or form from another page) is refused unless it is a
+  top-level navigation (a followed link). Other ports of the same host are other origins.
+  Non-browser clients (no Origin, no Sec-Fetch-*) are not affected.
 - **Uploads**: no component of the workbench takes files, so Gradio's upload routes answer 404.
 - **URL token** (no logins): every request needs the server's secret, given once as `?token=` (it
   then becomes an HttpOnly SameSite=Strict cookie for this port) or as `Authorization: token …`.
@@ -20,7 +21,6 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 log = logging.getLogger(__name__)
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 UPLOAD_PATHS = ("/gradio_api/upload", "/gradio_api/upload_progress", "/upload", "/upload_progress")
 
 
@@ -67,7 +67,7 @@ class RequestGuard:
         if origin is not None:
             if origin.rstrip("/").lower() not in self._origins(scope, host):
                 return 403, "cross-origin request refused (set MOEQ_ALLOWED_ORIGINS to allow an origin)"
-        elif method not in SAFE_METHODS and headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site") and not _navigation(method, headers):
             return 403, "cross-site request refused"
         path = scope.get("path", "")
         if scope["type"] == "http" and path.rstrip("/") in UPLOAD_PATHS:
@@ -90,6 +90,13 @@ class RequestGuard:
             return False
         morsel = cookie.get(self.token_cookie)
         return morsel is not None and _same(morsel.value, self.url_token)
+
+
+def _navigation(method: str, headers: dict) -> bool:
+    """A person following a link or typing the address (allowed from anywhere), as opposed to a
+    page embedding, fetching or posting to the server (the browser says which: Sec-Fetch-*)."""
+    return method in ("GET", "HEAD") and headers.get("sec-fetch-mode") == "navigate" \
+        and headers.get("sec-fetch-dest", "document") in ("document", "")
 
 
 def _same(a: str, b: str) -> bool:

@@ -50,6 +50,10 @@ def test_cross_origin_requests_are_refused(server):
         assert r.status_code == 403, origin  # login CSRF
     r = alice.post("/gradio_api/queue/join", json={}, headers={"Sec-Fetch-Site": "same-site"})
     assert r.status_code == 403  # a browser said it is cross-site even without an Origin
+    embedded = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+    assert alice.get("/logout", headers=embedded).status_code == 403  # <img src=…/logout> on another page
+    followed = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert alice.get("/", headers=followed).status_code == 200  # a link from elsewhere still opens the page
     code, out = call(alice, "refresh", ["", "", "", "", "", "", "created", "", "", "", []], {"Origin": base})
     assert code == 200 and "1 of 1 runs" in str(out)  # the page's own origin works
 
