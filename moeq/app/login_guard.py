@@ -2,18 +2,27 @@
 
 Gradio calls the auth function with only (username, password), so the per-address part and the
 lock-out answer live in a small ASGI middleware in front of POST /login; it also records each
-answer (200 = success, 400 = wrong credentials). Sessions: every cookie token is tied to the
-password hash the user had when that token was issued; a changed password (or a removed user) ends
-every older session at its next request.
+answer (200 = success, 400 = wrong credentials). The form is parsed by the same parser the login
+route uses (Starlette's), and a form with a repeated field or a file part is refused, so the name
+that is throttled is the name that logs in. Gradio's own login page posts multipart/form-data, so
+that encoding is accepted alongside application/x-www-form-urlencoded; nothing else is. The session
+cookies it answers with are rewritten to SameSite=Lax (Gradio sets None).
+
+Sessions: every token is registered when it is issued, with its user and the password hash the
+user had then; an unregistered token, or one whose user's hash has changed since (a password reset,
+a removed user), is refused — for good.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
-from urllib.parse import parse_qs
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 
 WINDOW_S = 900.0  # failures older than this are forgotten
 ADDRESS_FACTOR = 4  # an address may fail this many times more often than one user name
@@ -73,11 +82,6 @@ class LoginGuardMiddleware:
                 return await _answer(send, 413, "login form too large")
             if not message.get("more_body"):
                 break
-        user = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
-        address = (scope.get("client") or ("?", 0))[0]
-        wait = self.throttle.retry_after(user, address)
-        if wait > 0:
-            return await _answer(send, 429, f"too many failed logins; try again in {wait:.0f} s")
         replayed = False
 
         async def replay():
@@ -87,24 +91,71 @@ class LoginGuardMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        user, problem = await _login_name(scope, body)
+        if problem:
+            return await _answer(send, 400, problem)
+        address = (scope.get("client") or ("?", 0))[0]  # the socket's, unless uvicorn trusts a proxy
+        wait = self.throttle.retry_after(user, address)
+        if wait > 0:
+            return await _answer(send, 429, f"too many failed logins; try again in {wait:.0f} s")
         status: dict = {"tokens": []}
 
         async def watch(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                headers = []
                 for name, value in message.get("headers", []):
                     if name.lower() == b"set-cookie" and value.startswith(b"access-token"):
-                        status["tokens"].append(value.split(b";", 1)[0].split(b"=", 1)[-1].decode())
+                        cookie_name, _, rest = value.partition(b"=")
+                        status["tokens"].append((cookie_name.decode(), rest.split(b";", 1)[0].decode()))
+                        value = SAMESITE.sub(b"SameSite=lax", value)
+                        if b"samesite" not in value.lower():
+                            value += b"; SameSite=lax"
+                    headers.append((name, value))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, replay, watch)
         if status.get("code") == 200:
             self.throttle.succeeded(user)
             if self.sessions is not None:
-                for token in status["tokens"]:
-                    self.sessions.issued(token, user)
+                for cookie_name, token in status["tokens"]:
+                    self.sessions.issued(token, user, cookie_name)
         elif status.get("code") == 400:
             self.throttle.failed(user, address)
+
+
+SAMESITE = re.compile(rb"samesite=[a-z]+", re.IGNORECASE)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _login_name(scope, body: bytes) -> tuple[str, str | None]:
+    """(user name as the login route will read it, problem) — parsed by Starlette like the route."""
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    ctype = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+    if ctype not in FORM_TYPES:
+        return "", "login form: expected application/x-www-form-urlencoded or multipart/form-data"
+    sent = False
+
+    async def once():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, once).form()
+    except Exception:
+        return "", "login form: malformed"
+    items = form.multi_items()
+    await form.close()
+    if len({k for k, _ in items}) != len(items):
+        return "", "login form: a field is repeated"
+    if any(isinstance(v, UploadFile) for _, v in items):
+        return "", "login form: files are not accepted"
+    user = form.get("username")
+    return (user.strip() if isinstance(user, str) else ""), None
 
 
 async def _answer(send, code: int, detail: str) -> None:
@@ -115,31 +166,52 @@ async def _answer(send, code: int, detail: str) -> None:
 
 
 class SessionRegistry:
-    """token → the password hash its user had when it was issued; a different hash now = revoked."""
+    """Tokens issued by the login route: token -> (user, the password hash it logged in with).
+
+    `cookie_names` are the exact names Gradio gave them (its secure cookie first, as Gradio reads
+    them); a token is looked up only under those names."""
 
     def __init__(self) -> None:
-        self._at_login: dict[str, str] = {}  # user → hash at the last successful login
-        self._tokens: dict[str, str] = {}
+        self._at_login: dict[str, str] = {}  # user -> hash at the last successful login
+        self._tokens: dict[str, tuple[str, str]] = {}
+        self._revoked: set[str] = set()
+        self.cookie_names: list[str] = []
         self._lock = threading.Lock()
 
     def logged_in(self, user: str, password_hash: str) -> None:
         with self._lock:
             self._at_login[user] = password_hash
 
-    def issued(self, token: str, user: str) -> None:
+    def issued(self, token: str, user: str, cookie_name: str | None = None) -> None:
         """Tie a freshly issued token to the hash its user logged in with."""
         with self._lock:
+            if cookie_name and cookie_name not in self.cookie_names:
+                self.cookie_names.append(cookie_name)
+                self.cookie_names.sort(key=lambda n: "-unsecure-" in n)  # Gradio reads the secure one first
             if user in self._at_login:
-                self._tokens[token] = self._at_login[user]
+                self._tokens[token] = (user, self._at_login[user])
+
+    def token_of(self, cookies: dict) -> str | None:
+        """The session token Gradio itself uses for these cookies (same names, same order)."""
+        with self._lock:
+            names = list(self.cookie_names)
+        return next((cookies[n] for n in names if cookies.get(n)), None)
+
+    def owner(self, token: str) -> str | None:
+        with self._lock:
+            entry = self._tokens.get(token)
+        return entry[0] if entry else None
 
     def valid(self, token: str | None, user: str, current_hash: str | None) -> bool:
-        if current_hash is None:
+        """Only a token this server issued to `user`, whose password has not changed since."""
+        if current_hash is None or token is None:
             return False
-        if token is None:
-            return True  # no cookie to tie to (e.g. a direct API call already checked by gradio)
         with self._lock:
-            issued = self._tokens.setdefault(token, self._at_login.get(user, current_hash))
-            if issued != current_hash:
-                self._tokens[token] = ""  # stays revoked even if the hash is restored
+            if token in self._revoked or token not in self._tokens:
+                return False
+            owner, issued_with = self._tokens[token]
+            if owner != user or issued_with != current_hash:
+                self._revoked.add(token)  # stays revoked even if the hash is restored
+                self._tokens.pop(token, None)
                 return False
             return True

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import tempfile
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moeq.app.exports import ExportStore, rows_to_bytes
 from moeq.app.safe_calls import MAX_NOTES, check_text, one_line_errors
 from moeq.db.repository.queries import RunFilter, compare_runs, distinct_values, list_runs
 from moeq.db.repository.results import run_to_dict
 from moeq.db.repository.runs import get_run, resolve_run_id, set_notes
 from moeq.db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, ensure_project, ensure_user,
-                                 password_hash, require_access, user_projects, verify_user)
+                                 get_user, password_hash, require_access, user_projects, verify_user)
 from moeq.db.store import Store
 from moeq.jobs.settings import Settings
 from moeq.contract.describe import describe_dir
@@ -26,7 +22,6 @@ from moeq.contract.model_ref import resolve_local_path
 from moeq.contract.zoo import ZOO, zoo_path
 
 log = logging.getLogger(__name__)
-EXPORT_KEEP_S = 600.0  # a download link lives this long; older export files are removed
 
 @dataclass
 class AppServices:
@@ -35,7 +30,7 @@ class AppServices:
     celery_app: object | None = None
     worker: object | None = None  # the supervised local worker (embedded mode), for its health line
     sessions: object | None = None  # moeq.app.login_guard.SessionRegistry (team mode)
-    _export_dir: list = field(default_factory=list)
+    exports: ExportStore = field(default_factory=ExportStore)
 
     # -- identity -------------------------------------------------------------------------------
     def user_of(self, request) -> str:
@@ -45,14 +40,17 @@ class AppServices:
         if not name:
             raise AuthError("not logged in")
         if self.sessions is not None:
-            cookies = getattr(request, "cookies", None) or {}
-            token = next((v for k, v in cookies.items() if k.startswith("access-token")), None)
-            with self.store.session() as s:
-                current = password_hash(s, name)
-            if not self.sessions.valid(token, name, current):
+            token = self.sessions.token_of(getattr(request, "cookies", None) or {})
+            if not self.session_valid(token, name):
                 self._end_session(request, token)
                 raise AuthError("your session has ended (password changed or user removed); sign in again")
         return name
+
+    def session_valid(self, token: str | None, name: str) -> bool:
+        """`token` was issued to `name` by this server and `name`'s password has not changed since."""
+        with self.store.session() as s:
+            current = password_hash(s, name)
+        return self.sessions is not None and self.sessions.valid(token, name, current)
 
     @staticmethod
     def _end_session(request, token: str | None) -> None:
@@ -169,20 +167,25 @@ class AppServices:
     def cancel(self, user: str, run_id: str) -> str:
         from moeq.jobs.submit import cancel
 
+        run = self._cancellable(user, run_id)
+        return cancel(self.settings, self.store, run["run_id"], self.celery_app)
+
+    def _cancellable(self, user: str, run_id: str) -> dict:
+        """The run, if `user` may cancel it: its author or an admin (other members may only read it)."""
         run = self.run(user, run_id)
         if self.settings.auth:
             with self.store.session() as s:
                 require_access(s, user, run["project"])
-        return cancel(self.settings, self.store, run["run_id"], self.celery_app)
+                account = get_user(s, user)
+                if run.get("user") != user and not (account is not None and account.is_admin):
+                    raise MoeqError(f"only {run.get('user')!r} (who launched it) or an admin may cancel this run")
+        return run
 
     def cancel_message(self, user: str, run_id: str) -> str:
         """Cancel and say what happened in words ('already finished (succeeded)' for an ended run)."""
         from moeq.jobs.submit import cancel_with_message
 
-        run = self.run(user, run_id)
-        if self.settings.auth:
-            with self.store.session() as s:
-                require_access(s, user, run["project"])
+        run = self._cancellable(user, run_id)
         return cancel_with_message(self.settings, self.store, run["run_id"], self.celery_app)[1]
 
     def progress(self, user: str, run_id: str) -> dict:
@@ -219,33 +222,21 @@ class AppServices:
             scope = self._scope(user)
             return {"model": distinct_values(s, "model", scope), "status": distinct_values(s, "status", scope)}
 
-    def export_dir(self) -> Path:
-        """One private temporary folder per server for download files; old files are pruned."""
-        if not self._export_dir:
-            self._export_dir.append(Path(tempfile.mkdtemp(prefix="moeq-export-")))
-        folder = self._export_dir[0]
-        for old in folder.iterdir():
-            if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
-                old.unlink(missing_ok=True)
-        return folder
-
     def close(self) -> None:
-        """Remove this server's temporary files."""
-        for folder in self._export_dir:
-            shutil.rmtree(folder, ignore_errors=True)
-        self._export_dir.clear()
+        """Remove this server's temporary files (exports not yet downloaded)."""
+        self.exports.close()
 
-    def export(self, rows: list[dict], fmt: str) -> Path:
-        """Write `rows` to a CSV or JSON file for download (in `export_dir`)."""
+    def export(self, rows: list[dict], fmt: str, user: str = LOCAL_USER) -> Path:
+        """Write `rows` to a private CSV or JSON file that only `user` may download (see export_link)."""
+        return self._export(rows, fmt, user)[1]
+
+    def export_link(self, user: str, rows: list[dict], fmt: str) -> tuple[str, str]:
+        """(URL path, file name) of a one-time download of `rows` for `user`."""
+        name, _, filename = self._export(rows, fmt, user)
+        return f"/moeq/export/{name}", filename
+
+    def _export(self, rows: list[dict], fmt: str, user: str) -> tuple[str, Path, str]:
         fmt = "json" if fmt == "json" else "csv"
-        out = self.export_dir() / f"runs-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}.{fmt}"
-        if fmt == "json":
-            out.write_text(json.dumps(rows, indent=1))
-        else:
-            buf = io.StringIO()
-            cols = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))] if rows else ["run_id"]
-            writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-            out.write_text(buf.getvalue())
-        return out
+        filename = f"runs-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        name, path = self.exports.add(user, rows_to_bytes(rows, fmt), filename)
+        return name, path, filename

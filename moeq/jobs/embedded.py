@@ -20,6 +20,15 @@ BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 STABLE_S = 60.0  # uptime after which the back-off starts again from its first step
 
 
+def roots_env(settings: Settings) -> dict[str, str]:
+    """MOEQ_*_ROOTS naming exactly `settings`' roots (an empty value means none)."""
+    env = {"MOEQ_MODEL_ROOTS": os.pathsep.join(str(p) for p in settings.model_roots)}
+    for name, roots in (("MOEQ_DATA_ROOTS", settings.data_roots), ("MOEQ_TASK_ROOTS", settings.task_roots)):
+        if roots is not None:
+            env[name] = os.pathsep.join(str(p) for p in roots)
+    return env
+
+
 class LocalWorker:
     """A supervised `python -m moeq.jobs.worker` child process sharing this process's settings."""
 
@@ -42,6 +51,7 @@ class LocalWorker:
                    MOEQ_PARENT_PID=str(os.getpid()))
         if self.settings.broker_url:
             env["MOEQ_BROKER_URL"] = self.settings.broker_url
+        env.update(roots_env(self.settings))  # the worker checks against the server's roots
         log_file = open(self.settings.home / "worker.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "moeq.jobs.worker", f"--loglevel={self.loglevel}"],
                                      env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)

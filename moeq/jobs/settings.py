@@ -4,8 +4,8 @@ The frozen `Settings` object is created by the entry point and passed down; noth
 environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
-MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB. See docs/security.md for what the roots and
-switches guarantee.
+MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB, MOEQ_TRUSTED_PROXIES, MOEQ_ALLOWED_ORIGINS,
+MOEQ_ALLOWED_HOSTS (comma-separated). See docs/security.md for what the roots and switches guarantee.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ class Settings:
     # a worker has (None: this host's physical memory) that a model's config is bounded against
     work_budget: float = 1e18
     worker_memory_gb: float | None = None
+    # web server (moeq.app.web_guard / moeq.app.http_app): addresses whose X-Forwarded-For is believed
+    # (none: the client address is the socket's); origins besides the page's own that may call it;
+    # Host names it answers to (empty: the loopback names when bound to loopback, else any)
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def team(self) -> bool:
@@ -109,6 +115,10 @@ def _number(name: str, value: str) -> float:
     if not v > 0:  # NaN too
         raise SettingsError(f"{name}: must be > 0, got {value!r}")
     return v
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
 def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Settings:
@@ -170,11 +180,15 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         work_budget=_number("MOEQ_WORK_BUDGET", get("MOEQ_WORK_BUDGET", "work_budget", "1e18")),
         worker_memory_gb=_number("MOEQ_WORKER_MEMORY_GB", memory) if (memory := get(
             "MOEQ_WORKER_MEMORY_GB", "worker_memory_gb")) else None,
+        trusted_proxies=_list(get("MOEQ_TRUSTED_PROXIES", "trusted_proxies")),
+        allowed_origins=tuple(o.rstrip("/") for o in _list(get("MOEQ_ALLOWED_ORIGINS", "allowed_origins"))),
+        allowed_hosts=tuple(h.lower() for h in _list(get("MOEQ_ALLOWED_HOSTS", "allowed_hosts"))),
     )
 
 
 def ensure_home(settings: Settings) -> Settings:
     """Create the home directories the embedded mode writes to."""
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private to its owner when we create it
     for d in (settings.home, settings.zoo_dir, settings.artifacts_dir, settings.cache_dir):
         d.mkdir(parents=True, exist_ok=True)
     return settings

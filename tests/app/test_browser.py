@@ -48,6 +48,12 @@ def server(tmp_path, monkeypatch):
     cleanup()
 
 
+def entry(server: str) -> str:
+    """The first address the browser opens: with the token `moeq serve` wrote for this server's owner."""
+    token = (Path(os.environ["MOEQ_HOME"]) / "serve-token").read_text().strip()
+    return f"{server}/?token={token}"
+
+
 def _set_recipe(page, recipe: dict) -> None:
     editor = page.locator("#launch-recipe .cm-content")
     editor.click()
@@ -95,7 +101,7 @@ def test_launch_follow_and_compare_in_the_browser(server):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
+        page.goto(entry(server))
         page.locator("#launch-button").wait_for(timeout=60_000)
         assert "mixtral" in page.locator("#launch-model-info").inner_text()
         first = _launch(page, RECIPE)

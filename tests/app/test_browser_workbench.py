@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_browser import ARTIFACTS, CHROMIUM, server  # noqa: F401  (the fixture)
+from tests.app.test_browser import ARTIFACTS, CHROMIUM, entry, server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -53,7 +53,7 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                                                      "--no-first-run", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(server)
+        page.goto(entry(server))
         page.locator("#launch-button").wait_for(timeout=60_000)
         page.wait_for_function("document.querySelector('#launch-problem').innerText.includes('valid')",
                                timeout=30_000)

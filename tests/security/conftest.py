@@ -109,3 +109,9 @@ def moeq_cli(monkeypatch, capsys):
         return code, out.out, out.err
 
     return run
+
+
+def page_url(settings, port: int) -> str:
+    """The address a browser opens: with the server's token when it runs without logins."""
+    token = settings.home / "serve-token"
+    return f"http://127.0.0.1:{port}/" + (f"?token={token.read_text().strip()}" if token.is_file() else "")

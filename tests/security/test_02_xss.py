@@ -11,7 +11,7 @@ import pytest
 from moeq.app.charts import run_label
 from moeq.app.compare_table import compare_html
 from moeq.app.tabs.runs import progress_html
-from tests.security.conftest import HOSTILE, free_port
+from tests.security.conftest import HOSTILE, free_port, page_url
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -67,7 +67,7 @@ def test_stored_payload_does_not_run_in_chromium(tmp_path, monkeypatch):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}")
+            page.goto(page_url(settings, port))
             page.locator("#launch-button").wait_for(timeout=60_000)
             page.get_by_role("tab", name="Runs").click()
             box = page.locator("#runs-selected textarea, #runs-selected input").first

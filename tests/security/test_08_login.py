@@ -81,20 +81,20 @@ def test_password_change_and_removal_end_sessions(team, moeq_cli):
     settings, store = team
     svc = AppServices(settings=settings, store=store, sessions=SessionRegistry())
     assert svc.authenticate("alice", "alice-password")
-    svc.sessions.issued("tok-1", "alice")
+    svc.sessions.issued("tok-1", "alice", "access-token-abc")
     assert svc.user_of(_request("alice", "tok-1")) == "alice"
     with store.session() as s:
         ensure_user(s, "alice", "a-new-password")  # `moeq users add alice` resets the password
     with pytest.raises(AuthError, match="session has ended"):
         svc.user_of(_request("alice", "tok-1"))
     assert svc.authenticate("alice", "a-new-password")
-    svc.sessions.issued("tok-2", "alice")
+    svc.sessions.issued("tok-2", "alice", "access-token-abc")
     assert svc.user_of(_request("alice", "tok-2")) == "alice"
     with pytest.raises(AuthError):
         svc.user_of(_request("alice", "tok-1"))  # stays ended
 
     assert svc.authenticate("bob", "bob-password")
-    svc.sessions.issued("tok-b", "bob")
+    svc.sessions.issued("tok-b", "bob", "access-token-abc")
     assert svc.user_of(_request("bob", "tok-b")) == "bob"
     env = {"MOEQ_HOME": str(settings.home), "MOEQ_DATABASE_URL": settings.database_url}
     code, _, err = moeq_cli("users", "remove", "bob", env=env)

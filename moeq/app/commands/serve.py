@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="start the web workbench (embedded mode also starts a local worker)")
@@ -18,7 +20,9 @@ def handle(args, settings) -> int:
     check_port_free(args.host, args.port)
     from moeq.app.server import serve
 
-    print(f"moeq: serving on http://{args.host}:{args.port} "
-          f"({'embedded: SQLite + local worker' if settings.embedded else 'team mode'}); Ctrl-C or SIGTERM stops")
-    serve(settings, args.host, args.port, worker=False if args.no_worker else None)
+    def announce(line: str) -> None:  # the CLI's own output: the URL (with its token) and the protection
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    serve(settings, args.host, args.port, worker=False if args.no_worker else None, announce=announce)
     return 0

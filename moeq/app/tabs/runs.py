@@ -96,7 +96,7 @@ def build(svc: AppServices, launch: dict) -> dict:
     with gr.Row():
         export_fmt = gr.Radio(["csv", "json"], value="csv", label="export the filtered runs")
         export = gr.Button("Export")
-        export_file = gr.File(label="download")
+        export_file = gr.HTML(elem_id="runs-export-link")  # a one-time link, for this user only
     timer = gr.Timer(2.0)
     filters = [model, status, user, project, technique, search, sort]
     shown = gr.State("")  # "run_id:status" of the result panel, to refresh it when the run moves on
@@ -181,7 +181,9 @@ def build(svc: AppServices, launch: dict) -> dict:
         rows, _ = svc.runs(svc.user_of(request), RunFilter(model=m or None, status=st or None, user=u or None,
                                                            project=p or None, technique=t or None,
                                                            search=q or None, sort=srt, limit=1000))
-        return str(svc.export(rows, fmt))
+        who = svc.user_of(request)
+        url, filename = svc.export_link(who, rows, fmt)
+        return f'<a href="{h(url)}" download="{h(filename)}">download {h(filename)}</a> (once, within 10 minutes)'
 
     export.click(do_export, [export_fmt, *filters], export_file)
 
