@@ -118,8 +118,8 @@ class ModelQuantizer:
 
     def quantize_layer(self, i: int, layer: nn.Module, batches: list[LayerBatch] | None) -> None:
         prefix = f"{self.layers_path}.{i}"
-        attn_path = self.moe.spec.attn_output.split(".")[0]
-        attn = _linears_under(getattr(layer, attn_path), attn_path)
+        attn_path = self.moe.token_mixer(i)
+        attn = _linears_under(get_path(layer, attn_path), attn_path)
         hess = {}
         if batches is not None:
             main = batches[:self.n_main]
@@ -216,8 +216,7 @@ class ModelQuantizer:
     def routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
         """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
         `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
-        with torch.no_grad():
-            _, weights, index = block.router(x)
+        index, weights = block.dispatch(x)
         tokens = RoutedTokens(x if x_tokens is None else x_tokens, index, weights.float())
         balance = self.recipe.calibration.balance
         if balance is not None:

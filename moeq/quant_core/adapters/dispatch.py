@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.adapters.model import MoEModel, expert_call_args
 
 
 @dataclass
@@ -68,9 +68,7 @@ class DispatchRecorder:
 
     def _experts_hook(self, layer: int):
         def hook(module, args, kwargs):
-            names = ("hidden_states", "top_k_index", "top_k_weights")
-            vals = list(args) + [kwargs[n] for n in names[len(args):]]
-            hidden, index, weights = vals[:3]
+            hidden, index, weights = expert_call_args(args, kwargs)
             buf = self._buf[layer]
             buf.index.append(self._move(index))
             buf.weights.append(self._move(weights).float())
