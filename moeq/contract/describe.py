@@ -108,7 +108,8 @@ def _first(config: dict[str, Any], names: tuple[str, ...], what: str, limit: str
 
 def moe_layer_indices(config: dict[str, Any], num_layers: int) -> tuple[int, ...]:
     """Which decoder layers carry an MoE block, from the generic config switches."""
-    first_dense = config_int(config, "first_k_dense_replace", 0) if config.get("first_k_dense_replace") else 0
+    first_dense = next((config_int(config, k, 0, limit="first_k_dense_replace")
+                        for k in ("first_k_dense_replace", "num_dense_layers") if config.get(k)), 0)
     mlp_only = config.get("mlp_only_layers") or []
     if not isinstance(mlp_only, list):
         raise ModelError(f"config.json: mlp_only_layers must be a list, got {mlp_only!r:.40}")

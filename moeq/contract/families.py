@@ -95,3 +95,4 @@ _SPECS = (
 )
 
 FAMILIES: MappingProxyType = MappingProxyType({t: s for s in _SPECS for t in s.model_types})
+FAMILY_BY_NAME: MappingProxyType = MappingProxyType({s.name: s for s in _SPECS})

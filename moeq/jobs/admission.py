@@ -77,14 +77,21 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
     from moeq.contract.describe import describe_config, read_config
     from moeq.contract.checkpoint_check import check_checkpoint_files
 
+    from moeq.contract.coverage import check_recipe_family
+    from moeq.contract.describe import family_for_config
+    from moeq.contract.families import FAMILY_BY_NAME
+
     path = _model_dir(settings, recipe.model)
     if path is None:
+        if recipe.model in ZOO and ZOO[recipe.model].family in FAMILY_BY_NAME:
+            check_recipe_family(recipe, FAMILY_BY_NAME[ZOO[recipe.model].family])
         return
     config = read_config(path)
     if config.get("auto_map") and not settings.allow_remote_code:
         raise ModelError(f"{recipe.model} needs trust_remote_code (custom modeling code); refused — an operator "
                          "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
     describe_config(config)
+    check_recipe_family(recipe, family_for_config(config))
     check_checkpoint_files(path)
     g = recipe.weights.group_size
     if recipe.weights.bits < 16 and g is not None:

@@ -21,7 +21,6 @@ from moeq.contract.errors import ModelError
 from moeq.contract.family_spec import FamilySpec
 
 LAYER_PATHS = ("model.layers", "model.language_model.layers", "language_model.model.layers")
-SHARED_NAMES = ("gate_proj", "up_proj", "down_proj")
 
 
 def is_standard_experts(module: nn.Module) -> bool:
@@ -58,14 +57,23 @@ def _router_path(block: nn.Module, experts_name: str, n: int, d: int) -> str | N
     return min(found, key=lambda s: (s.count("."), s)) if found else None
 
 
-def _shared(block: nn.Module) -> tuple[str | None, str | None]:
-    shared = gate = None
+def _mlp_names(mod: nn.Module, d: int) -> tuple[tuple[str, ...], str] | None:
+    """(input projections, output projection) of a gated MLP `mod`: its child linears reading the
+    hidden size, and the one writing it from another size; None when `mod` is no such MLP."""
+    linears = {n: m for n, m in mod.named_children() if isinstance(m, nn.Linear)}
+    inputs = tuple(n for n, m in linears.items() if m.in_features == d)
+    outputs = [n for n, m in linears.items() if m.out_features == d and m.in_features != d]
+    if not inputs or len(outputs) != 1 or len(inputs) + 1 != len(linears):
+        return None
+    return inputs, outputs[0]
+
+
+def _shared(block: nn.Module, skip: tuple[str, ...], d: int) -> tuple[str | None, tuple | None]:
+    """(path, (inputs, output)) of the block's shared expert, or (None, None)."""
     for name, mod in block.named_children():
-        if all(isinstance(getattr(mod, p, None), nn.Linear) for p in SHARED_NAMES) and shared is None:
-            shared = name
-        elif isinstance(mod, nn.Linear) and mod.out_features == 1 and gate is None:
-            gate = name
-    return shared, gate
+        if name not in skip and (names := _mlp_names(mod, d)) is not None:
+            return name, names
+    return None, None
 
 
 def _unstandard_experts(layer: nn.Module) -> str | None:
@@ -103,14 +111,28 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
     router = _router_path(block, experts, n, d)
     if router is None:
         raise ModelError(f"{model_type}: the MoE block at {mlp} has no router weight of shape [{n}, {d}]")
-    shared, _gate = _shared(block)
+    shared, names = _shared(block, (experts, router.split(".")[0]), d)
+    dense = [lay_mlp for lay in layers if (lay_mlp := _get(lay, mlp)) is not None and not any(
+        is_standard_experts(m) for m in lay_mlp.modules())]
+    dense_names = {_mlp_names(m, d) for m in dense}
+    if None in dense_names or len(dense_names | ({names} if names else set())) > 1:
+        raise ModelError(f"{model_type}: its dense MLPs / shared expert are not one gated-MLP layout "
+                         "(gate/up projections in, one projection out); moeq cannot quantize it undescribed")
+    mlp_in, mlp_out = names or next(iter(dense_names), None) or (base.mlp_inputs, base.mlp_output)
     mixers = []
     for lay in layers:
         for name, child in lay.named_children():
             if name != mlp and name not in mixers and any(isinstance(m, nn.Linear) for m in child.modules()):
                 mixers.append(name)
+    for i, lay in enumerate(layers):  # every linear is quantized: none may sit outside the mixer and the MLP
+        mixer = next((n for n in mixers if _get(lay, n) is not None), None)
+        stray = [n for n, m in lay.named_modules() if isinstance(m, nn.Linear) and n.split(".")[0] not in (mixer, mlp)]
+        if stray:
+            raise ModelError(f"{model_type}: layer {i} has linears outside its token mixer and MoE block "
+                             f"({', '.join(stray[:3])}); moeq cannot quantize it undescribed")
     post_norm = base.post_attn_norm if _get(layer, base.post_attn_norm) is not None else mlp
-    # a shared expert's gate (`gate`) is found but its activation is a family fact: left undescribed
+    # a shared expert's gate is a linear with one output, but its activation is a family fact: left
+    # undescribed (AGQ then weighs the shared expert's tokens equally)
     return replace(base, layers=layers_path, mlp=mlp, experts=experts, router=router, shared_experts=shared,
-                   shared_gate=None, shared_gate_act=None,
+                   shared_gate=None, shared_gate_act=None, mlp_inputs=mlp_in, mlp_output=mlp_out,
                    token_mixers=tuple(mixers) or base.token_mixers, post_attn_norm=post_norm)
