@@ -117,3 +117,21 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
         plain = _load(save)  # the saved model without moeq code
         with torch.no_grad():
             assert torch.equal(plain(input_ids=ids).logits, loaded.model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("model_type, overrides, message", [
+    ("llama4_text", dict(num_local_experts=4, num_experts_per_tok=1, intermediate_size=32, intermediate_size_mlp=64,
+                         head_dim=16), "Llama4TextExperts\\) are not transformers' standard fused experts"),
+    ("jetmoe", dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=32, kv_channels=16),
+     "no routed experts"),
+])
+def test_unhandled_expert_layouts_are_one_clear_line(model_type, overrides, message):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from moeq.contract.errors import ModelError
+    from moeq.quant_core.zoo.tiny import _COMMON
+
+    config = AutoConfig.for_model(model_type, **{**_COMMON, "num_hidden_layers": 2, **overrides})
+    model = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(ModelError, match=f"model_type '{model_type}' is not a supported MoE family: .*{message}"):
+        MoEModel(model)

@@ -96,8 +96,8 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
     if hit is None:
         other = next((u for layer in layers if (u := _unstandard_experts(layer)) is not None), None)
         why = (f"its experts {other} are not transformers' standard fused experts (gate_up_proj / down_proj called "
-               "with top_k_index / top_k_weights)") if other else "no routed experts found"
-        raise ModelError(f"{model_type}: {why}; moeq cannot quantize this family yet")
+               "with top_k_index / top_k_weights)") if other else "the loaded model has no routed experts"
+        raise ModelError(f"model_type {model_type!r} is not a supported MoE family: {why}")
     layer, path = hit
     mlp, _, experts = path.rpartition(".")
     if not mlp:
