@@ -124,3 +124,15 @@ def write_families_doc(path=None) -> None:
     text = path.read_text()
     start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
     path.write_text(text[:start] + coverage_markdown() + text[end:])
+
+
+def refused_note(info) -> str:
+    """'' or '; refuses <labels> (moeq models check)' for a ModelInfo, for one-line model descriptions."""
+    from moeq.contract.describe import detected_family
+    from moeq.contract.families import FAMILY_BY_NAME
+
+    spec = FAMILY_BY_NAME.get(info.family) if info.described else None
+    spec = spec or detected_family(info.model_type)
+    refused = [FEATURES[f][0] for f in FEATURES if reason(spec, f) is not None]
+    kind = "" if spec.described else " (found from the model, not described)"
+    return f"{kind}; refuses {', '.join(refused)} (see moeq models check)" if refused else kind

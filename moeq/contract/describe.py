@@ -68,6 +68,11 @@ def family_for_config(config: dict[str, Any]) -> FamilySpec:
         return FAMILIES[model_type]
     if has_experts(config):
         return detected_family(model_type)
+    text = config.get("text_config")
+    if isinstance(text, dict) and has_experts(text):
+        raise UnsupportedFamilyError(
+            f"model_type {model_type!r} is a multimodal checkpoint; moeq quantizes text models: give a checkpoint "
+            f"of its text model (model_type {text.get('model_type')!r})")
     described = ", ".join(sorted(FAMILIES))
     raise UnsupportedFamilyError(
         f"model_type {model_type!r} is not a supported MoE family: its config.json declares no routed experts "
