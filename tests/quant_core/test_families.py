@@ -135,3 +135,31 @@ def test_unhandled_expert_layouts_are_one_clear_line(model_type, overrides, mess
     model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(ModelError, match=f"model_type '{model_type}' is not a supported MoE family: .*{message}"):
         MoEModel(model)
+
+
+@pytest.mark.parametrize("model_type, overrides", [
+    ("gpt_oss", dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16, intermediate_size=32, sliding_window=8)),
+    ("cohere2_moe", dict(num_experts=4, num_experts_per_tok=2, intermediate_size=32, head_dim=16, sliding_window=8,
+                         layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
+    ("qwen3_next", dict(MORE_TINY_CONFIGS["qwen3_next"][1])),
+])
+def test_calibration_passes_give_each_layer_its_own_mask(model_type, overrides):
+    """Layers walked one at a time (calibration, streaming) compute what the whole model computes, also
+    when sliding, full and linear attention layers get different masks and windows exceed the window."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from moeq.quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
+    from moeq.quant_core.zoo.tiny import _COMMON
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **{**_COMMON, **overrides})).eval()
+    model.set_experts_implementation("eager")
+    moe = MoEModel(model)
+    ids = _ids(4, (2, 40))
+    with torch.no_grad():
+        want = model(input_ids=ids, output_hidden_states=True, use_cache=False).hidden_states
+        batches = capture_first_layer_inputs(moe, ids, 2, torch.device("cpu"))
+        for i, layer in enumerate(moe.layers[:-1]):
+            batches = run_layer(layer, batches)
+            assert torch.equal(batches[0].hidden, want[i + 1]), f"layer {i} output differs"
+    assert not any(type(m).__name__ == "_KwargsProbe" for m in model.modules())

@@ -76,4 +76,4 @@ def next_inputs(layer: nn.Module, mlp_path: str, mlp_pass: MlpPass | None,
     if not torch.equal(first[0].hidden, finish(0)):
         log.info("layer output is not residual + mlp(input) here; running the whole layer on every batch")
         return first + run_layer(layer, batches[1:])
-    return first + [LayerBatch(finish(j), b.kwargs) for j, b in enumerate(batches) if j > 0]
+    return first + [b.next(finish(j)) for j, b in enumerate(batches) if j > 0]
