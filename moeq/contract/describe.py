@@ -133,6 +133,19 @@ def moe_layer_indices(config: dict[str, Any], num_layers: int) -> tuple[int, ...
                  and (kinds is None or kinds[i] == "sparse") and start <= i <= end and (i + 1) % interval == 0)
 
 
+SHARED_EXPERT_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "num_shared_expert",
+                      "shared_expert_intermediate_size")
+
+
+def _shared_experts(config: dict[str, Any], family: FamilySpec) -> bool:
+    """Whether the MoE blocks have shared experts: the family says where they live, the config how many."""
+    counts = [config[k] for k in SHARED_EXPERT_KEYS if k in config]
+    declared = any(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in counts)
+    if not family.described:
+        return declared
+    return family.has_shared_experts and (declared or not counts)
+
+
 def describe_config(config: dict[str, Any]) -> ModelInfo:
     if not isinstance(config, dict):
         raise ModelError(f"config.json must hold a JSON object, got {type(config).__name__}")
@@ -154,7 +167,7 @@ def describe_config(config: dict[str, Any]) -> ModelInfo:
         num_experts=num_experts,
         top_k=_first(config, family.top_k_attrs, "experts per token", "top_k"),
         hidden_size=config_int(config, "hidden_size", 0) if config.get("hidden_size") else 0,
-        shared_experts=family.has_shared_experts,
+        shared_experts=_shared_experts(config, family),
         vocab_size=config_int(config, "vocab_size", 0) if config.get("vocab_size") else 0,
         described=family.described,
         routing=family.routing,

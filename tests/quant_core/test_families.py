@@ -60,7 +60,10 @@ def test_routing_rule_reproduces_the_models_expert_choice(more_zoo, family):
     path = ensure_built(f"tiny-{family}", more_zoo)
     model = _load(path)
     moe = MoEModel(model)
-    assert moe.spec.described and sorted(moe.blocks) == list(describe_dir(path).moe_layers)
+    info = describe_dir(path)
+    assert moe.spec.described and sorted(moe.blocks) == list(info.moe_layers)
+    assert all((b.shared is not None) == info.shared_experts and b.num_experts == info.num_experts
+               and b.top_k == info.top_k for b in moe.moe_blocks())
     with DispatchRecorder(moe) as rec, torch.no_grad():
         model(input_ids=_ids(1, (4, 32)))
     for i, block in moe.blocks.items():
@@ -94,6 +97,7 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
     fp_moe = MoEModel(_load(path))
     assert sorted(fp_moe.blocks) == list(info.moe_layers)
     assert fp_moe.spec.described == (family not in UNDESCRIBED)
+    assert all((b.shared is not None) == info.shared_experts for b in fp_moe.moe_blocks())
     ids = _ids(3)
     for method in ("rtn", "gptq"):
         save = tmp_path / method
