@@ -55,3 +55,10 @@ def test_undescribed_families_refuse_only_what_needs_a_description():
 def test_original_families_keep_every_technique():
     for name in ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"):
         assert all(why is None for why in support(FAMILY_BY_NAME[name]).values()), name
+
+
+def test_family_refusals_name_known_features():
+    from moeq.contract.coverage import FEATURES
+
+    for spec in FAMILY_BY_NAME.values():
+        assert {f for f, _ in spec.refuses} <= set(FEATURES), spec.name
