@@ -21,6 +21,7 @@ FEATURES = MappingProxyType({
     "allocation": ("mixed-precision allocation", None),
     "router_quantize": ("router quantization (RTN / GPTQ)", None),
     "ebss": ("EBSS calibration", None),
+    "activations": ("activation quantization", None),
     "evaluation": ("evaluation", None),
     "routing_agreement": ("routing agreement", None),
     "smoothing": ("smoothing", "attention readers of each norm"),
@@ -74,6 +75,8 @@ def recipe_features(recipe) -> list[str]:
         used.add("allocation")
     if recipe.calibration.sampler == "ebss":
         used.add("ebss")
+    if recipe.activations.bits < 16:
+        used.add("activations")
     return [f for f in FEATURES if f in used]
 
 

@@ -128,9 +128,13 @@ def moe_layer_indices(config: dict[str, Any], num_layers: int) -> tuple[int, ...
     end = config_int(config, "moe_layer_end_index", -1) if "moe_layer_end_index" in config else -1
     end = num_layers - 1 if end < 0 else end
     interval = config_int(config, "moe_layer_interval", 1) if config.get("moe_layer_interval") else 1
+    listed = config.get("moe_layers")  # Llama 4: the MoE layers, listed
+    if listed is not None and not (isinstance(listed, list) and all(isinstance(i, int) for i in listed)):
+        raise ModelError("config.json: moe_layers must be a list of layer indices")
     return tuple(i for i in range(num_layers)
                  if i >= first_dense and i not in mlp_only and (i + 1) % step == 0 and i % freq == 0
-                 and (kinds is None or kinds[i] == "sparse") and start <= i <= end and (i + 1) % interval == 0)
+                 and (kinds is None or kinds[i] == "sparse") and start <= i <= end and (i + 1) % interval == 0
+                 and (listed is None or i in listed))
 
 
 SHARED_EXPERT_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "num_shared_expert",

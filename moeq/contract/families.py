@@ -88,6 +88,13 @@ _SPECS = (
                shared_experts="shared_mlp", norm_topk_prob=True,
                refuses=_refuse(_NO_TRANSFORMS, "not yet checked on this family"),
                notes="softmax top-k renormalized (router at gate.wg), ungated shared MLP, q/k layernorms"),
+    FamilySpec(name="llama4", model_types=("llama4_text",), mlp="feed_forward", router="router",
+               shared_experts="shared_expert", routing="sigmoid_topk", norm_topk_prob=False,
+               expert_call="scaled_input", experts_transposed=True,
+               refuses=(*_refuse((*_NO_TRANSFORMS, "router_align", "activations"),
+                                 "router scores scale the experts' input, which these techniques do not model"),),
+               notes="the text model of Llama 4: sigmoid scores of the top-k logits multiply the expert input, "
+                     "a shared expert, interleaved dense / MoE layers"),
     FamilySpec(name="flex_olmo", model_types=("flex_olmo",),
                refuses=_refuse(_NO_TRANSFORMS, "norms sit after attention and after the MLP (no input norm to fold "
                                "into)"),

@@ -47,7 +47,12 @@ class FamilySpec:
     mlp_inputs: tuple[str, ...] = ("gate_proj", "up_proj")
     mlp_output: str = "down_proj"
     # routing semantics, for descriptions and the router-alignment objective
-    routing: Literal["softmax_topk", "sigmoid_grouped_topk", "sparsemixer"] = "softmax_topk"
+    routing: Literal["softmax_topk", "sigmoid_grouped_topk", "sigmoid_topk", "sparsemixer"] = "softmax_topk"
+    # how the block calls its experts: "routed" — transformers' standard experts, handed (tokens, expert
+    # ids, gate weights); "scaled_input" — every expert runs on the router's scores times its input
+    # (Llama 4: the gate scales the expert *input*, experts called with the tokens alone)
+    expert_call: Literal["routed", "scaled_input"] = "routed"
+    experts_transposed: bool | None = None  # fused experts stored [n, in, out]; None: the module says
     # buffer added only for expert choice: a path on the router, else on the MoE block
     router_bias: str | None = None
     # top-k weights renormalized: True/False for the family, None → the config's `norm_topk_prob`

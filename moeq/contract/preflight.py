@@ -16,6 +16,7 @@ from moeq.contract.family_spec import FamilySpec
 ROUTING_WORDS = {
     "softmax_topk": "softmax top-k",
     "sigmoid_grouped_topk": "sigmoid top-k with a correction bias (grouped when n_group > 1)",
+    "sigmoid_topk": "top-k of the logits, sigmoid scores",
     "sparsemixer": "sparsemixer (masked softmax per pick)",
 }
 
@@ -27,7 +28,8 @@ def routing_words(spec: FamilySpec, config: dict) -> str:
     norm = spec.norm_topk_prob if spec.norm_topk_prob is not None else bool(config.get("norm_topk_prob"))
     extra = [w for w, on in (("renormalized top-k weights", norm and spec.routing != "sparsemixer"),
                              ("weights x routed_scaling_factor", spec.scaled_weights),
-                             (f"selection bias {spec.router_bias}", spec.router_bias is not None)) if on]
+                             (f"selection bias {spec.router_bias}", spec.router_bias is not None),
+                             ("scores multiply the expert input", spec.expert_call == "scaled_input")) if on]
     return words + ("; " + ", ".join(extra) if extra else "")
 
 

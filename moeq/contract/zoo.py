@@ -39,7 +39,7 @@ _MORE_TINY = {
     "dots1": "grouped sigmoid routing, shared experts", "deepseek_v32": "MLA + indexer, grouped sigmoid routing",
     "qwen3_next": "hybrid linear attention, gated shared expert", "qwen3_5_moe": "Qwen3.5-MoE text model, hybrid",
     "minimax_m2": "sigmoid routing with a block-level bias", "granitemoe": "Granite parallel experts",
-    "phimoe": "sparsemixer routing", "ernie4_5_moe": "softmax + correction bias, shared experts",
+    "phimoe": "sparsemixer routing", "llama4": "Llama 4 text: scores scale the expert input, interleaved layers", "ernie4_5_moe": "softmax + correction bias, shared experts",
     "hunyuan_v1_moe": "shared MLP, router at gate.wg", "flex_olmo": "OLMoE routing with post-norms",
     "solar_open": "not described: found from the model", "cohere2_moe": "not described: found from the model",
 }

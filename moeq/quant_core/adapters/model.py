@@ -62,11 +62,11 @@ def set_path(root: nn.Module, dotted: str, value: nn.Module) -> None:
 class ExpertGroup:
     """The routed experts of one MoE block (fused 3-D parameters, as in transformers 5)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, transposed: bool | None = None) -> None:
         if not hasattr(module, "gate_up_proj") or not hasattr(module, "down_proj"):
             raise ModelError(f"{type(module).__name__}: expected fused gate_up_proj/down_proj experts")
         self.module = module
-        self.transposed = bool(getattr(module, "is_transposed", False))
+        self.transposed = bool(getattr(module, "is_transposed", False)) if transposed is None else transposed
         self.concatenated = bool(getattr(module, "is_concatenated", True))
         self.has_bias = bool(getattr(module, "has_bias", False))
 
@@ -142,8 +142,8 @@ class MoEBlock:
     def routing_rule(self) -> RoutingRule:
         """How this block scores, selects and weights experts, from the family spec and the config."""
         s, c = self.spec, self.config
-        sigmoid = s.routing == "sigmoid_grouped_topk"
-        grouped = sigmoid or getattr(c, "topk_method", None) == "group_limited_greedy"
+        sigmoid = s.routing in ("sigmoid_grouped_topk", "sigmoid_topk")
+        grouped = s.routing == "sigmoid_grouped_topk" or getattr(c, "topk_method", None) == "group_limited_greedy"
         norm = s.norm_topk_prob if s.norm_topk_prob is not None else bool(getattr(c, "norm_topk_prob", False))
         mixer = s.routing == "sparsemixer"
         return RoutingRule(
@@ -174,10 +174,29 @@ class MoEBlock:
             raise ModelError(f"layer {self.layer_idx}: cannot find the router's top_k")
         return int(k)
 
+    def scaled_input_dispatch(self, router_output) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, scores) of a scaled-input router's output (Llama 4: (scores [T, n], logits [T, n]),
+        scores zero off the top-k)."""
+        scores, logits = router_output
+        index = logits.topk(self.top_k, dim=-1).indices
+        return index, scores.gather(-1, index)
+
+    def expert_inputs(self, x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor):
+        """(inputs, index, gate weights) as the experts see them: for scaled-input blocks each routed
+        (token, slot) enters its expert as weight · x with gate weight 1."""
+        if self.spec.expert_call != "scaled_input":
+            return x, index, weights
+        k = index.shape[1]
+        xs = (x[:, None, :] * weights[..., None].to(x.dtype)).reshape(-1, x.shape[-1]) if k > 1 else \
+            x * weights.to(x.dtype)
+        return xs, index.reshape(-1, 1), torch.ones(index.numel(), 1, dtype=weights.dtype, device=weights.device)
+
     @torch.no_grad()
     def dispatch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(index [T, k], gate weights [T, k]) the block hands its experts for tokens x [T, d]: the
         block's own routing, read where it calls the experts (the pass ends there)."""
+        if self.spec.expert_call == "scaled_input":
+            return self.scaled_input_dispatch(self.router(x))
         got: list = []
 
         def hook(module, args, kwargs):
@@ -240,7 +259,8 @@ class MoEModel:
             if router is None or not hasattr(router, "weight"):
                 raise ModelError(f"layer {i}: MoE block without a router at {self.spec.router}")
             out[i] = MoEBlock(
-                layer_idx=i, layer=layer, block=block, router=router, experts=ExpertGroup(experts),
+                layer_idx=i, layer=layer, block=block, router=router,
+                experts=ExpertGroup(experts, self.spec.experts_transposed),
                 shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
                 spec=self.spec, config=self.model.config,
@@ -256,7 +276,7 @@ class MoEModel:
         """Swap layer i's experts module (same call signature and parameters) and update the view."""
         block = self.blocks[i]
         setattr(block.block, self.spec.experts, module)
-        block.experts = ExpertGroup(module)
+        block.experts = ExpertGroup(module, self.spec.experts_transposed)
 
     def input_norm(self, i: int) -> nn.Module:
         return get_path(self.layers[i], self.spec.input_norm)

@@ -35,6 +35,8 @@ MORE_TINY_CONFIGS = MappingProxyType({
     "hunyuan_v1_moe": ("hunyuan_v1_moe", dict(num_experts=6, moe_topk=2, num_shared_expert=1,
                                               moe_intermediate_size=32, head_dim=16)),
     "flex_olmo": ("flex_olmo", dict(num_experts=6, num_experts_per_tok=2, intermediate_size=32)),
+    "llama4": ("llama4_text", dict(num_local_experts=6, num_experts_per_tok=1, intermediate_size=32,
+                                   intermediate_size_mlp=64, interleave_moe_layer_step=2, head_dim=16)),
     # not described in moeq.contract.families: found from the model (RTN/GPTQ/AGQ/allocation/evaluation only)
     "solar_open": ("solar_open", dict(n_routed_experts=6, num_experts_per_tok=2, n_shared_experts=1,
                                       moe_intermediate_size=32, head_dim=16)),
