@@ -145,15 +145,14 @@ def recipe_errors(recipe) -> list[str]:
 
 
 def check_model_ref(ref: str, model_roots):
-    """The FamilySpec of `ref` (a zoo name or a readable directory of an MoE model), else ModelError;
-    None for a zoo model of a family with no description."""
-    from moeq.contract.describe import describe_dir, family_for_config, read_config
+    """The FamilySpec of `ref` (a zoo name or a readable directory of an MoE model), else ModelError."""
+    from moeq.contract.describe import describe_dir, detected_family, family_for_config, read_config
     from moeq.contract.families import FAMILY_BY_NAME
     from moeq.contract.zoo import ZOO, is_zoo_name
     from moeq.contract.model_ref import resolve_local_path
 
     if is_zoo_name(ref):
-        return FAMILY_BY_NAME.get(ZOO[ref].family)
+        return FAMILY_BY_NAME.get(ZOO[ref].family) or detected_family(ZOO[ref].family)
     path = resolve_local_path(ref, tuple(model_roots))
     describe_dir(path)
     return family_for_config(read_config(path))

@@ -78,13 +78,14 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
     from moeq.contract.checkpoint_check import check_checkpoint_files
 
     from moeq.contract.coverage import check_recipe_family
-    from moeq.contract.describe import family_for_config
+    from moeq.contract.describe import detected_family, family_for_config
     from moeq.contract.families import FAMILY_BY_NAME
 
     path = _model_dir(settings, recipe.model)
-    if path is None:
-        if recipe.model in ZOO and ZOO[recipe.model].family in FAMILY_BY_NAME:
-            check_recipe_family(recipe, FAMILY_BY_NAME[ZOO[recipe.model].family])
+    if path is None:  # a zoo model not built yet: its family is known from the catalog
+        if recipe.model in ZOO:
+            family = ZOO[recipe.model].family
+            check_recipe_family(recipe, FAMILY_BY_NAME.get(family) or detected_family(family))
         return
     config = read_config(path)
     if config.get("auto_map") and not settings.allow_remote_code:

@@ -82,3 +82,10 @@ def test_refused_technique_is_one_line_in_the_cli_and_the_form(moeq_home, zoo, t
     assert problem is not None and problem.startswith("techniques: ") and f"family {family} cannot take" in problem
     assert "\n" not in problem
     assert model_problem(model, (zoo,), {"model": model, "techniques": ["gptq"]}) is None
+
+
+def test_zoo_models_not_yet_built_are_checked_from_the_catalog(tmp_path):
+    """Before a zoo model is built, its family (described or not) still refuses in the form."""
+    for name, family in (("tiny-gpt_oss", "gpt_oss"), ("tiny-cohere2_moe", "cohere2_moe")):
+        problem = model_problem(name, (tmp_path,), {"model": name, "techniques": ["rotation"]})
+        assert problem is not None and problem.startswith(f"techniques: family {family} cannot take rotation")
