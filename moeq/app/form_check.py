@@ -173,23 +173,40 @@ def recipe_errors(recipe) -> list[str]:
     return out
 
 
-def check_model_ref(ref: str, model_roots) -> None:
-    """Raise ModelError unless `ref` is a zoo name or a readable directory of a supported MoE model."""
-    from moeq.contract.describe import describe_dir
-    from moeq.contract.zoo import is_zoo_name
+def check_model_ref(ref: str, model_roots):
+    """The FamilySpec of `ref` (a zoo name or a readable directory of an MoE model), else ModelError."""
+    from moeq.contract.describe import describe_dir, detected_family, family_for_config, read_config
+    from moeq.contract.families import FAMILY_BY_NAME
+    from moeq.contract.zoo import ZOO, is_zoo_name
     from moeq.contract.model_ref import resolve_local_path
 
     if is_zoo_name(ref):
-        return
-    describe_dir(resolve_local_path(ref, tuple(model_roots)))
+        return FAMILY_BY_NAME.get(ZOO[ref].family) or detected_family(ZOO[ref].family)
+    path = resolve_local_path(ref, tuple(model_roots))
+    describe_dir(path)
+    return family_for_config(read_config(path))
 
 
-def model_problem(ref: str, model_roots) -> str | None:
-    """'model: <why>' when the model reference cannot be used, else None."""
+def model_problem(ref: str, model_roots, recipe=None) -> str | None:
+    """'model: <why>' when the model reference cannot be used, 'techniques: <why>' when its family
+    refuses a technique of `recipe` (a recipe dict; problems of its own are recipe_errors'), else None."""
+    from moeq.contract.coverage import check_recipe_family
+    from moeq.contract.recipe import parse_recipe
+
     try:
-        check_model_ref(str(ref or "").strip(), model_roots)
+        spec = check_model_ref(str(ref or "").strip(), model_roots)
     except MoeqError as exc:
         return f"model: {exc}"
+    if spec is None or not isinstance(recipe, dict):
+        return None
+    try:
+        parsed = parse_recipe(recipe)
+    except MoeqError:
+        return None
+    try:
+        check_recipe_family(parsed, spec)
+    except RecipeError as exc:
+        return f"techniques: {exc.detail}"
     return None
 
 

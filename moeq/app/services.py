@@ -16,6 +16,7 @@ from moeq.db.repository.users import (DEFAULT_PROJECT, LOCAL_USER, AuthError, en
                                  get_user, password_hash, require_access, user_projects, verify_user)
 from moeq.db.store import Store
 from moeq.jobs.settings import Settings
+from moeq.contract.coverage import refused_note
 from moeq.contract.describe import describe_dir
 from moeq.contract.errors import MoeqError
 from moeq.contract.model_ref import resolve_local_path
@@ -111,7 +112,7 @@ class AppServices:
             return f"⚠ {exc}"
         shared = ", shared experts" if info.shared_experts else ""
         return (f"{info.family}: {info.num_layers} layers ({len(info.moe_layers)} MoE), {info.num_experts} experts, "
-                f"top-{info.top_k}{shared}, hidden {info.hidden_size}")
+                f"top-{info.top_k}{shared}, hidden {info.hidden_size}{refused_note(info)}")
 
     # -- runs -----------------------------------------------------------------------------------
     def validate(self, recipe: dict, user: str | None = None) -> str | None:

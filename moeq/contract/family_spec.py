@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+# config keys (first present wins) for the number of routed experts and experts per token
+NUM_EXPERTS_ATTRS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+TOP_K_ATTRS = ("num_experts_per_tok", "moe_k", "moe_topk")
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     name: str
     model_types: tuple[str, ...]
     # config attribute names (first present wins) — used to describe a checkpoint without torch
-    num_experts_attrs: tuple[str, ...] = ("num_local_experts", "num_experts", "n_routed_experts")
-    top_k_attrs: tuple[str, ...] = ("num_experts_per_tok",)
+    num_experts_attrs: tuple[str, ...] = NUM_EXPERTS_ATTRS
+    top_k_attrs: tuple[str, ...] = TOP_K_ATTRS
     # model level
     layers: str = "model.layers"
     embed: str = "model.embed_tokens"
@@ -29,6 +34,8 @@ class FamilySpec:
     # readers of the input-norm output; names missing in a given checkpoint are skipped
     attn_inputs: tuple[str, ...] = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
     attn_output: str = "self_attn.o_proj"
+    # the layer's token mixers (attention, linear attention); each layer has the first one present
+    token_mixers: tuple[str, ...] = ("self_attn",)
     mlp: str = "mlp"
     # block level (inside `mlp` when it is an MoE block)
     router: str = "gate"
@@ -40,13 +47,23 @@ class FamilySpec:
     mlp_inputs: tuple[str, ...] = ("gate_proj", "up_proj")
     mlp_output: str = "down_proj"
     # routing semantics, for descriptions and the router-alignment objective
-    routing: Literal["softmax_topk", "sigmoid_grouped_topk"] = "softmax_topk"
-    router_bias: str | None = None  # buffer on the router added only for expert choice
+    routing: Literal["softmax_topk", "sigmoid_grouped_topk", "sigmoid_topk", "sparsemixer"] = "softmax_topk"
+    # how the block calls its experts: "routed" — transformers' standard experts, handed (tokens, expert
+    # ids, gate weights); "scaled_input" — every expert runs on the router's scores times its input
+    # (Llama 4: the gate scales the expert *input*, experts called with the tokens alone)
+    expert_call: Literal["routed", "scaled_input"] = "routed"
+    experts_transposed: bool | None = None  # fused experts stored [n, in, out]; None: the module says
+    # buffer added only for expert choice: a path on the router, else on the MoE block
+    router_bias: str | None = None
     # top-k weights renormalized: True/False for the family, None → the config's `norm_topk_prob`
     norm_topk_prob: bool | None = None
     scaled_weights: bool = False  # gate weights × config.routed_scaling_factor
     # capabilities
     rotation: bool = True
+    # False: found from the model (experts, router) but not described (no routing rule, no norm readers)
+    described: bool = True
+    # (feature, why) for each technique feature this family refuses (moeq.contract.coverage.FEATURES)
+    refuses: tuple[tuple[str, str], ...] = ()
     notes: str = ""
 
     @property

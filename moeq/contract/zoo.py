@@ -33,6 +33,18 @@ _ENTRIES = (
              "random-init DeepSeek-V3 (MLA, shared experts, dense first layer, grouped biased routing)"),
 )
 
+# families described from transformers' modeling files (issue 27): random-init structure checkpoints
+_MORE_TINY = {
+    "gpt_oss": "expert biases, clamped SwiGLU, router bias", "glm4_moe": "grouped sigmoid routing, shared experts",
+    "dots1": "grouped sigmoid routing, shared experts", "deepseek_v32": "MLA + indexer, grouped sigmoid routing",
+    "qwen3_next": "hybrid linear attention, gated shared expert", "qwen3_5_moe": "Qwen3.5-MoE text model, hybrid",
+    "minimax_m2": "sigmoid routing with a block-level bias", "granitemoe": "Granite parallel experts",
+    "phimoe": "sparsemixer routing", "llama4": "Llama 4 text: scores scale the expert input, interleaved layers", "ernie4_5_moe": "softmax + correction bias, shared experts",
+    "hunyuan_v1_moe": "shared MLP, router at gate.wg", "flex_olmo": "OLMoE routing with post-norms",
+    "solar_open": "not described: found from the model", "cohere2_moe": "not described: found from the model",
+}
+_ENTRIES = (*_ENTRIES, *(ZooEntry(f"tiny-{f}", "tiny", f, f"random-init {f} ({d})") for f, d in _MORE_TINY.items()))
+
 ZOO: MappingProxyType = MappingProxyType({e.name: e for e in _ENTRIES})
 
 

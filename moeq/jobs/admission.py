@@ -86,14 +86,22 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     from moeq.contract.describe import describe_config, read_config
     from moeq.contract.checkpoint_check import check_checkpoint_files
 
+    from moeq.contract.coverage import check_recipe_family
+    from moeq.contract.describe import detected_family, family_for_config
+    from moeq.contract.families import FAMILY_BY_NAME
+
     path = _model_dir(settings, recipe.model)
-    if path is None:
+    if path is None:  # a zoo model not built yet: its family is known from the catalog
+        if recipe.model in ZOO:
+            family = ZOO[recipe.model].family
+            check_recipe_family(recipe, FAMILY_BY_NAME.get(family) or detected_family(family))
         return UNBUILT_ZOO_SIZE, 1024
     config = read_config(path)
     if config.get("auto_map") and not settings.allow_remote_code:
         raise ModelError(f"{recipe.model} needs trust_remote_code (custom modeling code); refused — an operator "
                          "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
     hidden = describe_config(config).hidden_size
+    check_recipe_family(recipe, family_for_config(config))
     size = model_size(config)
     check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
     g = recipe.weights.group_size

@@ -118,8 +118,8 @@ class ModelQuantizer:
 
     def quantize_layer(self, i: int, layer: nn.Module, batches: list[LayerBatch] | None) -> None:
         prefix = f"{self.layers_path}.{i}"
-        attn_path = self.moe.spec.attn_output.split(".")[0]
-        attn = _linears_under(getattr(layer, attn_path), attn_path)
+        attn_path = self.moe.token_mixer(i)
+        attn = _linears_under(get_path(layer, attn_path), attn_path)
         hess = {}
         if batches is not None:
             main = batches[:self.n_main]
@@ -202,7 +202,7 @@ class ModelQuantizer:
                 quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,
                              self.state, f"{prefix}.{spec.mlp}.{spec.shared_experts}", i, token_weights=weights)
         kernel = None
-        if self.use_kernels and QuantExperts.kernel_compatible(block.experts.module):
+        if self.use_kernels and spec.expert_call == "routed" and QuantExperts.kernel_compatible(block.experts.module):
             key = f"{prefix}.{spec.mlp}.{spec.experts}"
             kernel = kernel_weights(self.state.records[f"{key}.gate_up_proj"], self.state.records[f"{key}.down_proj"])
         if self.aq.enabled or kernel is not None or t_in is not None:
@@ -216,14 +216,16 @@ class ModelQuantizer:
     def routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
         """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
         `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
-        with torch.no_grad():
-            _, weights, index = block.router(x)
-        tokens = RoutedTokens(x if x_tokens is None else x_tokens, index, weights.float())
+        index, weights = block.dispatch(x)
+        xs, index, weights = block.expert_inputs(x if x_tokens is None else x_tokens, index, weights)
+        tokens = RoutedTokens(xs, index, weights.float())
         balance = self.recipe.calibration.balance
         if balance is not None:
             from moeq.quant_core.algorithms.balance import balance_tokens
 
-            tokens = balance_tokens(tokens, n_main, block.num_experts, balance, self.state, i, self.recipe.seed)
+            per_token = tokens.x.shape[0] // x.shape[0]  # scaled-input blocks: one row per (token, slot)
+            tokens = balance_tokens(tokens, n_main * per_token, block.num_experts, balance, self.state, i,
+                                    self.recipe.seed)
         return tokens
 
     def _attach(self, path: str, module: nn.Module, aq: ActQuant) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from moeq.quant_core.adapters.model import MoEModel, get_path
+from moeq.contract.coverage import check_recipe_family
 from moeq.contract.errors import RecipeError
 from moeq.contract.recipe import Recipe
 from moeq.contract.techniques import DuQuantConfig, RotationConfig
@@ -15,7 +16,7 @@ def quantized_input_dims(moe: MoEModel) -> dict[str, int]:
     """Input dimension of every weight the pipeline may quantize, keyed by a readable name."""
     dims: dict[str, int] = {}
     for i, layer in enumerate(moe.layers):
-        attn = get_path(layer, moe.spec.attn_output.split(".")[0])
+        attn = get_path(layer, moe.token_mixer(i))
         for name, mod in attn.named_modules():
             if isinstance(mod, nn.Linear):
                 dims[f"layer {i} attention {name}"] = mod.in_features
@@ -33,6 +34,7 @@ def quantized_input_dims(moe: MoEModel) -> dict[str, int]:
 
 
 def validate_for_model(recipe: Recipe, moe: MoEModel) -> None:
+    check_recipe_family(recipe, moe.spec)
     g = recipe.weights.group_size
     if recipe.weights.bits < 16 and g is not None:
         for name, dim in quantized_input_dims(moe).items():

@@ -75,7 +75,7 @@ def build(svc: AppServices) -> dict:
         except ValueError as exc:  # e.g. an unknown MoQE variant word
             return gr.update(), problems_markdown([*errors, f"MoQE variants: {exc}"])
         errors += recipe_errors(recipe)
-        problem = model_problem(recipe.get("model", ""), svc.settings.model_roots)
+        problem = model_problem(recipe.get("model", ""), svc.settings.model_roots, recipe)
         if problem and not any(e.startswith("model:") for e in errors):
             errors.append(problem)
         notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {h(', '.join(sorted(overrides)))}"] \
@@ -93,7 +93,8 @@ def build(svc: AppServices) -> dict:
             recipe = json.loads(text)
         except (json.JSONDecodeError, TypeError, RecursionError) as exc:
             return f"⚠ recipe is not valid JSON: {h(exc)}"
-        problem = model_problem(recipe.get("model", "") if isinstance(recipe, dict) else "", svc.settings.model_roots)
+        problem = model_problem(recipe.get("model", "") if isinstance(recipe, dict) else "", svc.settings.model_roots,
+                                recipe)
         if problem:
             return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in [*recipe_errors(recipe), problem])
         try:

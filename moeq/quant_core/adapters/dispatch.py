@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.adapters.model import MoEModel, expert_call_args
 
 
 @dataclass
@@ -68,9 +68,7 @@ class DispatchRecorder:
 
     def _experts_hook(self, layer: int):
         def hook(module, args, kwargs):
-            names = ("hidden_states", "top_k_index", "top_k_weights")
-            vals = list(args) + [kwargs[n] for n in names[len(args):]]
-            hidden, index, weights = vals[:3]
+            hidden, index, weights = expert_call_args(args, kwargs)
             buf = self._buf[layer]
             buf.index.append(self._move(index))
             buf.weights.append(self._move(weights).float())
@@ -84,9 +82,26 @@ class DispatchRecorder:
             self._buf[layer].logits.append(self._move(logits).float().reshape(-1, logits.shape[-1]))
         return hook
 
+    def _scaled_input_router_hook(self, layer: int):
+        """Scaled-input blocks (Llama 4) never hand their experts ids and weights: read them off the router."""
+        block = self.moe.blocks[layer]
+
+        def hook(module, args, output):
+            buf = self._buf[layer]
+            index, weights = block.scaled_input_dispatch(output)
+            buf.index.append(self._move(index))
+            buf.weights.append(self._move(weights).float())
+            buf.logits.append(self._move(output[1]).float())
+            if self.keep_inputs:
+                buf.inputs.append(self._move(args[0]))
+        return hook
+
     def __enter__(self) -> "DispatchRecorder":
         for i in self.layers:
             block = self.moe.blocks[i]
+            if block.spec.expert_call == "scaled_input":
+                self._handles.append(block.router.register_forward_hook(self._scaled_input_router_hook(i)))
+                continue
             self._handles.append(block.experts.module.register_forward_pre_hook(self._experts_hook(i), with_kwargs=True))
             self._handles.append(block.router.register_forward_hook(self._router_hook(i)))
         return self

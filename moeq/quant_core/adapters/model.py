@@ -13,10 +13,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moeq.contract.describe import get_family
-from moeq.contract.family_spec import FamilySpec
+from moeq.contract.families import FAMILIES
+from moeq.contract.family_spec import TOP_K_ATTRS, FamilySpec
 from moeq.contract.errors import ModelError
 from moeq.quant_core.functional.routing import RoutingRule
+
+EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top_k_weights", "routing_weights"))
+
+
+def expert_call_args(args: tuple, kwargs: dict) -> tuple:
+    """(hidden_states, top_k_index, top_k_weights) of a call to standard experts, however passed."""
+    vals = list(args[:3])
+    for names in EXPERT_ARG_NAMES[len(vals):]:
+        vals.append(next(kwargs[n] for n in names if n in kwargs))
+    return tuple(vals)
+
+
+class _Dispatched(Exception):
+    """Ends a block's forward pass once its experts have been handed their tokens."""
+
+
+def spec_for_model(model: nn.Module) -> FamilySpec:
+    """The family description of `model`'s model_type, or the parts found in the model itself."""
+    from moeq.quant_core.adapters.detect import detect_spec
+
+    spec = FAMILIES.get(getattr(model.config, "model_type", None))
+    return spec if spec is not None else detect_spec(model)
 
 
 def get_path(root: nn.Module, dotted: str) -> nn.Module | None:
@@ -40,11 +62,11 @@ def set_path(root: nn.Module, dotted: str, value: nn.Module) -> None:
 class ExpertGroup:
     """The routed experts of one MoE block (fused 3-D parameters, as in transformers 5)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, transposed: bool | None = None) -> None:
         if not hasattr(module, "gate_up_proj") or not hasattr(module, "down_proj"):
             raise ModelError(f"{type(module).__name__}: expected fused gate_up_proj/down_proj experts")
         self.module = module
-        self.transposed = bool(getattr(module, "is_transposed", False))
+        self.transposed = bool(getattr(module, "is_transposed", False)) if transposed is None else transposed
         self.concatenated = bool(getattr(module, "is_concatenated", True))
         self.has_bias = bool(getattr(module, "has_bias", False))
 
@@ -120,29 +142,78 @@ class MoEBlock:
     def routing_rule(self) -> RoutingRule:
         """How this block scores, selects and weights experts, from the family spec and the config."""
         s, c = self.spec, self.config
-        sigmoid = s.routing == "sigmoid_grouped_topk"
-        grouped = sigmoid or getattr(c, "topk_method", None) == "group_limited_greedy"
+        sigmoid = s.routing in ("sigmoid_grouped_topk", "sigmoid_topk")
+        grouped = s.routing == "sigmoid_grouped_topk" or getattr(c, "topk_method", None) == "group_limited_greedy"
         norm = s.norm_topk_prob if s.norm_topk_prob is not None else bool(getattr(c, "norm_topk_prob", False))
+        mixer = s.routing == "sparsemixer"
         return RoutingRule(
-            top_k=self.top_k, score="sigmoid" if sigmoid else "softmax", norm_topk_prob=norm,
+            top_k=self.top_k, score="sigmoid" if sigmoid else "softmax", norm_topk_prob=norm and not mixer,
             n_group=int(getattr(c, "n_group", None) or 1) if grouped else 1,
             topk_group=int(getattr(c, "topk_group", None) or 1) if grouped else 1,
             group_score="top2_sum" if sigmoid else "max",
-            scaling=float(getattr(c, "routed_scaling_factor", None) or 1.0) if s.scaled_weights else 1.0)
+            scaling=float(getattr(c, "routed_scaling_factor", None) or 1.0) if s.scaled_weights else 1.0,
+            sparsemixer_eps=float(getattr(c, "router_jitter_noise", 0.0) or 0.0) if mixer else None)
 
     def routing_bias(self) -> torch.Tensor | None:
-        """The router's selection-only bias (DeepSeek-V3 e_score_correction_bias), or None."""
+        """The selection-only bias (DeepSeek-V3 e_score_correction_bias), on the router or the block, or None."""
         if self.spec.router_bias is None:
             return None
-        b = getattr(self.router, self.spec.router_bias, None)
-        return None if b is None else b.detach().float()
+        b = get_path(self.router, self.spec.router_bias)
+        b = get_path(self.block, self.spec.router_bias) if b is None else b
+        return None if b is None else b.detach().float().reshape(-1)
 
     @property
     def top_k(self) -> int:
         k = getattr(self.router, "top_k", None) or getattr(self.block, "top_k", None)
+        k = k or next((getattr(m, "top_k") for m in self.block.children() if isinstance(getattr(m, "top_k", None), int)),
+                      None)
+        if k is None:
+            k = next((getattr(self.config, a) for a in TOP_K_ATTRS if getattr(self.config, a, None)), None)
+            k = k[self.layer_idx] if isinstance(k, (list, tuple)) else k
         if k is None:
             raise ModelError(f"layer {self.layer_idx}: cannot find the router's top_k")
         return int(k)
+
+    def scaled_input_dispatch(self, router_output) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, scores) of a scaled-input router's output (Llama 4: (scores [T, n], logits [T, n]),
+        scores zero off the top-k)."""
+        scores, logits = router_output
+        index = logits.topk(self.top_k, dim=-1).indices
+        return index, scores.gather(-1, index)
+
+    def expert_inputs(self, x: torch.Tensor, index: torch.Tensor, weights: torch.Tensor):
+        """(inputs, index, gate weights) as the experts see them: for scaled-input blocks each routed
+        (token, slot) enters its expert as weight · x with gate weight 1."""
+        if self.spec.expert_call != "scaled_input":
+            return x, index, weights
+        k = index.shape[1]
+        xs = (x[:, None, :] * weights[..., None].to(x.dtype)).reshape(-1, x.shape[-1]) if k > 1 else \
+            x * weights.to(x.dtype)
+        return xs, index.reshape(-1, 1), torch.ones(index.numel(), 1, dtype=weights.dtype, device=weights.device)
+
+    @torch.no_grad()
+    def dispatch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index [T, k], gate weights [T, k]) the block hands its experts for tokens x [T, d]: the
+        block's own routing, read where it calls the experts (the pass ends there)."""
+        if self.spec.expert_call == "scaled_input":
+            return self.scaled_input_dispatch(self.router(x))
+        got: list = []
+
+        def hook(module, args, kwargs):
+            got.append(expert_call_args(args, kwargs)[1:])
+            raise _Dispatched
+
+        handle = self.experts.module.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            self.block(x[None])
+        except _Dispatched:
+            pass
+        finally:
+            handle.remove()
+        if not got:
+            raise ModelError(f"layer {self.layer_idx}: the MoE block never called its experts")
+        index, weights = got[0]
+        return index.reshape(x.shape[0], -1), weights.reshape(x.shape[0], -1)
 
     def router_weight(self) -> torch.Tensor:
         return self.router.weight.data
@@ -166,7 +237,7 @@ class MoEModel:
 
     def __init__(self, model: nn.Module, spec: FamilySpec | None = None) -> None:
         self.model = model
-        self.spec = spec or get_family(model.config.model_type)
+        self.spec = spec or spec_for_model(model)
         layers = get_path(model, self.spec.layers)
         if layers is None:
             raise ModelError(f"{type(model).__name__}: no decoder layers at {self.spec.layers}")
@@ -188,7 +259,8 @@ class MoEModel:
             if router is None or not hasattr(router, "weight"):
                 raise ModelError(f"layer {i}: MoE block without a router at {self.spec.router}")
             out[i] = MoEBlock(
-                layer_idx=i, layer=layer, block=block, router=router, experts=ExpertGroup(experts),
+                layer_idx=i, layer=layer, block=block, router=router,
+                experts=ExpertGroup(experts, self.spec.experts_transposed),
                 shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
                 spec=self.spec, config=self.model.config,
@@ -204,13 +276,20 @@ class MoEModel:
         """Swap layer i's experts module (same call signature and parameters) and update the view."""
         block = self.blocks[i]
         setattr(block.block, self.spec.experts, module)
-        block.experts = ExpertGroup(module)
+        block.experts = ExpertGroup(module, self.spec.experts_transposed)
 
     def input_norm(self, i: int) -> nn.Module:
         return get_path(self.layers[i], self.spec.input_norm)
 
     def post_attn_norm(self, i: int) -> nn.Module:
         return get_path(self.layers[i], self.spec.post_attn_norm)
+
+    def token_mixer(self, i: int) -> str:
+        """Path of layer i's token mixer (attention or linear attention) inside the layer."""
+        for name in self.spec.token_mixers:
+            if get_path(self.layers[i], name) is not None:
+                return name
+        raise ModelError(f"layer {i}: none of {', '.join(self.spec.token_mixers)} found")
 
     def attn_inputs(self, i: int) -> dict[str, nn.Linear]:
         layer = self.layers[i]

@@ -18,18 +18,87 @@ class _Stop(Exception):
 class LayerBatch:
     hidden: torch.Tensor  # [B, S, d]
     kwargs: dict  # the layer's keyword arguments (position embeddings, mask, ...)
+    # per decoder layer, when the model gives its layers different keyword arguments (sliding / full /
+    # linear attention masks); `layer` is the index of the layer this batch enters
+    by_layer: list[dict] | None = None
+    layer: int = 0
+
+    def next(self, hidden: torch.Tensor) -> "LayerBatch":
+        """The batch entering the following layer, holding that layer's keyword arguments."""
+        i = self.layer + 1
+        kwargs = self.by_layer[i] if self.by_layer is not None and i < len(self.by_layer) else self.kwargs
+        return LayerBatch(hidden, kwargs, self.by_layer, i)
+
+
+_DROPPED_KWARGS = ("hidden_states", "past_key_values", "use_cache")
+
+
+def _kept(kwargs: dict) -> dict:
+    return {k: v for k, v in kwargs.items() if k not in _DROPPED_KWARGS}
+
+
+class _KwargsProbe(nn.Module):
+    """Stands in for a decoder layer during one embedding pass: keeps what the model hands the layer
+    (its plain attributes, such as the attention type the model reads, are copied)."""
+
+    def __init__(self, layer: nn.Module, last: bool) -> None:
+        super().__init__()
+        for k, v in vars(layer).items():
+            if not k.startswith("_") and k != "training" and not isinstance(v, (nn.Module, torch.Tensor)):
+                setattr(self, k, v)
+        self.last = last
+        self.seen: list[tuple[torch.Tensor, dict]] = []
+
+    def forward(self, *args, **kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        self.seen.append((hidden.detach(), _kept(kwargs)))
+        if self.last:
+            raise _Stop
+        return hidden
+
+
+def _layers_differ(moe: MoEModel) -> bool:
+    types = getattr(moe.config, "layer_types", None)
+    return isinstance(types, (list, tuple)) and len(set(types)) > 1
+
+
+def _capture_by_layer(moe: MoEModel, windows: torch.Tensor, batch_size: int,
+                      device: torch.device) -> list[LayerBatch]:
+    """Layer-0 inputs plus every layer's keyword arguments, from one pass with the decoder layers
+    stood in for by probes (the real layers are put back before returning)."""
+    container = get_path(moe.model, moe.spec.layers)
+    real = list(container)
+    probes = [_KwargsProbe(layer, last=i == len(real) - 1) for i, layer in enumerate(real)]
+    try:
+        for i, probe in enumerate(probes):
+            container[i] = probe
+        for b0 in range(0, windows.shape[0], batch_size):
+            try:
+                moe.model(input_ids=windows[b0:b0 + batch_size].to(device), use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        for i, layer in enumerate(real):
+            container[i] = layer
+    batches = []
+    for j, (hidden, kwargs) in enumerate(probes[0].seen):
+        by_layer = [p.seen[j][1] for p in probes]
+        batches.append(LayerBatch(hidden, kwargs, by_layer, 0))
+    return batches
 
 
 @torch.no_grad()
 def capture_first_layer_inputs(moe: MoEModel, windows: torch.Tensor, batch_size: int,
                                device: torch.device) -> list[LayerBatch]:
-    """Inputs of decoder layer 0 for each batch of token windows (embeddings, rotary, masks)."""
+    """Inputs of decoder layer 0 for each batch of token windows (embeddings, rotary, masks); with
+    every layer's own keyword arguments when the model's layers differ (config.layer_types)."""
+    if _layers_differ(moe):
+        return _capture_by_layer(moe, windows, batch_size, device)
     batches: list[LayerBatch] = []
 
     def hook(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        kept = {k: v for k, v in kwargs.items() if k not in ("hidden_states", "past_key_values", "use_cache")}
-        batches.append(LayerBatch(hidden.detach(), kept))
+        batches.append(LayerBatch(hidden.detach(), _kept(kwargs)))
         raise _Stop
 
     handle = moe.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
@@ -60,7 +129,7 @@ def _layer_out(out):
 @torch.no_grad()
 def run_layer(layer: nn.Module, batches: list[LayerBatch]) -> list[LayerBatch]:
     """Outputs of `layer` for every batch, as the next layer's inputs."""
-    return [LayerBatch(_layer_out(layer(b.hidden, **b.kwargs)), b.kwargs) for b in batches]
+    return [b.next(_layer_out(layer(b.hidden, **b.kwargs))) for b in batches]
 
 
 @torch.no_grad()

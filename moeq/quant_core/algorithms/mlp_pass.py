@@ -71,9 +71,10 @@ def next_inputs(layer: nn.Module, mlp_path: str, mlp_pass: MlpPass | None,
     first = run_layer(layer, batches[:1])
 
     def finish(j: int) -> torch.Tensor:
-        return mlp_pass.residuals[j] + _layer_out(mlp(mlp_pass.batch_input(j)))
+        residual = mlp_pass.residuals[j]  # some blocks return flattened tokens (Llama 4): view them as the residual
+        return residual + _layer_out(mlp(mlp_pass.batch_input(j))).reshape(residual.shape)
 
     if not torch.equal(first[0].hidden, finish(0)):
         log.info("layer output is not residual + mlp(input) here; running the whole layer on every batch")
         return first + run_layer(layer, batches[1:])
-    return first + [LayerBatch(finish(j), b.kwargs) for j, b in enumerate(batches) if j > 0]
+    return first + [b.next(finish(j)) for j, b in enumerate(batches) if j > 0]

@@ -7,7 +7,10 @@ and with what gate weights:
   renormalized over the top-k when `norm_topk_prob`;
 - sigmoid routers (DeepSeek-V3): scores = sigmoid(z); selection uses scores + a per-expert bias and,
   with n_group > 1, only the `topk_group` best groups; weights = the selected *unbiased* scores,
-  renormalized when `norm_topk_prob`, times `scaling`.
+  renormalized when `norm_topk_prob`, times `scaling`;
+- sparsemixer (PhiMoE, at inference): experts picked one at a time by the largest logit among those
+  not yet picked; each pick's weight is its softmax over the logits left after masking those more
+  than 2·eps (relative) below it (`sparsemixer_eps`, the config's router_jitter_noise).
 
 `routing_distribution` is the distribution over all n experts that the alignment loss and the
 routing KL compare: softmax(z), or the sigmoid scores normalized to sum to one.
@@ -31,6 +34,7 @@ class RoutingRule:
     topk_group: int = 1
     group_score: Literal["max", "top2_sum"] = "max"
     scaling: float = 1.0
+    sparsemixer_eps: float | None = None  # PhiMoE's sparsemixer weights (selection = top-k of the logits)
 
 
 SOFTMAX_TOP1 = RoutingRule(top_k=1)
@@ -70,8 +74,21 @@ def select_experts(z: torch.Tensor, rule: RoutingRule, m: int | None = None,
     return choice.topk(m, dim=-1).indices
 
 
+def _sparsemixer_weights(z: torch.Tensor, index: torch.Tensor, eps: float) -> torch.Tensor:
+    z = z.float()
+    left, out = z, []
+    for j in range(index.shape[1]):
+        top = left.amax(-1, keepdim=True)
+        masked = ((top - z) / z.abs().clamp(min=top)) > 2 * eps
+        out.append(F.softmax(left.masked_fill(masked, float("-inf")), dim=-1).gather(-1, index[:, j:j + 1]))
+        left = left.scatter(-1, index[:, j:j + 1], float("-inf"))
+    return torch.cat(out, dim=-1)
+
+
 def gate_weights(z: torch.Tensor, index: torch.Tensor, rule: RoutingRule) -> torch.Tensor:
     """Weights [T, k] the block applies to the experts in `index`."""
+    if rule.sparsemixer_eps is not None:
+        return _sparsemixer_weights(z, index, rule.sparsemixer_eps) * rule.scaling
     w = expert_scores(z, rule).gather(-1, index)
     if rule.norm_topk_prob:
         w = w / w.sum(-1, keepdim=True).clamp(min=1e-20)

@@ -128,7 +128,8 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
         fields = meta.get("quant_experts", {}).get(str(i))
         prefix = f"{moe.spec.layers}.{i}.{moe.spec.mlp}.{moe.spec.experts}"
         kernel = None
-        if use_kernel and f"{prefix}.gate_up_proj" in records and QuantExperts.kernel_compatible(block.experts.module):
+        if use_kernel and f"{prefix}.gate_up_proj" in records and moe.spec.expert_call == "routed" \
+                and QuantExperts.kernel_compatible(block.experts.module):
             gate_up, down = records[f"{prefix}.gate_up_proj"], records[f"{prefix}.down_proj"]
             kernel = kernel_weights(gate_up, down)
             kernel = None if kernel is None else tuple(k.to(device) for k in kernel)

@@ -29,9 +29,11 @@ class Fp8Format:
         if not qc:
             return None
         method = qc.get("quant_method")
+        if method == "mxfp4":
+            return None  # moeq.quant_core.streaming.mxfp4
         if method != "fp8":
             raise ModelError(f"quantization_config.quant_method {method!r} is not supported as a source "
-                             "(moeq reads full-precision or FP8 block-quantized checkpoints)")
+                             "(moeq reads full-precision, FP8 block-quantized or MXFP4 checkpoints)")
         block = qc.get("weight_block_size")
         if not (isinstance(block, (list, tuple)) and len(block) == 2 and all(int(b) > 0 for b in block)):
             raise ModelError(f"quantization_config.weight_block_size must be [rows, cols], got {block!r}")

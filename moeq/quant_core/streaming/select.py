@@ -26,8 +26,8 @@ def use_streaming(recipe: Recipe, ctx: RunContext) -> bool:
     from moeq.quant_core.model_io import resolve_model
 
     path = resolve_model(recipe.model, ctx)
-    if (read_config(path).get("quantization_config") or {}).get("quant_method") == "fp8":
-        return True
+    if (read_config(path).get("quantization_config") or {}).get("quant_method") in ("fp8", "mxfp4"):
+        return True  # block-quantized sources are dequantized tensor by tensor by the streamed reader
     usable = usable_memory_bytes()
     size = checkpoint_bytes(path)
     if usable is not None and size > FIT_FRACTION * usable:

@@ -22,6 +22,7 @@ from moeq.contract.errors import ModelError
 from moeq.quant_core.memory import return_freed_memory
 from moeq.quant_core.streaming.checkpoint import Checkpoint
 from moeq.quant_core.streaming.fp8 import FP8_DTYPES, SCALE_SUFFIX, Fp8Format, dequantize_blocks
+from moeq.quant_core.streaming.mxfp4 import BLOCKS_SUFFIX, SCALES_SUFFIX, Mxfp4Format, dequantize_mxfp4
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,14 @@ log = logging.getLogger(__name__)
 class LayerSource:
     """A checkpoint whose tensors are grouped by decoder layer (index i) and 'outer' (everything else)."""
 
-    def __init__(self, ckpt: Checkpoint, num_layers: int, fp8: Fp8Format | None, dtype: torch.dtype) -> None:
-        self.ckpt, self.fp8, self.dtype = ckpt, fp8, dtype
+    def __init__(self, ckpt: Checkpoint, num_layers: int, fp8: Fp8Format | None, dtype: torch.dtype,
+                 mxfp4: Mxfp4Format | None = None) -> None:
+        self.ckpt, self.fp8, self.dtype, self.mxfp4 = ckpt, fp8, dtype, mxfp4
         self.layers: dict[int, list[str]] = {i: [] for i in range(num_layers)}
         self.outer: list[str] = []
         pattern = re.compile(r"(?:^|\.)layers\.(\d+)\.")
         for name in ckpt.names():
-            if name.endswith(SCALE_SUFFIX):
+            if name.endswith(SCALE_SUFFIX) or (mxfp4 is not None and name.endswith(SCALES_SUFFIX)):
                 continue
             m = pattern.search(name)
             if m is None:
@@ -57,6 +59,12 @@ class LayerSource:
                 if scale not in self.ckpt.entries:
                     raise ModelError(f"FP8 tensor {name} has no {scale} in the checkpoint")
                 t = dequantize_blocks(t, self.ckpt.read(scale), self.fp8.block, self.dtype, name)
+            elif self.mxfp4 is not None and name.endswith(BLOCKS_SUFFIX):
+                scales = name[:-len(BLOCKS_SUFFIX)] + SCALES_SUFFIX
+                if scales not in self.ckpt.entries:
+                    raise ModelError(f"MXFP4 tensor {name} has no {scales} in the checkpoint")
+                t = dequantize_mxfp4(t, self.ckpt.read(scales), self.dtype, name)
+                name = name[:-len(BLOCKS_SUFFIX)]
             out[name] = t
         return out
 
@@ -84,9 +92,10 @@ class SkeletonModel:
         self.model_dir = Path(model_dir)
         raw = read_config(self.model_dir)
         fp8 = Fp8Format.from_config(raw)
+        mxfp4 = Mxfp4Format.from_config(raw)
         ckpt = Checkpoint.open(self.model_dir)  # every shard checked before any work
         config = AutoConfig.from_pretrained(self.model_dir, trust_remote_code=allow_remote_code)
-        if fp8 is not None and hasattr(config, "quantization_config"):
+        if (fp8 is not None or mxfp4 is not None) and hasattr(config, "quantization_config"):
             del config.quantization_config  # the skeleton holds dequantized weights
         self.model = _build_meta_model(config, allow_remote_code)
         if eager_experts and hasattr(self.model, "set_experts_implementation"):
@@ -94,7 +103,7 @@ class SkeletonModel:
         self.dtype = self.model.dtype
         self.moe = MoEModel(self.model)
         self.layers_path = self.moe.spec.layers
-        self.source = LayerSource(ckpt, len(self.moe.layers), fp8, self.dtype)
+        self.source = LayerSource(ckpt, len(self.moe.layers), fp8, self.dtype, mxfp4)
         self.weight_mapping = get_model_conversion_mapping(self.model)
         self.loaded: set[int] = set()
         self._load(self.source.read(self.source.outer), self._outer_keys(), "outer modules")

@@ -38,8 +38,13 @@ TINY_CONFIGS = MappingProxyType({
 def tiny_config(family: str):
     from transformers import AutoConfig
 
+    from moeq.quant_core.zoo.tiny_families import MORE_TINY_CONFIGS
+
+    if family in MORE_TINY_CONFIGS:
+        model_type, overrides = MORE_TINY_CONFIGS[family]
+        return AutoConfig.for_model(model_type, **{**_COMMON, **overrides})
     if family not in TINY_CONFIGS:
-        raise ModelError(f"no tiny config for family {family!r} (have: {', '.join(TINY_CONFIGS)})")
+        raise ModelError(f"no tiny config for family {family!r} (have: {', '.join([*TINY_CONFIGS, *MORE_TINY_CONFIGS])})")
     return AutoConfig.for_model(family, **{**_COMMON, **TINY_CONFIGS[family]})
 
 
@@ -54,6 +59,13 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
             bias = getattr(module, "e_score_correction_bias", None)
             if isinstance(bias, torch.Tensor):  # exercise bias-corrected routing
                 bias.copy_(torch.randn_like(bias) * 0.05)
+            for name in ("gate_up_proj_bias", "down_proj_bias"):  # exercise expert biases (gpt-oss)
+                b = getattr(module, name, None)
+                if isinstance(b, torch.Tensor):
+                    b.copy_(torch.randn_like(b) * 0.02)
+            router_bias = getattr(module, "bias", None)
+            if type(module).__name__.endswith("TopKRouter") and isinstance(router_bias, torch.Tensor):
+                router_bias.copy_(torch.randn_like(router_bias) * 0.1)  # exercise a router bias (gpt-oss)
             for name in ("weight",):
                 w = getattr(module, name, None)
                 if type(module).__name__.endswith("RMSNorm") and isinstance(w, torch.Tensor):
