@@ -61,7 +61,7 @@ def test_dense_wxa16_kernel_multiplies_in_bf16():
 
 def test_the_check_sees_tf32_when_a_kernel_has_it():
     """The check can fail: the fp32-operand GEMM probe compiles to HMMA…TF32."""
-    script = ("from kernels import static_check as s; from tests.kernels.tf32_probe import fp32_operand_gemm as f;"
+    script = ("from moeq.kernels import static_check as s; from tests.kernels.tf32_probe import fp32_operand_gemm as f;"
               "print(s.compile_sass(f, {'x_ptr': '*fp32', 'w_ptr': '*fp32', 'y_ptr': '*fp32'},"
               "{'IEEE': False, 'M': 16, 'N': 32, 'K': 64}, {'x_ptr', 'w_ptr', 'y_ptr'}, 4, 1))")
     sass = _compiled(["-c", script])

@@ -135,8 +135,8 @@ def test_allocation_of_64_experts_by_32_layers_takes_under_a_second(tiny_zoo):
         router = torch.nn.Linear(256, 64, bias=False)
         blocks[i] = replace(template, layer_idx=i, router=router, experts=ExpertGroup(_FakeExperts(64, 256, 128)))
     moe.__dict__["blocks"] = blocks
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: what the allocation costs, not how busy the machine is
     bits = allocate(moe, AllocationSpec(avg_bits=2.5, tiers=(2, 3, 4)), Path("."), QuantState())
-    elapsed = time.perf_counter() - t
+    elapsed = time.process_time() - t
     assert len(bits) == 32 and all(b.shape == (64,) for b in bits.values())
     assert elapsed < 1.0, f"allocation took {elapsed:.2f}s"
