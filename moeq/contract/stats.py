@@ -64,8 +64,7 @@ def resample_means(values: list[float], key: str, resamples: int = BOOTSTRAP_RES
     """Means of `resamples` bootstrap resamples of `values` (one RNG per `key`, documented above)."""
     rng = random.Random(f"{seed}:{key}")
     n = len(values)
-    draw = rng.random
-    return [sum(values[int(draw() * n)] for _ in range(n)) / n for _ in range(resamples)]
+    return [sum(rng.choices(values, k=n)) / n for _ in range(resamples)]  # choices: values[floor(random() * n)]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -116,8 +115,9 @@ def _window_pair(name: str, ids_a: list, va: list, ids_b: list, vb: list, transf
     rng = random.Random(f"{BOOTSTRAP_SEED}:{name}")
     n = len(pairs)
     stats = []
+    positions = range(n)
     for _ in range(BOOTSTRAP_RESAMPLES):
-        idx = [int(rng.random() * n) for _ in range(n)]
+        idx = rng.choices(positions, k=n)  # positions[floor(random() * n)], as in resample_means
         stats.append(transform(sum(xb[k] for k in idx) / n) - transform(sum(xa[k] for k in idx) / n))
     low, high = percentile_interval(stats)
     a, b = transform(sum(xa) / n), transform(sum(xb) / n)
@@ -156,6 +156,20 @@ def paired_differences(result_a: dict, result_b: dict) -> dict:
         out["perplexity"] = _window_pair("perplexity", ids_a, wa.get("nll") or [], ids_b, wb.get("nll") or [],
                                          math.exp).to_dict()
         out["kl"] = _window_pair("kl", ids_a, wa.get("kl") or [], ids_b, wb.get("kl") or [], lambda v: v).to_dict()
+    return out
+
+
+def against_baseline(runs: list[dict], baseline_id: str | None = None) -> list[dict | None]:
+    """Per run dict (with "result"), its paired differences from the baseline run (None for the
+    baseline itself, or when either has no result)."""
+    ids = [r["run_id"] for r in runs]
+    base = runs[ids.index(baseline_id) if baseline_id in ids else 0]
+    out = []
+    for r in runs:
+        if r is base or not r.get("result") or not base.get("result"):
+            out.append(None)
+        else:
+            out.append({"baseline": base["run_id"], **paired_differences(base["result"], r["result"])})
     return out
 
 

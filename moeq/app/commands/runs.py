@@ -77,6 +77,7 @@ def handle_compare(args, settings) -> int:
     from moeq.db.repository.runs import resolve_run_id
     from moeq.db.store import Store
 
+    from moeq.app.paired_view import format_groups, format_paired
     from moeq.app.summary import format_compare
     from moeq.contract.errors import MoeqError
 
@@ -88,6 +89,12 @@ def handle_compare(args, settings) -> int:
         print(json.dumps(runs, indent=1))
         return 0
     print(format_compare(runs))
+    print()
+    print(format_paired(runs))
+    groups = format_groups(runs)
+    if groups:
+        print()
+        print(groups)
     return 0
 
 
