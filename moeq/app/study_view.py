@@ -34,11 +34,23 @@ def _header(d: dict) -> list[str]:
             + (f"   estimated {est / 60:.1f} worker-minutes" if est else "")]
 
 
+def _fits(r: dict, key: str, max_bits: float) -> bool:
+    return (r[key]["mean"] is not None and r["avg_weight_bits"]["mean"] is not None
+            and r["avg_weight_bits"]["mean"] <= max_bits + 1e-9)
+
+
+def ranking_metric(grid: list[dict]) -> str:
+    """Average accuracy when the grid has it, else KL(FP‖Q) (evaluations without tasks)."""
+    return "avg_accuracy" if any(r["avg_accuracy"]["mean"] is not None for r in grid) else "kl"
+
+
 def best_at(grid: list[dict], max_bits: float, key: str = "avg_accuracy") -> dict | None:
-    """The grid point with the highest mean `key` among those whose mean bits ≤ max_bits."""
-    ok = [r for r in grid if r[key]["mean"] is not None and r["avg_weight_bits"]["mean"] is not None
-          and r["avg_weight_bits"]["mean"] <= max_bits + 1e-9]
-    return max(ok, key=lambda r: r[key]["mean"]) if ok else None
+    """The grid point with the best mean `key` (highest accuracy, lowest KL) among those whose mean
+    bits ≤ max_bits."""
+    ok = [r for r in grid if _fits(r, key, max_bits)]
+    if not ok:
+        return None
+    return max(ok, key=lambda r: r[key]["mean"]) if key == "avg_accuracy" else min(ok, key=lambda r: r[key]["mean"])
 
 
 def format_study(d: dict) -> str:
@@ -72,3 +84,60 @@ def study_html(d: dict) -> str:
     header = "<br>".join(h(line) for line in _header(d))
     return (f"<div id='study-header'>{header}</div><table id='study-grid'>{head}{''.join(body)}</table>"
             "<small>mean ± sample standard deviation over the grid point's succeeded runs (one per seed), n runs</small>")
+
+
+def pareto_figure(d: dict, metric: str = "avg_accuracy"):
+    """Mean `metric` vs mean bits of every grid point, error bars = sample sd over seeds, with the
+    Pareto front of the means (fewer bits and a better metric)."""
+    import plotly.graph_objects as go
+
+    from moeq.app.charts import pareto_front
+
+    higher = metric not in ("kl", "perplexity")
+    rows = [r for r in d.get("grid") or [] if r[metric]["mean"] is not None and r["avg_weight_bits"]["mean"] is not None]
+    fig = go.Figure()
+    name = {"avg_accuracy": "average accuracy", "kl": "KL(FP ‖ Q)", "perplexity": "perplexity"}[metric]
+    if not rows:
+        fig.add_annotation(text=f"no finished grid point has {name} yet", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        return fig
+    fig.add_scatter(name="grid points (mean ± sd over seeds)", mode="markers",
+                    x=[r["avg_weight_bits"]["mean"] for r in rows], y=[r[metric]["mean"] for r in rows],
+                    error_y={"type": "data", "array": [r[metric]["sd"] or 0.0 for r in rows], "visible": True},
+                    hovertext=[f"{point_label(r['point'])} (n={r[metric]['n']})" for r in rows],
+                    hovertemplate="%{hovertext}<br>bits %{x:.3f}<br>" + name + " %{y:.4f}<extra></extra>")
+    front = pareto_front([(r["avg_weight_bits"]["mean"], r[metric]["mean"]) for r in rows], higher)
+    fig.add_scatter(name="Pareto front", x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
+                    line={"dash": "dash", "color": "black"})
+    fig.update_layout(title=f"{name} vs average weight bits ({'higher' if higher else 'lower'} is better)",
+                      xaxis_title="average weight bits", yaxis_title=name, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def best_text(d: dict, max_bits: float | None) -> str:
+    """"Best recipe at ≤ B bits" and how sure: its mean ± sd, and whether the runner-up's mean lies
+    more than one sd away (else these seeds do not settle the order of the two)."""
+    if max_bits is None:
+        return ""
+    grid = d.get("grid") or []
+    key = ranking_metric(grid)
+    name, fmt = ("average accuracy", "{:.3f}") if key == "avg_accuracy" else ("KL(FP||Q)", "{:.5f}")
+    best = best_at(grid, max_bits, key)
+    if best is None:
+        return f"no finished grid point at ≤ {max_bits:g} bits"
+    m = best[key]
+    text = f"best at ≤ {max_bits:g} bits: {point_label(best['point'])} — {name} {cell(m, fmt)}"
+    others = [r for r in grid if r is not best and _fits(r, key, max_bits)]
+    if not others:
+        return text + "; the only grid point that fits"
+    second = best_at(others, max_bits, key)
+    gap = abs(m["mean"] - second[key]["mean"])
+    spread = max(m["sd"] or 0.0, second[key]["sd"] or 0.0)
+    if m["n"] < 2 or second[key]["n"] < 2:
+        sure = "not sure: fewer than two seeds, no spread to judge by"
+    elif gap > spread:
+        sure = f"ahead of the runner-up ({point_label(second['point'])}) by {fmt.format(gap)}, more than one sd"
+    else:
+        sure = (f"not sure: the runner-up ({point_label(second['point'])}) is {fmt.format(gap)} behind, within one "
+                f"sd ({fmt.format(spread)})")
+    return f"{text}; {sure}"
