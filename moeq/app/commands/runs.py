@@ -34,6 +34,7 @@ def _fmt(v, spec=".3f") -> str:
 
 
 def handle_list(args, settings) -> int:
+    from moeq.app.paired_view import format_groups
     from moeq.db.repository.queries import RunFilter, list_runs
     from moeq.db.store import Store
 
@@ -51,6 +52,9 @@ def handle_list(args, settings) -> int:
               f"{_fmt(r['avg_weight_bits'], '.2f'):>5} {_fmt(r['avg_accuracy']):>6} {_fmt(r['kl'], '.4f'):>7} "
               f"{_fmt(r['mean_topk_agreement']):>6}  {r['created_at'][:19]}")
     print(f"({len(rows)} of {total})")
+    groups = format_groups(rows)  # repeats of one recipe over seeds among the listed runs
+    if groups:
+        print(groups)
     return 0
 
 
