@@ -16,6 +16,7 @@ def register(sub) -> None:
     show = ssub.add_parser("show", help="progress and the grid as mean ± sd over seeds")
     show.add_argument("study_id")
     show.add_argument("--json", action="store_true")
+    show.add_argument("--max-bits", type=float, help="also name the best grid point at ≤ this many average bits")
     show.set_defaults(handler=handle_show)
     cancel = ssub.add_parser("cancel", help="cancel every run of the study that has not ended")
     cancel.add_argument("study_id")
@@ -54,10 +55,12 @@ def _load(settings, ref: str) -> dict:
 
 
 def handle_show(args, settings) -> int:
-    from moeq.app.study_view import format_study
+    from moeq.app.study_view import best_text, format_study
 
     d = _load(settings, args.study_id)
     print(json.dumps(d, indent=1, default=str) if args.json else format_study(d))
+    if args.max_bits is not None and not args.json:
+        print(best_text(d, args.max_bits))
     return 0
 
 
