@@ -62,8 +62,10 @@ def percentile_interval(stats: list[float], level: float = LEVEL) -> tuple[float
 def resample_means(values: list[float], key: str, resamples: int = BOOTSTRAP_RESAMPLES,
                    seed: int = BOOTSTRAP_SEED) -> list[float]:
     """Means of `resamples` bootstrap resamples of `values` (one RNG per `key`, documented above)."""
-    rng = random.Random(f"{seed}:{key}")
     n = len(values)
+    if all(v == values[0] for v in values):  # every resample has that mean: no draws needed
+        return [float(values[0])] * resamples
+    rng = random.Random(f"{seed}:{key}")
     return [sum(rng.choices(values, k=n)) / n for _ in range(resamples)]  # choices: values[floor(random() * n)]
 
 
