@@ -59,12 +59,24 @@ def _wait(store, sid, done, timeout=480.0):
 
 
 def test_sweep_on_two_workers_survives_a_killed_worker_and_reruns_only_what_failed(team, capsys):
+    _sweep_kill_rerun(team, capsys, "tiny-mixtral", RECIPE, "bits=W4A16g16,W2A16g16", 480.0)
+
+
+@pytest.mark.slow
+def test_sweep_on_the_testbed(team, capsys):
+    """The acceptance grid: 2 bits × 2 techniques × 2 seeds on testbed-mixtral (small evaluation)."""
+    recipe = {"weights": {"group_size": 64}, "calibration": {"samples": 32, "seq_len": 256},
+              "eval": {"tasks": ["testbed"], "limit": 20, "ppl_windows": 8, "seq_len": 256, "kl_tokens": 2048}}
+    _sweep_kill_rerun(team, capsys, "testbed-mixtral", recipe, "bits=W4A16,W2A16", 3000.0)
+
+
+def _sweep_kill_rerun(team, capsys, model: str, recipe_dict: dict, bits_axis: str, timeout: float) -> None:
     settings, store, workers, tmp = team
     recipe = tmp / "recipe.json"
-    recipe.write_text(json.dumps(RECIPE))
+    recipe.write_text(json.dumps(recipe_dict))
     victim = workers.start("victim")
     workers.start("w2")
-    assert main(["sweep", "--model", "tiny-mixtral", "--recipe", str(recipe), "--grid", "bits=W4A16g16,W2A16g16",
+    assert main(["sweep", "--model", model, "--recipe", str(recipe), "--grid", bits_axis,
                  "--grid", "techniques=rtn,gptq", "--seeds", "0,1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     sid = out["study_id"]
@@ -74,7 +86,7 @@ def test_sweep_on_two_workers_survives_a_killed_worker_and_reruns_only_what_fail
     _wait(store, sid, lambda runs: any(st == "running" and host.startswith("victim") for _, st, host, _, _ in runs))
     time.sleep(1.0)
     workers.kill(victim)
-    runs = _wait(store, sid, lambda runs: all(st in TERMINAL for _, st, *_ in runs))
+    runs = _wait(store, sid, lambda runs: all(st in TERMINAL for _, st, *_ in runs), timeout)
     failed = [r for r in runs if r[1] != "succeeded"]
     assert len(runs) == 8 and 1 <= len(failed) <= 2  # what the victim held (and maybe its prefetched next run)
     assert all(st == "failed" and "lost" in (msg or "") for _, st, _, msg, _ in failed), failed
@@ -82,13 +94,13 @@ def test_sweep_on_two_workers_survives_a_killed_worker_and_reruns_only_what_fail
     assert main(["study", "show", sid[:8]]) == 0
     shown = capsys.readouterr().out
     assert f"study {sid}  finished  8 of 8 finished" in shown
-    assert "bits=W4A16g16 techniques=rtn" in shown and "±" in shown and "failed runs" in shown
+    assert f"{bits_axis.split(',')[0]} techniques=rtn" in shown and "±" in shown and "failed runs" in shown
     assert main(["study", "list"]) == 0 and sid[:8] in capsys.readouterr().out
 
     kept = {rid: fin for rid, st, _, _, fin in runs if st == "succeeded"}
     assert main(["study", "rerun", sid[:8]]) == 0
     assert f"{len(failed)} failed or cancelled run(s) queued again" in capsys.readouterr().out
-    runs = _wait(store, sid, lambda runs: all(st in TERMINAL for _, st, *_ in runs))
+    runs = _wait(store, sid, lambda runs: all(st in TERMINAL for _, st, *_ in runs), timeout)
     assert [st for _, st, *_ in runs] == ["succeeded"] * 8
     assert {rid: fin for rid, _, _, _, fin in runs if rid in kept} == kept  # succeeded runs did not run again
     assert main(["study", "show", sid[:8], "--json"]) == 0

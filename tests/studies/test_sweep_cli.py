@@ -76,3 +76,21 @@ def test_bad_grid_point_is_refused_before_anything_is_queued(moeq_home, tmp_path
     assert main(["study", "list"]) == 0 and "(0 studies)" in capsys.readouterr().out
     assert main(["submit", "--model", "tiny-mixtral", "--seeds", "0,0"]) != 0
     assert "seeds must be distinct" in capsys.readouterr().err
+
+
+def test_cancel_a_whole_queued_study(moeq_home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOEQ_DATABASE_URL", f"sqlite:///{tmp_path / 'moeq.sqlite'}")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps(SMALL))
+    assert main(["sweep", "--model", "tiny-mixtral", "--recipe", str(recipe), "--techniques", "rtn",
+                 "--grid", "bits=W4A16g16,W2A16g16", "--seeds", "0,1", "--json"]) == 0
+    sid = json.loads(capsys.readouterr().out)["study_id"]  # queued on the embedded broker; no worker runs it
+    assert main(["study", "cancel", sid[:8]]) == 0
+    assert "cancel requested for 4 run(s)" in capsys.readouterr().out
+    assert main(["study", "show", sid[:8], "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["state"] == "cancelled" and d["counts"]["cancelled"] == 4 and d["progress"] == "4 of 4"
+    assert main(["study", "rerun", sid[:8]]) == 0
+    assert "4 failed or cancelled run(s) queued again" in capsys.readouterr().out
+    assert main(["study", "show", "zzzz"]) != 0
+    assert "no study with id 'zzzz'" in capsys.readouterr().err
