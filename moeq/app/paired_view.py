@@ -114,5 +114,5 @@ def groups_html(runs: list[dict]) -> str:
         return ""
     head = "<tr><th>recipe (seeds)</th>" + "".join(f"<th>{h(label)}</th>" for _, label, _ in GROUP_METRICS) + "</tr>"
     body = "".join(f"<tr><td>{h(label)}</td>{''.join(f'<td>{h(c)}</td>' for c in cells)}</tr>" for label, cells in rows)
-    return (f"<b>repeats of one recipe over seeds</b> (mean ± sample sd, n)<table id='compare-groups'>{head}{body}"
-            f"</table>")
+    return (f"<div style='margin-top:10px'><b>repeats of one recipe over seeds</b> (mean ± sample sd, n)"
+            f"<table id='compare-groups'>{head}{body}</table></div>")
