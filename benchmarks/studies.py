@@ -100,6 +100,7 @@ def main() -> None:
            "queue_s": round(queue_s, 3), "page_s": round(page_s, 3),
            "overhead_fraction": round((queue_s + page_s) / own_s, 5),
            "compare_8_runs_render_s": round(compare_s, 3), "compare_8_runs_paired_table_s": round(paired_s, 3),
+           "load_average_1m": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
            "results_from": [str(p) for p in args.results]}
     print(json.dumps(out, indent=1))
     if args.out:

@@ -18,6 +18,7 @@ difference is run B − run A.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -59,14 +60,33 @@ def percentile_interval(stats: list[float], level: float = LEVEL) -> tuple[float
     return s[int(math.floor(alpha / 2 * len(s)))], s[int(math.ceil((1 - alpha / 2) * len(s))) - 1]
 
 
+def _draw(key: str, n: int, resamples: int, seed: int) -> list[list[int]]:
+    rng = random.Random(f"{seed}:{key}")
+    draw = rng.random
+    return [[int(draw() * n) for _ in range(n)] for _ in range(resamples)]
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_draws(key: str, n: int, resamples: int, seed: int) -> list[list[int]]:
+    return _draw(key, n, resamples, seed)
+
+
+def resample_indices(key: str, n: int, resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = BOOTSTRAP_SEED) -> list[list[int]]:
+    """The bootstrap's item indices: `resamples` lists of n draws `int(rng.random() * n)` from
+    `random.Random(f"{seed}:{key}")`. They depend only on (key, n), so comparing one baseline with
+    several runs draws them once (kept for small n: at most 16 × 2000 × 200 indices)."""
+    return _cached_draws(key, n, resamples, seed) if n <= 200 else _draw(key, n, resamples, seed)
+
+
 def resample_means(values: list[float], key: str, resamples: int = BOOTSTRAP_RESAMPLES,
                    seed: int = BOOTSTRAP_SEED) -> list[float]:
     """Means of `resamples` bootstrap resamples of `values` (one RNG per `key`, documented above)."""
     n = len(values)
     if all(v == values[0] for v in values):  # every resample has that mean: no draws needed
         return [float(values[0])] * resamples
-    rng = random.Random(f"{seed}:{key}")
-    return [sum(rng.choices(values, k=n)) / n for _ in range(resamples)]  # choices: values[floor(random() * n)]
+    pick = values.__getitem__
+    return [sum(map(pick, idx)) / n for idx in resample_indices(key, n, resamples, seed)]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -114,13 +134,10 @@ def _window_pair(name: str, ids_a: list, va: list, ids_b: list, vb: list, transf
     if not pairs:
         return Paired(name, False, reason="the runs were evaluated on different windows (none in common)")
     xa, xb = [va[i] for i, _ in pairs], [vb[j] for _, j in pairs]
-    rng = random.Random(f"{BOOTSTRAP_SEED}:{name}")
     n = len(pairs)
     stats = []
-    positions = range(n)
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        idx = rng.choices(positions, k=n)  # positions[floor(random() * n)], as in resample_means
-        stats.append(transform(sum(xb[k] for k in idx) / n) - transform(sum(xa[k] for k in idx) / n))
+    for idx in resample_indices(name, n):
+        stats.append(transform(sum(map(xb.__getitem__, idx)) / n) - transform(sum(map(xa.__getitem__, idx)) / n))
     low, high = percentile_interval(stats)
     a, b = transform(sum(xa) / n), transform(sum(xb) / n)
     return Paired(name, True, n, a, b, b - a, low, high)
