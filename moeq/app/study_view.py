@@ -115,8 +115,9 @@ def pareto_figure(d: dict, metric: str = "avg_accuracy"):
 
 
 def best_text(d: dict, max_bits: float | None) -> str:
-    """"Best recipe at ≤ B bits" and how sure: its mean ± sd, and whether the runner-up's mean lies
-    more than one sd away (else these seeds do not settle the order of the two)."""
+    """"Best recipe at ≤ B bits" and how sure: its mean ± sd, whether the runner-up's mean lies more
+    than one sd away (else these seeds do not settle the order of the two), and on how many of the
+    seeds both ran it beats the runner-up."""
     if max_bits is None:
         return ""
     grid = d.get("grid") or []
@@ -140,4 +141,18 @@ def best_text(d: dict, max_bits: float | None) -> str:
     else:
         sure = (f"not sure: the runner-up ({point_label(second['point'])}) is {fmt.format(gap)} behind, within one "
                 f"sd ({fmt.format(spread)})")
-    return f"{text}; {sure}"
+    return f"{text}; {sure}{_seed_wins(d, best, second, key)}"
+
+
+def _seed_wins(d: dict, best: dict, second: dict, key: str) -> str:
+    """", better on k of m seeds": the two grid points' runs paired by seed (succeeded runs only)."""
+    def by_seed(row):
+        return {r["point"].get("seed"): r[key] for r in d.get("runs") or []
+                if r["run_id"] in row["runs"] and r["status"] == "succeeded" and r[key] is not None}
+
+    a, b = by_seed(best), by_seed(second)
+    common = [s for s in a if s in b]
+    if not common:
+        return ""
+    wins = sum((a[s] > b[s]) if key == "avg_accuracy" else (a[s] < b[s]) for s in common)
+    return f"; better on {wins} of {len(common)} seeds"

@@ -34,6 +34,14 @@ def test_best_recipe_at_a_bit_budget_and_how_sure():
     assert best_text(STUDY, 1.0) == "no finished grid point at ≤ 1 bits"
 
 
+def test_how_sure_counts_the_seeds_the_best_point_wins():
+    runs = [{"run_id": f"{p}{s}", "status": "succeeded", "point": {"seed": s}, "avg_accuracy": acc}
+            for p, accs in (("a", (0.70, 0.71, 0.69)), ("b", (0.69, 0.70, 0.70))) for s, acc in enumerate(accs)]
+    grid = [dict(_row({"techniques": "gptq"}, 3.0, 0.70, 0.01), runs=["a0", "a1", "a2"]),
+            dict(_row({"techniques": "agq"}, 3.0, 0.6967, 0.006), runs=["b0", "b1", "b2"])]
+    assert best_text({**STUDY, "grid": grid, "runs": runs}, 3.0).endswith("; better on 2 of 3 seeds")
+
+
 def test_grid_text_and_pareto_error_bars():
     text = format_study(STUDY)
     assert "12 of 12 finished" in text and "0.700 ± 0.010 (n=3)" in text and "estimated 10.0 worker-minutes" in text
