@@ -63,8 +63,8 @@ class Bench:
         self.device = pick_device(ctx.device)
         self.ev = parse_recipe(recipe(model, 4, 128, 8, 64, EVAL_SEED, True)).eval
         _, self.tokenizer = load_model(self.path, ctx)
-        # the pipeline's own seed policy (moeq.quant_core.streams), at one evaluation seed for every row
-        self.windows, _ = evaluation_windows(self.ev, EVAL_SEED, self.tokenizer, self.path)
+        # the pipeline's own seed policy (moeq.quant_core.streams): one set of evaluation windows for every seed
+        self.windows, _ = evaluation_windows(self.ev, self.tokenizer, self.path)
         self.tasks = evaluation_tasks(self.ev)
         self.fp = self._fp()
 

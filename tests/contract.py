@@ -36,5 +36,12 @@ def validate_result(r: dict) -> None:
         assert set(x) == EXPERT_KEYS, f"expert_stats row keys {sorted(x)}"
         assert x["bits"] is None or isinstance(x["bits"], int)
         assert x["calib_tokens"] is None or isinstance(x["calib_tokens"], int)
+    for t in r.get("tasks", []):
+        assert len(t.get("item_ids", [])) == len(t.get("item_scores", [])), f"task {t['name']}: ids and scores differ"
+        assert len(set(t.get("item_ids", []))) == len(t.get("item_ids", [])), f"task {t['name']}: repeated item id"
+    w = r.get("windows")
+    if w is not None:
+        assert not w["ids"] or len(w["ids"]) == len(w["nll"]), "one id per window"
+        assert len(w["kl"]) <= len(w["nll"]) and all(isinstance(v, NUMBER) for v in w["nll"] + w["kl"])
     assert all(isinstance(v, NUMBER) for v in r["timings"].values())
     assert {"device", "torch", "moeq"} <= set(r["environment"])

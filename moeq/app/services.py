@@ -205,12 +205,13 @@ class AppServices:
             set_notes(s, rid, notes=notes, tags=[t for t in tags.split(",")])
 
     @one_line_errors
-    def compare(self, user: str, run_ids: list[str]) -> list[dict]:
+    def compare(self, user: str, run_ids: list[str], paired: bool = True) -> list[dict]:
+        """The runs, each with its paired differences from the first (moeq.contract.stats) unless not `paired`."""
         for ref in run_ids:
             check_text(ref, "run id")
         with self.store.session() as s:
             scope = self._scope(user)
-            return compare_runs(s, [resolve_run_id(s, r, scope) for r in run_ids], projects=scope)
+            return compare_runs(s, [resolve_run_id(s, r, scope) for r in run_ids], projects=scope, paired=paired)
 
     def model_runs(self, user: str, model: str, limit: int = 1000) -> list[dict]:
         rows, _ = self.runs(user, RunFilter(model=model, status="succeeded", limit=limit))

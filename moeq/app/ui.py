@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from moeq.app.services import AppServices
-from moeq.app.tabs import compare, launch, runs, team
+from moeq.app.tabs import compare, launch, runs, study, team
 
 TITLE = "moeq — MoE quantization workbench"
 
@@ -21,6 +21,8 @@ def build_ui(svc: AppServices) -> gr.Blocks:
                 runs_parts = runs.build(svc, launch_parts)
             with gr.Tab("Compare", id="compare"):
                 compare_parts = compare.build(svc)
+            with gr.Tab("Studies", id="studies"):
+                study_parts = study.build(svc)
             with gr.Tab("Team", id="team"):
                 team_parts = team.build(svc)
         form = [*launch_parts["form_inputs"], launch_parts["kept"]]
@@ -36,7 +38,13 @@ def build_ui(svc: AppServices) -> gr.Blocks:
             return (run, gr.Tabs(selected="runs")) if run else (gr.update(), gr.update())
 
         demo.load(open_linked_run, None, [runs_parts["selected"], tabs])
-        demo.load(team_parts["load"], None, [team_parts["who"], launch_parts["project"]])
+
+        def study_projects(request: gr.Request):
+            return team_parts["load"](request)[1]
+
+        # one after the other: concurrent first visits would race to create the local user
+        demo.load(team_parts["load"], None, [team_parts["who"], launch_parts["project"]]).then(
+            study_projects, None, study_parts["project"]).then(study_parts["refresh"], None, study_parts["listing"])
         # per-user choices are filled in only after login: nothing about runs or local models is in
         # the page (or its API description) an anonymous visitor gets
         demo.load(runs_parts["load_filters"], None, runs_parts["model_filter"])

@@ -48,6 +48,27 @@ class ProjectMember(Base):
     role: Mapped[str] = mapped_column(String(16), default="member")
 
 
+class Study(Base):
+    """A grid of recipes (× seeds) launched as one (moeq sweep); its runs carry study_id and study_point."""
+
+    __tablename__ = "studies"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    model_ref: Mapped[str] = mapped_column(String(512), default="")
+    base_recipe: Mapped[dict | None] = mapped_column(JsonType)
+    axes: Mapped[dict | None] = mapped_column(JsonType)  # axis name → list of values, in grid order
+    estimate_s: Mapped[float | None] = mapped_column(Float)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    celery_group_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User | None] = relationship()
+    project: Mapped[Project | None] = relationship()
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),
@@ -85,6 +106,8 @@ class Run(Base):
     perplexity: Mapped[float | None] = mapped_column(Float)
     kl: Mapped[float | None] = mapped_column(Float)
     mean_topk_agreement: Mapped[float | None] = mapped_column(Float)
+    study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_point: Mapped[str | None] = mapped_column(String(512))  # JSON {axis: value} of its grid point
 
     user: Mapped[User | None] = relationship()
     project: Mapped[Project | None] = relationship()

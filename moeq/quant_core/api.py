@@ -27,6 +27,7 @@ def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Quantize `recipe.model` with `recipe`, evaluate against FP, return the result dict. A parsed
     Recipe is used as it is (the caller parsed it once); a dict is parsed here."""
     from moeq.quant_core.pipeline import run_pipeline
+    from moeq.contract.seeding import with_run_seed
     from moeq.contract.sources import confine_recipe
 
     if not isinstance(recipe, Recipe):
@@ -39,11 +40,15 @@ def run(recipe: Recipe | dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         return run_moqe(recipe, ctx)
     from moeq.quant_core.streaming.select import use_streaming
 
+    drawn = with_run_seed(recipe)  # every component seed follows the run's seed (moeq.contract.seeding)
     if use_streaming(recipe, ctx):
         from moeq.quant_core.streaming.pipeline import run_streamed
 
-        return run_streamed(recipe, ctx)
-    return run_pipeline(recipe, ctx)
+        result = run_streamed(drawn, ctx)
+    else:
+        result = run_pipeline(drawn, ctx)
+    result["recipe"] = recipe.to_dict()  # the recipe as given; its seed says how the draws were offset
+    return result
 
 
 def build_zoo_model(name: str, zoo_dir: Path, retrain: bool = False) -> Path:

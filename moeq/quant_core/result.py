@@ -11,6 +11,7 @@ import torch
 from moeq.contract import __version__
 from moeq.contract.describe import ModelInfo
 from moeq.quant_core.evaluate.compare import routing_report, token_kl
+from moeq.quant_core.evaluate.outcomes import task_outcomes, window_outcomes
 from moeq.quant_core.evaluate.run import EvalResult
 from moeq.quant_core.memory import peaks
 from moeq.quant_core.quantized import QuantState
@@ -92,7 +93,8 @@ def assemble_result(recipe: Recipe, info: ModelInfo, fp: EvalResult, q: EvalResu
         "recipe": recipe.to_dict(),
         "metrics": result_metrics(recipe, fp, q, num_experts),
         "tasks": [{"name": t.name, "kind": t.kind, "acc": t.acc, "acc_norm": t.acc_norm, "stderr": t.stderr,
-                   "n": t.n, "chance": t.chance, "fp_acc": f.acc} for t, f in zip(q.tasks, fp.tasks)],
+                   "n": t.n, "chance": t.chance, "fp_acc": f.acc, **task_outcomes(t)} for t, f in zip(q.tasks, fp.tasks)],
+        "windows": window_outcomes(fp.probe, q.probe),
         "bits": bits,
         "calibration": dict(calibration),
         "expert_stats": expert_stats,

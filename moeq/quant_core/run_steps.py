@@ -67,7 +67,7 @@ def load_run(recipe: Recipe, ctx: RunContext, ev: EvalSpec | None = None,
     device = pick_device(ctx.device)
     reset_peaks(device)
     torch.manual_seed(recipe.seed)
-    windows, check = evaluation_windows(ev, recipe.seed, tokenizer, path)
+    windows, check = evaluation_windows(ev, tokenizer, path)
     tasks = evaluation_tasks(ev)
     return LoadedRun(path, info, model, tokenizer, moe, device, ev, recipe.seed, windows, check, tasks,
                      time.perf_counter() - t, int(model.config.vocab_size))

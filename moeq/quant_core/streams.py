@@ -1,11 +1,13 @@
 """The seed policy: which token windows each part of a run reads, and with which seed — the one place
 that says it, for single runs, MoQE runs and streamed runs alike.
 
-All streams derive from the recipe's `seed`:
+Every random draw of a run derives from the recipe's `seed`, except what the run is evaluated on
+(evaluation windows and task items are the same for every seed, so repeats of a recipe over seeds are
+scored on the same items and windows and can be paired, moeq.contract.stats):
 
 - calibration windows: split "calib", `seed` (the EBSS sampler draws its own, moeq.quant_core.calibration.ebss)
 - balance reserve (extra calibration windows for under-routed experts): split "calib", `seed + 1`
-- evaluation windows (perplexity, KL, routing): split "heldout", `seed + 1000`
+- evaluation windows (perplexity, KL, routing): split "heldout", EVAL_SEED, whatever the recipe's seed
 - MoQE router training windows: the calibration stream after every variant's calibration tokens
   (disjoint from them and, being split "calib", from the evaluation windows); a "random" source draws
   a fresh stream with `seed + 2000`
@@ -29,7 +31,7 @@ from moeq.contract.recipe import EvalSpec, Recipe
 
 TASK_SEED = 0
 RESERVE_SEED_OFFSET = 1
-EVAL_SEED_OFFSET = 1000
+EVAL_SEED = 1000  # the draw seed-0 runs always had, so their windows are unchanged
 ROUTER_SEED_OFFSET = 2000
 
 
@@ -47,10 +49,10 @@ def reserve_windows(recipe: Recipe, tokenizer, n: int, seq_len: int) -> torch.Te
     return token_windows(source, "calib", tokenizer, n, seq_len, recipe.seed + RESERVE_SEED_OFFSET)
 
 
-def evaluation_windows(ev: EvalSpec, seed: int, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, dict]:
-    """(held-out windows, their text check) for perplexity, KL and routing."""
+def evaluation_windows(ev: EvalSpec, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, dict]:
+    """(held-out windows, their text check) for perplexity, KL and routing — the same for every seed."""
     source = model_text_source(ev.source, model_dir, "heldout")
-    windows = token_windows(source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len, seed + EVAL_SEED_OFFSET)
+    windows = token_windows(source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len, EVAL_SEED)
     return windows, token_check(tokenizer, windows, source)
 
 

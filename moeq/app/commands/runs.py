@@ -34,6 +34,7 @@ def _fmt(v, spec=".3f") -> str:
 
 
 def handle_list(args, settings) -> int:
+    from moeq.app.paired_view import format_groups
     from moeq.db.repository.queries import RunFilter, list_runs
     from moeq.db.store import Store
 
@@ -51,6 +52,9 @@ def handle_list(args, settings) -> int:
               f"{_fmt(r['avg_weight_bits'], '.2f'):>5} {_fmt(r['avg_accuracy']):>6} {_fmt(r['kl'], '.4f'):>7} "
               f"{_fmt(r['mean_topk_agreement']):>6}  {r['created_at'][:19]}")
     print(f"({len(rows)} of {total})")
+    groups = format_groups(rows)  # repeats of one recipe over seeds among the listed runs
+    if groups:
+        print(groups)
     return 0
 
 
@@ -77,6 +81,7 @@ def handle_compare(args, settings) -> int:
     from moeq.db.repository.runs import resolve_run_id
     from moeq.db.store import Store
 
+    from moeq.app.paired_view import format_groups, format_paired
     from moeq.app.summary import format_compare
     from moeq.contract.errors import MoeqError
 
@@ -88,6 +93,12 @@ def handle_compare(args, settings) -> int:
         print(json.dumps(runs, indent=1))
         return 0
     print(format_compare(runs))
+    print()
+    print(format_paired(runs))
+    groups = format_groups(runs)
+    if groups:
+        print()
+        print(groups)
     return 0
 
 

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p = sub.add_parser("submit", help="queue one recipe for the workers and print the run id",
                        epilog=epilog(EXAMPLES), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_args(p)
+    p.add_argument("--seeds", help="queue the recipe once per seed, e.g. 0,1,2 (a group of repeats; "
+                   "`moeq sweep` makes it a study)")
     p.add_argument("--save-model", action="store_true", help="the worker keeps the quantized model (artifacts)")
     p.add_argument("--wait", action="store_true", help="follow the run's progress to the end and print its result")
     p.add_argument("--json", action="store_true", help="with --wait: print the full result JSON")
@@ -39,11 +41,29 @@ def handle(args, settings) -> int:
     recipe = build_recipe_dict(args)
     ensure_home(settings)
     store = Store(settings.database_url)  # submit admits the recipe (parse, roots, model) once
+    if args.seeds is not None:
+        return _submit_seeds(args, settings, store, recipe)
     run_id = submit(settings, store, recipe, user=args.user, project=args.project, save_model=args.save_model)
     print(run_id, flush=True)
     if not args.wait:
         return 0
     return follow(store, run_id, quiet=getattr(args, "quiet", False), as_json=args.json)
+
+
+def _submit_seeds(args, settings, store, recipe: dict) -> int:
+    """One run per seed (every seed's recipe admitted before any is queued); prints the run ids."""
+    from moeq.contract.errors import MoeqError
+    from moeq.contract.grid import parse_seeds
+    from moeq.jobs.submit import admit_recipe, create, enqueue
+
+    if args.wait:
+        raise MoeqError("--seeds queues several runs; follow them with `moeq runs list` (no --wait)")
+    admitted = [admit_recipe(settings, {**recipe, "seed": s}, store) for s in parse_seeds(args.seeds)]
+    for r in admitted:
+        run_id = create(store, r, user=args.user, project=args.project, save_model=args.save_model)
+        enqueue(settings, store, run_id)
+        print(run_id, flush=True)
+    return 0
 
 
 def follow(store, run_id: str, quiet: bool = False, as_json: bool = False) -> int:

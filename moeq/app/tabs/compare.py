@@ -10,6 +10,8 @@ from moeq.app import charts, compare_charts
 from moeq.app.compare_summary import metrics_html
 from moeq.app.compare_table import compare_html
 from moeq.app.escape import h
+from moeq.app.paired_view import groups_html, paired_html
+from moeq.contract.stats import against_baseline
 from moeq.app.services import AppServices
 
 FIELD_CHOICES = [(compare_charts.FIELDS[f][0], f) for f in compare_charts.FIELDS]
@@ -22,6 +24,22 @@ def accuracy_bars(runs: list[dict]):
     return fig
 
 
+_PAIRED: dict[tuple, list] = {}
+
+
+def paired_cached(ids: tuple[str, ...], base: str | None, runs: list[dict]) -> list[dict | None]:
+    """Paired differences against `base`, kept for the last few comparisons (finished runs do not change)."""
+    key = (ids, base)
+    if key in _PAIRED:
+        return _PAIRED[key]
+    out = against_baseline(runs, base)
+    if all(r.get("status") not in ("queued", "running") for r in runs):
+        if len(_PAIRED) > 16:
+            _PAIRED.pop(next(iter(_PAIRED)))
+        _PAIRED[key] = out
+    return out
+
+
 def build(svc: AppServices) -> dict:
     with gr.Row():
         runs_in = gr.Textbox(label="run ids to compare (comma or space separated; prefixes of 8 are fine) — or tick "
@@ -31,6 +49,7 @@ def build(svc: AppServices) -> dict:
     baseline = gr.Dropdown(label="baseline run (deltas and the difference heatmaps are against it)", choices=[],
                            elem_id="compare-baseline")
     metrics = gr.HTML(elem_id="compare-metrics-box")
+    paired_box = gr.HTML(elem_id="compare-paired-box")
     table = gr.HTML(elem_id="compare-table")
     with gr.Row():
         acc = gr.Plot(label="accuracy", elem_id="plot-accuracy")
@@ -60,7 +79,7 @@ def build(svc: AppServices) -> dict:
             ids = resolve(text, who)
             if len(ids) < 2:
                 raise ValueError("choose at least two runs")
-            runs = svc.compare(who, ids)
+            runs = svc.compare(who, ids, paired=False)
         except Exception as exc:  # said once, and in place of every chart
             note = compare_charts.message_figure(f"nothing to compare: {exc}")
             return (f"⚠ {h(exc)}", gr.update(choices=[], value=None), "", "", note, note, gr.update(), note, note,
@@ -78,8 +97,13 @@ def build(svc: AppServices) -> dict:
                 compare_charts.bits_tradeoff(model_runs, "avg_accuracy", ids_set),
                 compare_charts.bits_tradeoff(model_runs, "kl", ids_set), runs)
 
-    go_btn.click(compare, runs_in, outputs)
-    runs_in.submit(compare, runs_in, outputs)
+    def paired(base, runs):  # after the page: bootstrap intervals take a moment per run
+        if not runs:
+            return ""
+        return paired_html(runs, paired_cached(tuple(r["run_id"] for r in runs), base, runs)) + groups_html(runs)
+
+    go_btn.click(compare, runs_in, outputs).then(paired, [baseline, state], paired_box)
+    runs_in.submit(compare, runs_in, outputs).then(paired, [baseline, state], paired_box)
 
     def redraw_heat(f, base, runs):
         if not runs or f not in compare_charts.FIELDS:
@@ -98,6 +122,7 @@ def build(svc: AppServices) -> dict:
     field.change(redraw_heat, [field, baseline, state], [heat, heat_diff])
     baseline.change(redraw_heat, [field, baseline, state], [heat, heat_diff])
     baseline.change(redraw_base, [baseline, state], metrics)
+    baseline.change(paired, [baseline, state], paired_box)
     for comp in (load_run, load_layer):
         comp.change(redraw_load, [load_run, load_layer, state], load)
-    return {"runs_in": runs_in, "compare": compare, "outputs": outputs}
+    return {"runs_in": runs_in, "compare": compare, "outputs": outputs, "paired": paired}

@@ -9,6 +9,7 @@ import gradio as gr
 from moeq.app.escape import h
 from moeq.app.form_check import model_problem, problems_markdown, read_form, recipe_errors
 from moeq.app.recipe_fill import apply_overrides
+from moeq.app.seed_launch import launch_seeds
 from moeq.app.recipe_form import LaunchForm, form_to_recipe
 from moeq.app.services import AppServices
 from moeq.contract import vocabulary as vocab
@@ -58,6 +59,8 @@ def build(svc: AppServices) -> dict:
             problem = gr.Markdown(elem_id="launch-problem")
             project = gr.Dropdown(label="project", choices=[], allow_custom_value=False)
             save = gr.Checkbox(False, label="save the quantized model (artifacts)")
+            seeds = gr.Textbox("", label="repeat over seeds (e.g. 0,1,2: one run per seed, shown as a group; "
+                               "empty: one run with the recipe's seed)", elem_id="launch-seeds")
             launch = gr.Button("Launch", variant="primary", elem_id="launch-button")
             launched = gr.Markdown(elem_id="launch-result")
 
@@ -86,7 +89,7 @@ def build(svc: AppServices) -> dict:
         comp.change(render, [*form_inputs, kept], [recipe_json, problem])
     model.change(lambda ref: h(svc.describe(ref)), model, model_info)
 
-    def on_launch(text, proj, save_model, request: gr.Request):
+    def on_launch(text, proj, save_model, seeds_text, request: gr.Request):
         """Launch: the recipe is admitted (parsed, confined, model checked) once, by svc.launch; only
         when that refuses a recipe key is the recipe re-read to list every problem at once."""
         try:
@@ -98,6 +101,8 @@ def build(svc: AppServices) -> dict:
         if problem:
             return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in [*recipe_errors(recipe), problem])
         try:
+            if (seeds_text or "").strip():
+                return launch_seeds(svc, svc.user_of(request), proj, recipe, bool(save_model), seeds_text)
             run_id = svc.launch(svc.user_of(request), proj, recipe, bool(save_model))
         except RecipeError as exc:  # list every recipe problem, not only the first
             errors = recipe_errors(recipe) or [str(exc)]
@@ -107,6 +112,6 @@ def build(svc: AppServices) -> dict:
         return (f"✓ queued run <a href='?run={h(run_id)}' id='launch-run-link'>{h(run_id[:8])}</a> "
                 f"(`{h(run_id)}`) — the link opens it in the Runs tab")
 
-    launch.click(on_launch, [recipe_json, project, save], launched)
+    launch.click(on_launch, [recipe_json, project, save, seeds], launched)
     return {"recipe_json": recipe_json, "project": project, "render": render, "form_inputs": form_inputs,
             "problem": problem, "kept": kept, "model": model}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from moeq.app.escape import h
+from moeq.app.paired_view import groups_html
 from moeq.app.progress_view import fmt_duration
 from moeq.app.run_card import ACTIVE, card_html, duration_s, progress_html
 from moeq.app.services import AppServices
@@ -76,6 +77,7 @@ def build(svc: AppServices, launch: dict) -> dict:
     table = gr.Dataframe(headers=[c for _, c, _ in COLUMNS], value=[], interactive=False, elem_id="runs-table",
                          wrap=False, column_widths=[w for _, _, w in COLUMNS])
     total = gr.Markdown()
+    groups = gr.HTML(elem_id="runs-groups")  # repeats of one recipe over seeds: mean ± sd (n)
     with gr.Row():
         pick = gr.CheckboxGroup([], label="tick finished runs to compare", elem_id="runs-pick", scale=5)
         compare_sel = gr.Button("Compare selected", variant="primary", elem_id="runs-compare-selected", scale=1)
@@ -132,6 +134,14 @@ def build(svc: AppServices, launch: dict) -> dict:
     for comp in filters:
         comp.change(refresh, ins, outs, show_progress="hidden")
     timer.tick(refresh, ins, outs, show_progress="hidden")
+
+    def seed_groups(m, st, u, p, t, q, srt, request: gr.Request):
+        rows, _ = svc.runs(svc.user_of(request), RunFilter(model=m or None, status=st or None, user=u or None,
+                                                           project=p or None, technique=t or None, search=q or None,
+                                                           sort=srt, limit=200))
+        return groups_html(rows)
+
+    table.change(seed_groups, filters, groups, show_progress="hidden")  # only when the table was redrawn
 
     def choose(evt: gr.SelectData, data):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index

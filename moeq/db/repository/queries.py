@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from moeq.contract.stats import against_baseline
 from moeq.db.models import Project, Run, User
 from moeq.db.repository.results import run_to_dict
 from moeq.db.repository.runs import RunNotFound
@@ -63,14 +64,20 @@ def list_runs(s: Session, f: RunFilter = RunFilter()) -> tuple[list[dict], int]:
     return [run_to_dict(r, with_result=False) for r in s.scalars(q)], int(total or 0)
 
 
-def compare_runs(s: Session, run_ids: list[str], projects: tuple[str, ...] | None = None) -> list[dict]:
-    """Full run dicts (with results) in the order given; unknown or inaccessible ids are errors."""
+def compare_runs(s: Session, run_ids: list[str], projects: tuple[str, ...] | None = None,
+                 paired: bool = True) -> list[dict]:
+    """Full run dicts (with results) in the order given; unknown or inaccessible ids are errors. With
+    `paired`, each carries "paired": its paired differences from the first run (moeq.contract.stats;
+    None for the first)."""
     out = []
     for rid in run_ids:
         run = s.get(Run, rid)
         if run is None or (projects is not None and (run.project is None or run.project.name not in projects)):
             raise RunNotFound(f"no run with id {rid!r}")
         out.append(run_to_dict(run))
+    if paired:
+        for r, diff in zip(out, against_baseline(out)):
+            r["paired"] = diff
     return out
 
 

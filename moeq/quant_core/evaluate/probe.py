@@ -16,6 +16,7 @@ from moeq.quant_core.adapters.dispatch import Dispatch, DispatchRecorder
 from moeq.quant_core.adapters.model import MoEModel
 from moeq.quant_core.context import ProgressFn
 from moeq.quant_core.evaluate.forward import forward_many
+from moeq.quant_core.evaluate.outcomes import window_ids
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ProbeResult:
     logprobs: torch.Tensor | None  # [K, vocab] float16 on CPU, first kl_tokens predicted positions
     dispatch: dict[int, Dispatch]  # per MoE layer, all window tokens in order
     window_nll: torch.Tensor | None = None  # [N] summed token NLL of each window (float64, CPU)
+    window_ids: tuple[str, ...] = ()  # [N] content id of each window (evaluate.outcomes.window_ids)
 
     @property
     def perplexity(self) -> float:
@@ -75,4 +77,4 @@ def probe(moe: MoEModel, windows: torch.Tensor, *, batch_size: int = 8, kl_token
             recorder.__exit__(None, None, None)
     dispatch = {i: recorder.take(i) for i in recorder.layers} if recorder is not None else {}
     return ProbeResult(acc["nll_sum"], acc["n_tokens"], torch.cat(kept) if kept else None, dispatch,
-                       torch.cat(per_window) if per_window else None)
+                       torch.cat(per_window) if per_window else None, window_ids(windows))

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from moeq.quant_core.context import ProgressFn
+from moeq.quant_core.evaluate.outcomes import item_ids
 from moeq.quant_core.evaluate.scoring import greedy_generate, loglikelihoods
 from moeq.quant_core.evaluate.task_types import Task
 
@@ -23,7 +24,8 @@ class TaskScore:
     stderr: float
     n: int
     chance: float
-    correct: tuple[bool, ...] = ()  # per item, for per-item mixtures (MoQE)
+    correct: tuple[bool, ...] = ()  # per item, for per-item mixtures (MoQE) and paired comparisons
+    item_ids: tuple[str, ...] = ()  # per item, its content id (evaluate.outcomes.item_ids)
 
 
 def _stderr(acc: float, n: int) -> float:
@@ -42,14 +44,14 @@ def _mc_score(task: Task, ll: list[tuple[float, bool]]) -> TaskScore:
         hits_norm += int(max(range(len(scores)), key=lambda c: scores[c] / lengths[c]) == it.gold)
     acc = sum(correct) / len(items)
     return TaskScore(task.name, "mc", acc, hits_norm / len(items), _stderr(acc, len(items)), len(items), task.chance,
-                     tuple(correct))
+                     tuple(correct), item_ids(items))
 
 
 def _gen_score(task: Task, outputs: list[str]) -> TaskScore:
     correct = [o.strip() == it.answer.strip() for it, o in zip(task.items, outputs)]
     acc = sum(correct) / len(correct)
     return TaskScore(task.name, "gen", acc, None, _stderr(acc, len(correct)), len(correct), task.chance,
-                     tuple(correct))
+                     tuple(correct), item_ids(task.items))
 
 
 def score_mc(model, tokenizer, task: Task, device) -> TaskScore:
@@ -111,4 +113,4 @@ def mixed_score(scores: list[TaskScore], picks: list[int]) -> TaskScore:
     correct = tuple(scores[k].correct[i] for i, k in enumerate(picks))
     acc = sum(correct) / len(correct)
     return TaskScore(first.name, first.kind, acc, None, _stderr(acc, len(correct)), len(correct), first.chance,
-                     correct)
+                     correct, first.item_ids)

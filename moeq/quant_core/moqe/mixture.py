@@ -42,7 +42,8 @@ def mixed_probe(probes: list[ProbeResult], picks: torch.Tensor, seq_len: int) ->
     if all(p.dispatch for p in probes):
         token_pick = picks.repeat_interleave(seq_len)
         dispatch = {i: _mixed_dispatch([p.dispatch[i] for p in probes], token_pick) for i in probes[0].dispatch}
-    return ProbeResult(float(window_nll.sum()), probes[0].n_tokens, logprobs, dispatch, window_nll)
+    return ProbeResult(float(window_nll.sum()), probes[0].n_tokens, logprobs, dispatch, window_nll,
+                       probes[0].window_ids)
 
 
 def mixed_evaluation(evals: list[EvalResult], picks: torch.Tensor, seq_len: int,

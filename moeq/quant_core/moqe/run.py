@@ -27,6 +27,7 @@ from moeq.quant_core.moqe.mixture import mixed_evaluation, oracle_perplexity
 from moeq.quant_core.moqe.router import MoqeRouter, train_router
 from moeq.quant_core.pipeline import quantize_model
 from moeq.contract.recipe import Recipe, moqe_variants, recipe_summary
+from moeq.contract.seeding import with_run_seed
 from moeq.quant_core.result import assemble_result, bits_report, result_metrics
 from moeq.quant_core.run_steps import LoadedRun, add_checks, fp_is_cached, fp_reference, load_run
 from moeq.quant_core.stage_plan import MOQE_DEFAULT_COSTS, load_costs, plan, record_costs
@@ -61,8 +62,8 @@ def _build_variant(variant: Recipe | str, run: LoadedRun, ctx: RunContext, train
     else:
         model, tok = (fp_model, run.tokenizer) if fp_model is not None else load_model(run.path, ctx)
         quantize_progress = sub_progress(ctx.progress, lo, (lo + hi) / 2)
-        state, calib = quantize_model(MoEModel(model), tok, variant, ctx.with_progress(quantize_progress),
-                                      device, run.path)
+        state, calib = quantize_model(MoEModel(model), tok, with_run_seed(variant),  # moeq.contract.seeding
+                                      ctx.with_progress(quantize_progress), device, run.path)
         timings["calibrate_s"] = calib.pop("build_s", 0.0)
         label, bits = recipe_summary(variant), bits_report(state)
         calib["experts_fell_back"] = len(state.fallbacks)

@@ -83,7 +83,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     sk.outer_to(device)
     torch.manual_seed(recipe.seed)
     ev = recipe.eval
-    windows, _ = evaluation_windows(ev, recipe.seed, tokenizer, path)  # the seed policy every run shares
+    windows, _ = evaluation_windows(ev, tokenizer, path)  # the seed policy every run shares
     tasks = evaluation_tasks(ev)
     timings["load_s"] = time.perf_counter() - t
 

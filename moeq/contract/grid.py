@@ -1,0 +1,55 @@
+"""Grid axes of a study (`moeq sweep`): `--grid NAME=V1,V2,…` and `--seeds 0,1,2`, expanded to grid
+points in axis order (seeds last). Torch-free; what a point means for a recipe is the CLI's business
+(moeq.app.commands.sweep)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from moeq.contract.errors import MoeqError
+from moeq.contract.limits import MAX_SEED
+
+MAX_POINTS = 512  # runs one study may queue
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` → [0, 1, 2]; each in [0, 2**32 − 1], no repeats."""
+    try:
+        seeds = [int(t) for t in (text or "").split(",") if t.strip()]
+    except ValueError:
+        raise MoeqError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise MoeqError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
+    if any(not 0 <= s <= MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+        raise MoeqError(f"--seeds: seeds must be distinct integers in [0, {MAX_SEED}], got {text!r}")
+    return seeds
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_axis(text: str) -> tuple[str, list]:
+    """`bits=W3A16,W4A16` → ("bits", ["W3A16", "W4A16"]); numbers and null are parsed as JSON."""
+    name, sep, values = (text or "").partition("=")
+    name = name.strip()
+    vals = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    if not sep or not name or not vals:
+        raise MoeqError(f"--grid: expected NAME=V1,V2 (e.g. bits=W3A16,W4A16 or techniques=gptq,rotation+gptq), "
+                        f"got {text!r}")
+    if len({json.dumps(v) for v in vals}) != len(vals):
+        raise MoeqError(f"--grid {name}: a value is repeated in {values!r}")
+    return name, vals
+
+
+def grid_points(axes: dict[str, list]) -> list[dict]:
+    """Every combination of the axes' values, in axis order (the last axis varies fastest)."""
+    names = list(axes)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+    if len(points) > MAX_POINTS:
+        raise MoeqError(f"the grid has {len(points)} runs; a study may queue at most {MAX_POINTS}")
+    return points
