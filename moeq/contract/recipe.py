@@ -289,7 +289,8 @@ def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
     from moeq.contract.presets import merge
 
     d = recipe.to_dict()
-    shared = {"model": recipe.model, "calibration": d["calibration"], "eval": d["eval"], "seed": recipe.seed}
+    ev = {**d["eval"], "ppl_windows": recipe.moqe.eval_samples}  # what the run evaluates every variant on
+    shared = {"model": recipe.model, "calibration": d["calibration"], "eval": ev, "seed": recipe.seed}
     out: list[Recipe | str] = []
     for i, variant in enumerate(recipe.moqe.variants):
         key = f"moqe.variants[{i}]"
