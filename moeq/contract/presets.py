@@ -19,7 +19,13 @@ PRESETS = MappingProxyType({
                                {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
                 "router": {"mode": "align"},
                 "calibration": {"balance": {"r": 2.0}}},
-    "moequant": {"techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],
+    # MoEQuant as released (chenzx921020/MoEQuant c9784c2, README command + fake_quant/utils.py defaults):
+    # rotation, per-channel symmetric weights with the `--w_clip` error search, GPTQ without act-order,
+    # the router GPTQ-quantized at the weight bits before the experts' affinity Hessians are taken
+    "moequant": {"techniques": [{"name": "rotation"},
+                                {"name": "gptq", "affinity": True, "act_order": False, "clip_search": True}],
+                 "weights": {"group_size": None, "symmetric": True},
+                 "router": {"mode": "gptq", "bits": None, "act_bits": None},
                  "calibration": {"sampler": "ebss"}},
     "gptq_rotation": {"techniques": [{"name": "rotation"}, {"name": "gptq"}]},
 })

@@ -57,16 +57,18 @@ class RouterSpec:
     GPTQ on its calibration inputs (MoEQuant)."""
 
     mode: Literal["fp", "quantize", "align", "gptq"] = "fp"
-    bits: int = 8
-    act_bits: int = 8
+    bits: int | None = 8  # None: the recipe's weight bits (8 when weights stay 16-bit), resolved by parse_recipe
+    act_bits: int | None = 8  # None: the recipe's activation bits
     beta: float = 0.0
     lam: float = 0.0
     clip_min: float = 0.35  # the authors' router clip grid: 0.35 … 1.0 in 101 ratios (docs/methods.md)
     clip_steps: int = 101
 
     def __post_init__(self) -> None:
-        _check(self.bits in (2, 3, 4, 8), "bits", f"must be one of (2, 3, 4, 8), got {self.bits}")
-        _check(self.act_bits in ACT_BITS, "act_bits", f"must be one of {ACT_BITS}")
+        _check(self.bits is None or self.bits in (2, 3, 4, 8), "bits",
+               f"must be null (the weight bits) or one of (2, 3, 4, 8), got {self.bits}")
+        _check(self.act_bits is None or self.act_bits in ACT_BITS, "act_bits",
+               f"must be null (the activation bits) or one of {ACT_BITS}")
         _check(0.0 <= self.beta <= 1.0, "beta", "must be in [0, 1]")
         _check(self.lam >= 0.0, "lam", "must be >= 0")
         _check(0.0 < self.clip_min <= 1.0, "clip_min", "must be in (0, 1]")
@@ -232,6 +234,14 @@ def _parse_router(value: Any) -> RouterSpec:
     return build(RouterSpec, value, "router")
 
 
+def _router_bits(router: RouterSpec, recipe: Recipe) -> RouterSpec:
+    """Null router widths follow the recipe's: the weight bits (8 when weights stay 16-bit), the
+    activation bits (MoEQuant quantizes the router like every other linear)."""
+    bits = router.bits if router.bits is not None else (recipe.weights.bits if recipe.weights.bits < 16 else 8)
+    act = router.act_bits if router.act_bits is not None else recipe.activations.bits
+    return replace(router, bits=bits, act_bits=act)
+
+
 def parse_recipe(data: Any) -> Recipe:
     """Validate a recipe dict (or JSON text) and return the frozen Recipe."""
     from moeq.contract import limits
@@ -249,7 +259,7 @@ def parse_recipe(data: Any) -> Recipe:
         raise RecipeError("techniques", "must be a list")
     recipe = build(Recipe, data, "")
     parsed = tuple(_parse_technique(t, f"techniques[{i}]") for i, t in enumerate(techniques))
-    recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_parse_router(router))
+    recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_router_bits(_parse_router(router), recipe))
     _check_consistency(recipe)
     limits.check_bounds(recipe)
     if recipe.moqe is not None:

@@ -35,12 +35,14 @@ class RtnConfig:
 
 @dataclass(frozen=True)
 class GptqConfig:
-    """GPTQ with error feedback; `affinity` turns on MoEQuant AGQ (gate-weighted Hessians)."""
+    """GPTQ with error feedback; `affinity` turns on MoEQuant AGQ (gate-weighted Hessians); `clip_search`
+    picks each group's clip by the reference quantizer's error search (GPTQ/QuaRot/MoEQuant `--w_clip`)."""
 
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = True  # static groups; measured better (docs/methods.md "Weight quantization grid")
     affinity: bool = False
+    clip_search: bool = False
     min_tokens: int = 16
     fallback: Literal["rtn_clip", "all_tokens"] = "rtn_clip"
     batched: bool = True

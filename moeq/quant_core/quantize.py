@@ -182,7 +182,7 @@ class ModelQuantizer:
         from moeq.quant_core.algorithms.router import prepare_router
 
         router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
-                                   self.ctx.kernels)
+                                   self.ctx.kernels, self.scheme.method if self.gptq else None)
         if router_aq is not None and router_aq.enabled:
             self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
         tokens = None

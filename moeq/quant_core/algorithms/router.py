@@ -17,6 +17,7 @@ from moeq.quant_core.functional.routing import (RoutingRule, router_alignment_lo
 from moeq.quant_core.modules import ActQuant
 from moeq.quant_core.quantized import QuantState, WeightRecord
 from moeq.contract.recipe import RouterSpec
+from moeq.contract.techniques import GptqConfig
 
 MAX_ALIGN_TOKENS = 8192
 
@@ -93,9 +94,11 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
 
 @torch.no_grad()
 def prepare_router(block: MoEBlock, x: torch.Tensor | None, spec: RouterSpec, state: QuantState,
-                   backend: str) -> ActQuant | None:
+                   backend: str, gptq: GptqConfig | None = None) -> ActQuant | None:
     """Apply the recipe's router mode to `block`'s weight in place; returns the router's input
-    quantization for the caller to install (None when the router stays FP)."""
+    quantization for the caller to install (None when the router stays FP). Mode "gptq" takes
+    act-order, dampening and clip search from the recipe's GPTQ technique (`gptq`) when it has one
+    (MoEQuant quantizes the router as one more linear), else act-order without clip search."""
     if spec.mode == "fp":
         return None
     w = block.router.weight.data
@@ -106,7 +109,9 @@ def prepare_router(block: MoEBlock, x: torch.Tensor | None, spec: RouterSpec, st
         clips, diag = align_clips(w, sub, aq(sub), spec, block.routing_rule(), block.routing_bias())
         state.diagnostics.setdefault("router_align", {})[str(block.layer_idx)] = diag
     if spec.mode == "gptq" and x is not None:
-        res = gptq_quantize(w.float(), hessian(x), spec.bits, None, True, act_order=True)
+        cfg = gptq if gptq is not None else GptqConfig()
+        res = gptq_quantize(w.float(), hessian(x), spec.bits, None, True, block_size=cfg.block_size, damp=cfg.damp,
+                            act_order=cfg.act_order, mse=cfg.clip_search)
         codes, params = res.codes, res.params
         state.diagnostics.setdefault("router_gptq", {})[str(block.layer_idx)] = {
             "tokens": int(x.shape[0]), "loss": float(res.loss)}
