@@ -15,10 +15,17 @@ PRESETS = MappingProxyType({
     "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA},
                                      {"name": "rtn", "clip_search": True}]},
     # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
-    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True},
-                               {"name": "duquant"}, {"name": "rtn", "clip_search": True}],
-                "router": {"mode": "align"},
-                "calibration": {"balance": {"r": 2.0}}},
+    # EAQuant as released (darren-fzq1/EAQuant 37c4509, run.sh 0fe98b3): `max` merge without the router's
+    # factor, per-row asymmetric weights with the squared-error search over 101 ratios in [0.35, 1]
+    # (per_channel_tensor), the router asymmetric 8-bit with one KL-chosen ratio on the mean calibration
+    # sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
+    "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True,
+                                "include_router": False},
+                               {"name": "duquant"}, {"name": "rtn", "clip_search": True, "clip_steps": 101}],
+                "weights": {"group_size": None, "symmetric": False},
+                "router": {"mode": "align", "search": "single", "symmetric": False, "bits": 8, "act_bits": 8},
+                "calibration": {"balance": {"r": 2.0, "cap": "sequence", "select": "first", "extra_samples": 0,
+                                            "smoothing": False}}},
     # MoEQuant as released (chenzx921020/MoEQuant c9784c2, README command + fake_quant/utils.py defaults):
     # rotation, per-channel symmetric weights with the `--w_clip` error search, GPTQ without act-order,
     # the router GPTQ-quantized at the weight bits before the experts' affinity Hessians are taken

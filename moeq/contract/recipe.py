@@ -63,6 +63,10 @@ class RouterSpec:
     lam: float = 0.0
     clip_min: float = 0.35  # the authors' router clip grid: 0.35 … 1.0 in 101 ratios (docs/methods.md)
     clip_steps: int = 101
+    # "align" clip search: one ratio per row by coordinate descent on 8192 random tokens (moeq's), or one
+    # ratio for the whole router on the mean calibration sequence (EAQuant's released per_channel_kl_top0)
+    search: Literal["row", "single"] = "row"
+    symmetric: bool = True  # the router's weight grid (EAQuant's released router: asymmetric)
 
     def __post_init__(self) -> None:
         _check(self.bits is None or self.bits in (2, 3, 4, 8), "bits",
@@ -77,11 +81,16 @@ class RouterSpec:
 
 @dataclass(frozen=True)
 class BalanceSpec:
-    """EAQuant calibration balance: target r·k·N/n routed tokens per expert."""
+    """EAQuant calibration balance. cap "total": about r·k·N/n routed tokens per expert over the N
+    calibration tokens, topped up from `extra_samples` reserve windows (moeq's); cap "sequence": at most
+    int(k/n · seq_len · r) tokens per expert (the authors' `expert_token_num`), no top-up. `smoothing`:
+    whether the balanced sets also feed the smoothing statistics (the authors' do not)."""
 
     r: float = 2.0
-    select: Literal["gate", "random"] = "gate"
+    select: Literal["gate", "random", "first"] = "gate"  # "first": first-come, in calibration order
     extra_samples: int = 64
+    cap: Literal["total", "sequence"] = "total"
+    smoothing: bool = True
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.r <= 64.0, "r", "must be in [0, 64]")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from moeq.quant_core.adapters.model import MoEModel, get_path
-from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input,
+from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input, mean_batch,
                                            collect_linear_inputs)
 from moeq.quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from moeq.quant_core.algorithms.mlp_pass import MlpPass, capture_mlp_pass, next_inputs
@@ -75,6 +75,7 @@ class ModelQuantizer:
         self.hooks: list[LayerHooks] = [apply_function(t)(self, t) for t in self.stages["layer"]]
         self.reuse_attention = False  # run() sets it: keep each layer's MLP pass to make its outputs
         self.mlp_pass: MlpPass | None = None
+        self._mean_input: tuple | None = None  # (layer, mean calibration sequence) for the single router search
 
     @property
     def layers_path(self) -> str:
@@ -138,6 +139,10 @@ class ModelQuantizer:
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
                                                hess.get(key)))
         x = self._capture_mlp_input(layer, batches) if batches is not None else None
+        r = self.recipe.router
+        self._mean_input = None
+        if batches is not None and r.mode == "align" and r.search == "single":
+            self._mean_input = (layer, mean_batch(batches[:self.n_main]))  # EAQuant's router search data
         n_main_tokens = sum(b.hidden.shape[0] * b.hidden.shape[1] for b in batches[:self.n_main]) if batches else 0
         block = self.moe.blocks.get(i)
         if block is None:
@@ -182,7 +187,8 @@ class ModelQuantizer:
         from moeq.quant_core.algorithms.router import prepare_router
 
         router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
-                                   self.ctx.kernels, self.scheme.method if self.gptq else None)
+                                   self.ctx.kernels, self.scheme.method if self.gptq else None,
+                                   self._mean_sequence(t_in))
         if router_aq is not None and router_aq.enabled:
             self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
         tokens = None
@@ -213,6 +219,15 @@ class ModelQuantizer:
                 for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
+    def _mean_sequence(self, t_in) -> torch.Tensor | None:
+        """The router input [S, d] of the mean calibration sequence under this layer as transformed so far
+        (norm-folded smoothing included, the MoE-input transform `t_in` applied), or None."""
+        if self._mean_input is None:
+            return None
+        layer, batch = self._mean_input
+        x = capture_module_input(layer, self.moe.spec.mlp, [batch])
+        return t_in(x) if t_in is not None else x
+
     def routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
         """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
         `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
@@ -223,7 +238,8 @@ class ModelQuantizer:
         if balance is not None:
             from moeq.quant_core.algorithms.balance import balance_tokens
 
-            tokens = balance_tokens(tokens, n_main, block.num_experts, balance, self.state, i, self.recipe.seed)
+            tokens = balance_tokens(tokens, n_main, block.num_experts, balance, self.state, i, self.recipe.seed,
+                                    self.recipe.calibration.seq_len)
         return tokens
 
     def _attach(self, path: str, module: nn.Module, aq: ActQuant) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moeq.contract.presets import expand
+from moeq.contract.presets import expand, merge
 from moeq.contract.recipe import parse_recipe
 from moeq.quant_core.functional.affine import compute_params, fake_quant
 from moeq.quant_core.functional.clip import mse_clip
@@ -62,13 +62,13 @@ def test_gptq_with_clip_search_uses_the_searched_grid_per_channel():
 
 
 def test_moequant_preset_is_the_released_configuration():
-    r = parse_recipe({"model": "m", **expand(["moequant"]), "weights": {"bits": 3, "group_size": None}})
+    r = parse_recipe(merge(expand(["moequant"]), {"model": "m", "weights": {"bits": 3}}))
     gptq = r.weight_quantizer
     assert gptq.affinity and gptq.clip_search and not gptq.act_order
     assert r.weights.group_size is None and r.weights.symmetric
     assert (r.router.mode, r.router.bits, r.router.act_bits) == ("gptq", 3, 16)
     assert r.calibration.sampler == "ebss"
-    w4a8 = parse_recipe({"model": "m", **expand(["moequant"]), "weights": {"bits": 4}, "activations": {"bits": 8}})
+    w4a8 = parse_recipe(merge(expand(["moequant"]), {"model": "m", "weights": {"bits": 4}, "activations": {"bits": 8}}))
     assert (w4a8.router.bits, w4a8.router.act_bits) == (4, 8)
 
 
@@ -76,8 +76,8 @@ def test_moequant_router_is_gptq_quantized_at_the_weight_bits(tiny_zoo, tmp_path
     bits = 2
     preset = expand(["moequant"])
     preset["techniques"][1]["clip_search"] = False  # the search is tested above; on the 2-core dev box it costs 30 s
-    recipe = {**preset, "weights": {"bits": bits, "group_size": None},
-              "calibration": {"source": "random", "sampler": "uniform", "samples": 4, "seq_len": 24}}  # EBSS: its own tests
+    recipe = merge(preset, {"weights": {"bits": bits},  # EBSS: its own tests
+                            "calibration": {"source": "random", "sampler": "uniform", "samples": 4, "seq_len": 24}})
     fp, q, moe, state = quantize_tiny(tiny_zoo, "mixtral", recipe, tmp_path)
     assert state.diagnostics["router_gptq"]
     for block in moe.blocks.values():

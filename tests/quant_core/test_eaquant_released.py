@@ -1,0 +1,128 @@
+"""EAQuant as released (darren-fzq1/EAQuant 37c4509 / 0fe98b3), against re-typed pieces of the authors'
+code on small inputs: the one-ratio router clip search (`per_token_dynamic_calibration_V2` with
+`per_channel_kl_top0`), the balance cap `int(8/64 · seq_len · r)` with first-come selection, and the
+preset's `max` merge without the router factor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from moeq.contract.recipe import RouterSpec
+from moeq.quant_core.algorithms.router import single_clip
+from moeq.quant_core.functional.routing import RoutingRule
+
+
+def _reference_kl_top0_ratio(w: torch.Tensor, act: torch.Tensor, bits: int, top_k: int) -> float:
+    """Re-typed from the authors' router weight search: asymmetric per-row range scaled by one ratio
+    0.35 + i·0.65/100 (i = 0 … 100); the score is one KL for the whole router (FP-weight logits'
+    softmax against the quantized-weight logits' log-softmax, both gathered at the FP top-k, batch
+    mean); a ratio replaces the kept one only when strictly better."""
+    qmax = 2 ** bits - 1
+    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    ref_logits = act @ w.T
+    idx = ref_logits.topk(top_k, dim=-1).indices
+    ref = F.softmax(ref_logits, dim=-1).gather(-1, idx)
+    best, kept = 100000.0, 1.0
+    for i in range(101):
+        ratio = 0.35 + i * (1 - 0.35) / 100
+        scale = ((ratio * hi - ratio * lo) / qmax).clamp(min=1e-5, max=1e4)
+        zero = (-(ratio * lo) / scale).round().clamp(0, qmax)
+        wq = ((w / scale).round() + zero).clamp(0, qmax).sub(zero).mul(scale)
+        can = F.log_softmax(act @ wq.T, dim=-1).gather(-1, idx)
+        score = float(F.kl_div(can, ref, reduction="batchmean"))
+        if score < best:
+            best, kept = score, ratio
+    return kept
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_single_router_ratio_equals_the_authors_search_on_a_toy_router(seed):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(8, 16, generator=gen)
+    w[:, 0] *= 6  # an outlier column makes clipping worth something
+    act = torch.randn(64, 16, generator=gen)
+    spec = RouterSpec(mode="align", bits=4, search="single", symmetric=False)
+    ratio, diag = single_clip(w, act, spec, RoutingRule(top_k=2))
+    assert ratio == pytest.approx(_reference_kl_top0_ratio(w, act, 4, 2), abs=1e-6)
+    assert diag["after"]["objective"] <= diag["before"]["objective"]
+
+
+def test_single_router_search_prefers_the_first_of_equal_ratios():
+    # a router whose rows sit on the 1-bit-wide grid at every ratio ≥ 0.35 would tie; here all rows are
+    # exactly representable at ratio 1, so the loss is 0 there and the search must not move below it
+    w = torch.tensor([[0.0, 1.0, 2.0, 3.0], [-3.0, -2.0, -1.0, 0.0]])
+    act = torch.eye(4)
+    ratio, _ = single_clip(w, act, RouterSpec(mode="align", bits=2, search="single", symmetric=False),
+                           RoutingRule(top_k=1))
+    assert ratio == pytest.approx(_reference_kl_top0_ratio(w, act, 2, 1), abs=1e-6)
+
+
+def test_balance_cap_is_the_authors_expert_token_num():
+    from moeq.quant_core.algorithms.balance import expert_token_cap
+
+    assert expert_token_cap(8, 64, 4096, 2.0) == 1024  # OLMoE, run.sh: seq_length 4096, ratio 2.0
+    assert expert_token_cap(8, 64, 4096, 2.0) == int(8 / 64.0 * 4096 * 2.0)
+    assert expert_token_cap(2, 8, 100, 1.5) == 37  # int(0.25 · 100 · 1.5) = int(37.5)
+
+
+def test_sequence_cap_keeps_each_experts_first_tokens_and_tops_up_nothing():
+    from moeq.contract.recipe import BalanceSpec
+    from moeq.quant_core.algorithms.balance import balance_tokens
+    from moeq.quant_core.algorithms.experts import RoutedTokens
+    from moeq.quant_core.quantized import QuantState
+
+    # 12 main tokens + 4 reserve tokens, top-1 of 3 experts; expert 0 takes tokens 0, 2, 4, 6, 8, 10, 12, 14
+    index = torch.tensor([[0], [1]] * 6 + [[0], [2], [0], [2]])
+    weights = torch.rand(16, 1, generator=torch.Generator().manual_seed(0))
+    tokens = RoutedTokens(torch.randn(16, 4), index, weights)
+    spec = BalanceSpec(r=2.0, cap="sequence", select="first", extra_samples=0)
+    state = QuantState()
+    # cap = int(1/3 · 6 · 2) = 4
+    out = balance_tokens(tokens, 12, 3, spec, state, 0, seq_len=6)
+    per = out.per_expert(3)
+    assert per[0][0].tolist() == [0, 2, 4, 6]  # first-come, not the highest gate weights
+    assert per[1][0].tolist() == [1, 3, 5, 7]
+    assert per[2][0].tolist() == []  # expert 2 only appears in the reserve: no top-up under the authors' cap
+    assert state.diagnostics["balance"]["0"]["target"] == 4
+
+
+def test_eaquant_preset_is_the_released_configuration():
+    from moeq.contract.presets import expand, merge
+    from moeq.contract.recipe import parse_recipe
+    from moeq.contract.techniques import RtnConfig, SmoothConfig
+
+    r = parse_recipe(merge(expand(["eaquant"]), {"model": "m", "weights": {"bits": 4}, "activations": {"bits": 4}}))
+    smooth = r.technique(SmoothConfig)
+    assert smooth.aggregate == "expert" and not smooth.include_router
+    rtn = r.technique(RtnConfig)
+    assert rtn.clip_search and (rtn.clip_min, rtn.clip_steps) == (0.35, 101)
+    assert r.weights.group_size is None and not r.weights.symmetric
+    assert (r.router.mode, r.router.search, r.router.symmetric, r.router.bits, r.router.act_bits) == (
+        "align", "single", False, 8, 8)
+    bal = r.calibration.balance
+    assert (bal.cap, bal.select, bal.extra_samples, bal.smoothing) == ("sequence", "first", 0, False)
+
+
+@pytest.mark.parametrize("family", ["olmoe", "deepseek_v3"])
+def test_eaquant_preset_searches_the_router_on_the_mean_sequence(tiny_zoo, tmp_path, family):
+    from moeq.contract.presets import expand, merge
+    from tests.quant_core.helpers import quantize_tiny
+
+    recipe = merge(expand(["eaquant"]), {"weights": {"bits": 4}, "activations": {"bits": 8},
+                                         "calibration": {"source": "random", "samples": 4, "seq_len": 32}})
+    fast = {"duquant": {"name": "duquant", "rotation_steps": 8, "max_tokens": 64},  # same paths, fewer steps
+            "rtn": {"name": "rtn", "clip_search": True, "clip_steps": 6}}
+    recipe["techniques"] = [fast.get(t["name"], t) for t in recipe["techniques"]]
+    recipe["router"]["clip_steps"] = 11
+    fp, q, moe, state = quantize_tiny(tiny_zoo, family, recipe, tmp_path)
+    align = state.diagnostics["router_align"]
+    assert align and all(d["search"] == "single" and d["tokens"] == 32 for d in align.values())
+    for layer, bal in state.diagnostics["balance"].items():
+        block = moe.blocks[int(layer)]
+        k = block.routing_rule().top_k
+        assert bal["target"] == max(1, int(k / block.num_experts * 32 * 2.0))
+        assert max(bal["after"]) <= bal["target"]
+    for block in moe.blocks.values():  # one ratio for the whole router: asymmetric 8-bit rows
+        assert max(len(torch.unique(row)) for row in block.router.weight.data) <= 256
