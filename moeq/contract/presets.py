@@ -9,8 +9,11 @@ from moeq.contract.techniques import DUQUANT_ALPHA, EAQUANT_ALPHA
 PRESETS = MappingProxyType({
     # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
     # zigzag permutation + block rotation; see docs/methods.md
+    # weights as released (Hsu1023/DuQuant 1b425e8, run.sh: no --symmetric, --swc 0.8): per-channel
+    # asymmetric with the fixed clip 0.8; the smoothing targets are still moeq's (docs/methods.md "DuQuant")
     "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA}, {"name": "duquant"},
-                               {"name": "rtn", "clip_search": True}]},
+                               {"name": "rtn"}],
+                "weights": {"group_size": None, "symmetric": False, "clip_ratio": 0.8}},
     # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
     "quarot_smooth": {"techniques": [{"name": "rotation"}, {"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA},
                                      {"name": "rtn", "clip_search": True}]},
