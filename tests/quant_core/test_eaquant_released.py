@@ -124,5 +124,10 @@ def test_eaquant_preset_searches_the_router_on_the_mean_sequence(tiny_zoo, tmp_p
         k = block.routing_rule().top_k
         assert bal["target"] == max(1, int(k / block.num_experts * 32 * 2.0))
         assert max(bal["after"]) <= bal["target"]
+    from moeq.quant_core.algorithms.duquant import diagnostics
+
+    sites = diagnostics(state)["sites"]  # what a result's diagnostics["transforms"] reports
+    assert any(site.endswith("experts.in") for site in sites) and any(".down.N" in site for site in sites)
+    assert sum(sites.values()) == len(state.transforms)
     for block in moe.blocks.values():  # one ratio for the whole router: asymmetric 8-bit rows
         assert max(len(torch.unique(row)) for row in block.router.weight.data) <= 256

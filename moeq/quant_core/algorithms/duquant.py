@@ -10,6 +10,7 @@ down_proj) gets its own. Smoothing, when the recipe has it, runs before (the aut
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import torch
@@ -95,5 +96,12 @@ def expert_down_transforms(group, xs: list[torch.Tensor], x_all: torch.Tensor, c
 
 
 def diagnostics(state: QuantState) -> dict:
+    """Which transforms ran: how many, their block sizes, and how many at each site (the module path
+    with layer and expert numbers written N), e.g. {"model.layers.N.mlp.experts.in": 2}."""
+    sites: dict[str, int] = {}
+    for key in state.transforms:
+        site = re.sub(r"\.\d+(?=\.|$)", ".N", key)
+        sites[site] = sites.get(site, 0) + 1
     return {"transforms": len(state.transforms),
-            "blocks": sorted({t.block for t in state.transforms.values() if isinstance(t, BlockTransform)})}
+            "blocks": sorted({t.block for t in state.transforms.values() if isinstance(t, BlockTransform)}),
+            "sites": dict(sorted(sites.items()))}
