@@ -105,6 +105,9 @@ class EbssSpec:
     tau: float = 1.2
     cache: bool = True
     candidates: Literal["top", "sample"] = "top"  # extend beams by the w most likely tokens, or sample w
+    # u_e in σ: expert e's count of the candidate's routed tokens (Algorithm 1's "expert activations"), or
+    # its share of them (moeq before issue 26: a token then moves σ by O(1/len) and the NLL term decides)
+    usage: Literal["count", "fraction"] = "count"
 
     def __post_init__(self) -> None:
         _check(1 <= self.width <= 64, "width", "must be in [1, 64]")
