@@ -24,7 +24,8 @@ PRESETS = MappingProxyType({
     # sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
     "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True,
                                 "include_router": False},
-                               {"name": "duquant"}, {"name": "rtn", "clip_search": True, "clip_steps": 101}],
+                               {"name": "duquant", "moe_input": "expert"},
+                               {"name": "rtn", "clip_search": True, "clip_steps": 101}],
                 "weights": {"group_size": None, "symmetric": False},
                 "router": {"mode": "align", "search": "single", "symmetric": False, "bits": 8, "act_bits": 8},
                 "calibration": {"balance": {"r": 2.0, "cap": "sequence", "select": "first", "extra_samples": 0,

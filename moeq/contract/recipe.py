@@ -300,6 +300,10 @@ def _check_consistency(recipe: Recipe) -> None:
         transforms = any(not isinstance(t, weight_quantizers()) for t in recipe.techniques)
         if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None and not transforms:
             raise RecipeError("weights.bits", "16-bit weights with a weight quantizer quantize nothing")
+    duq = next((t for t in recipe.techniques if type(t).__name__ == "DuQuantConfig"), None)
+    if duq is not None and duq.moe_input == "expert" and isinstance(recipe.weight_quantizer, GptqConfig):
+        raise RecipeError("techniques", "duquant moe_input 'expert' (per-expert input transforms) works with rtn, "
+                          "EAQuant's quantizer; with gptq use moe_input 'shared'")
     if recipe.calibration.sampler == "ebss" and recipe.calibration.source not in ("auto",):
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
 

@@ -96,6 +96,9 @@ class DuQuantConfig:
     rotation_steps: int = 256
     max_tokens: int = 512  # calibration rows each transform is fitted on
     seed: int = 0
+    # MoE input: one transform shared by the router, the routed and the shared experts (moeq's), or one
+    # per routed expert fitted on its routed tokens, the router and each shared expert their own (EAQuant's)
+    moe_input: Literal["shared", "expert"] = "shared"
 
     def __post_init__(self) -> None:
         _check(self.block_size >= 1, "block_size", "must be >= 1")

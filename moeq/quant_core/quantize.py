@@ -179,26 +179,31 @@ class ModelQuantizer:
     def _quantize_moe(self, i: int, block, x: torch.Tensor | None, n_main: int, prefix: str) -> None:
         spec = self.moe.spec
         x_t, t_in = x, None  # x_t: the MoE input as the router and experts see it (after online transforms)
+        x_e, t_router = x, None  # x_e: what the routed experts see, when that is not x_t
         if x is not None:
             site = MoeInput(x=x, x_t=x, n_main=n_main)
             for h in self.hooks:
                 h.moe_input(i, block, site, prefix)
             x, x_t, t_in = site.x, site.x_t, site.t_in
+            x_e = site.x_experts if site.x_experts is not None else x_t
+            t_router = site.t_router if site.t_router is not None else t_in
         from moeq.quant_core.algorithms.router import prepare_router
 
         router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
                                    self.ctx.kernels, self.scheme.method if self.gptq else None,
-                                   self._mean_sequence(t_in))
+                                   self._mean_sequence(t_router))
         if router_aq is not None and router_aq.enabled:
             self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
         tokens = None
         down_tf = None
         if x is not None:
             # dispatch by the final (possibly quantized) router; experts calibrate on the transformed input
-            tokens = self.routed(block, x, n_main, i, x_t)
+            tokens = self.routed(block, x, n_main, i, x_e)
             x = x[:n_main]
             for h in self.hooks:
-                down_tf = h.experts_down(i, block, tokens, x_t[:n_main], prefix) or down_tf
+                down_tf = h.experts_down(i, block, tokens, x_e[:n_main], prefix) or down_tf
+            for h in self.hooks:
+                t_in = h.experts_in(i) or t_in  # per-expert input transforms replace a shared one
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
                                     f"{prefix}.{spec.mlp}.{spec.experts}", down_tf)

@@ -112,9 +112,8 @@ def test_eaquant_preset_searches_the_router_on_the_mean_sequence(tiny_zoo, tmp_p
 
     recipe = merge(expand(["eaquant"]), {"weights": {"bits": 4}, "activations": {"bits": 8},
                                          "calibration": {"source": "random", "samples": 4, "seq_len": 32}})
-    fast = {"duquant": {"name": "duquant", "rotation_steps": 8, "max_tokens": 64},  # same paths, fewer steps
-            "rtn": {"name": "rtn", "clip_search": True, "clip_steps": 6}}
-    recipe["techniques"] = [fast.get(t["name"], t) for t in recipe["techniques"]]
+    fast = {"duquant": {"rotation_steps": 8, "max_tokens": 64}, "rtn": {"clip_steps": 6}}  # same paths, fewer steps
+    recipe["techniques"] = [{**t, **fast.get(t["name"], {})} for t in recipe["techniques"]]
     recipe["router"]["clip_steps"] = 11
     fp, q, moe, state = quantize_tiny(tiny_zoo, family, recipe, tmp_path)
     align = state.diagnostics["router_align"]
@@ -127,7 +126,90 @@ def test_eaquant_preset_searches_the_router_on_the_mean_sequence(tiny_zoo, tmp_p
     from moeq.quant_core.algorithms.duquant import diagnostics
 
     sites = diagnostics(state)["sites"]  # what a result's diagnostics["transforms"] reports
-    assert any(site.endswith("experts.in") for site in sites) and any(".down.N" in site for site in sites)
+    assert any(site.endswith("experts.in.N") for site in sites) and any(".down.N" in site for site in sites)
     assert sum(sites.values()) == len(state.transforms)
     for block in moe.blocks.values():  # one ratio for the whole router: asymmetric 8-bit rows
         assert max(len(torch.unique(row)) for row in block.router.weight.data) <= 256
+
+
+def _kl(fp, q, ids) -> float:
+    with torch.no_grad():
+        p = torch.log_softmax(fp(input_ids=ids).logits.double(), -1)
+        r = torch.log_softmax(q(input_ids=ids).logits.double(), -1)
+    return float((p.exp() * (p - r)).sum(-1).mean())
+
+
+@pytest.mark.parametrize("family", ["olmoe", "qwen2_moe", "deepseek_v3"])
+def test_per_expert_input_transforms_leave_the_model_unchanged_at_w16a16(tiny_zoo, tmp_path, family):
+    """One transform per routed expert fitted on its routed tokens, one for the router, one per shared
+    expert; folded into the weights and replayed at inference, so at W16A16 the function is unchanged."""
+    from tests.quant_core.helpers import quantize_tiny
+
+    recipe = {"techniques": [{"name": "duquant", "moe_input": "expert", "rotation_steps": 8, "max_tokens": 64}],
+              "weights": {"bits": 16}, "activations": {"bits": 16}}
+    fp, q, moe, state = quantize_tiny(tiny_zoo, family, recipe, tmp_path)
+    spec = moe.spec
+    for i, block in moe.blocks.items():
+        key = f"{spec.layers}.{i}.{spec.mlp}.{spec.experts}"
+        ins = [state.transforms[f"{key}.in.{e}"] for e in range(block.num_experts)]
+        assert f"{key}.in" not in state.transforms  # no transform shared by router and experts
+        assert f"{spec.layers}.{i}.{spec.mlp}.{spec.router}" in state.transforms
+        assert len({id(t) for t in ins}) == block.num_experts
+    ids = torch.randint(4, fp.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
+    assert _kl(fp, q, ids) < 1e-5
+
+
+def test_per_expert_input_transform_is_fitted_on_that_experts_routed_tokens():
+    """Oracle: expert e's transform is the DuQuant fit of its own routed rows (all rows when it got
+    fewer than MIN_TOKENS), and folding it into expert e's gate/up only leaves x·Wᵀ unchanged."""
+    from moeq.contract.techniques import DuQuantConfig
+    from moeq.quant_core.algorithms.duquant import MIN_TOKENS, expert_input_transforms, subsample
+    from moeq.quant_core.functional.duquant import fit_transform
+
+    class Group:  # the two experts' gate/up weights [n, out, in], as MoEBlock.experts.gate_up() gives them
+        def __init__(self, w):
+            self.w = w
+
+        def gate_up(self):
+            return self.w
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 8, generator=gen, dtype=torch.float64)
+    x[:20, 3] *= 20  # expert 0's tokens have an outlier channel, expert 1 got too few tokens
+    xs = [x[:20], x[20:20 + MIN_TOKENS - 1]]
+    w = torch.randn(2, 6, 8, generator=gen, dtype=torch.float64)
+    w0 = w.clone()
+    cfg = DuQuantConfig(block_size=4, rotation_steps=8, max_tokens=64)
+    ts = expert_input_transforms(Group(w), xs, x, cfg)
+    for e, rows in ((0, xs[0]), (1, x)):
+        ref = fit_transform(subsample(rows.float(), 64, cfg.seed + e), 4, 8, cfg.seed + e)
+        probe = torch.randn(5, 8, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(ts[e](probe), ref(probe))
+        torch.testing.assert_close(ts[e](probe) @ w[e].T, probe @ w0[e].T)
+
+
+def test_per_expert_input_transforms_survive_save_and_reload(tiny_zoo, tmp_path):
+    from transformers import AutoTokenizer
+
+    from moeq.contract.recipe import parse_recipe
+    from moeq.quant_core.io.load import check_probe, load_quantized
+    from moeq.quant_core.io.save import save_quantized
+    from tests.quant_core.helpers import SMALL_CALIB, quantize_tiny
+
+    recipe = {"techniques": [{"name": "duquant", "moe_input": "expert", "rotation_steps": 8, "max_tokens": 64},
+                             {"name": "rtn"}],
+              "weights": {"bits": 4, "group_size": None}, "activations": {"bits": 8}}
+    fp, q, moe, state = quantize_tiny(tiny_zoo, "qwen2_moe", recipe, tmp_path)
+    tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-qwen2_moe")
+    full = parse_recipe({"model": "tiny-qwen2_moe", "calibration": SMALL_CALIB, **recipe})
+    save_quantized(tmp_path / "out", q, tok, state, full, {})
+    assert check_probe(load_quantized(tmp_path / "out"), tmp_path / "out")
+
+
+def test_per_expert_input_transforms_refuse_gptq_in_one_line():
+    from moeq.contract.errors import RecipeError
+    from moeq.contract.recipe import parse_recipe
+
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe({"model": "m", "techniques": [{"name": "duquant", "moe_input": "expert"}, "gptq"]})
+    assert "moe_input" in str(exc.value) and "\n" not in str(exc.value)
