@@ -81,7 +81,7 @@ def test_a_file_too_short_for_disjoint_windows_warns_or_refuses(moeq_home, tiny_
                            {"calibration": {**CAL, "source": src}, "eval": {**EV, "source": src}})
     assert rc != 0 and result["status"] == "failed" and result["error"]["type"] == "CalibrationError"
     message = result["error"]["message"]
-    assert "\n" not in message and "needs" in message and "from token 62" in message, message
+    assert "\n" not in message and "needs 31 after the 62 tokens" in message, message
 
 
 def test_auto_on_a_model_folder_with_only_text_txt_reads_disjoint_ranges(moeq_home, tiny_zoo, tmp_path, capsys):

@@ -103,8 +103,9 @@ def draw_windows(source: str, split: str, tokenizer, n: int, seq_len: int, seed:
     ids, whole = _source_ids(source, split, tokenizer, start + n * body, seed)
     n_avail = max(0, min(n, (len(ids) - start) // body))
     if n_avail == 0:
-        raise CalibrationError(f"text source {source!r} has {len(ids)} tokens; one window of {seq_len} from token "
-                               f"{start} on needs {start + body}")
+        where = f" after the {start} tokens another part of the run reads" if start else ""
+        raise CalibrationError(f"text source {source!r} has {len(ids)} tokens; one window of {seq_len} needs {body}"
+                               f"{where}: give a longer source")
     stream = torch.tensor(ids[start:start + n_avail * body], dtype=torch.long).reshape(n_avail, body)
     if bos is not None:
         stream = torch.cat([torch.full((n_avail, 1), bos, dtype=torch.long), stream], dim=1)
