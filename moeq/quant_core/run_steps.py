@@ -22,7 +22,8 @@ from moeq.quant_core.memory import reset_peaks
 from moeq.quant_core.model_io import check_loadable, load_model, pick_device, resolve_model
 from moeq.quant_core.modules import kernel_report
 from moeq.contract.recipe import EvalSpec, Recipe
-from moeq.quant_core.streams import evaluation_tasks, evaluation_windows, range_warnings, text_ranges
+from moeq.quant_core.streams import evaluation_tasks, evaluation_windows
+from moeq.quant_core.text_ranges import range_warnings, text_ranges
 from moeq.quant_core.validate import validate_for_model
 
 log = logging.getLogger(__name__)

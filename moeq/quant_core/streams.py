@@ -14,8 +14,8 @@ All streams derive from the recipe's `seed`:
 
 Disjoint text, always: a stream that reads the same token stream as the evaluation (the same file, which
 `auto` gives both when a model ships only `text.txt`) starts after the evaluation's tokens; every draw
-records its source and token range (`TextRange`), and `range_warnings` says when a source was too short
-for all the windows asked for, or (a guard that should never fire) when two ranges overlap.
+records its source and token range (`TextRange`), and moeq.quant_core.text_ranges says when a source
+was too short for all the windows asked for, or (a guard that should never fire) when two ranges overlap.
 
 `auto` text resolves to the model's own text files when it ships them (evaluate.text_check).
 """
@@ -153,51 +153,3 @@ def router_windows(recipe: Recipe, variants: list, tokenizer, model_dir: Path | 
     return windows, {"source": stream[0], "split": "calib", "seed": recipe.seed, "skipped_windows": skip,
                      "skipped_tokens": used, "windows": int(windows.shape[0]), "text": rng.record(),
                      "saved_variants_unchecked": sum(isinstance(v, str) for v in variants)}
-
-
-def text_ranges(result: dict, evaluation: dict | None) -> dict[str, dict]:
-    """Every range a finished run read, by what read it: evaluation, calibration, balance reserve, MoQE
-    variants' calibration and reserve, router training."""
-    out = {}
-    if evaluation:
-        out["evaluation"] = evaluation
-    parts = [("", result.get("calibration") or {})]
-    moqe = result.get("moqe") or {}
-    parts += [(f" (variant {i})", v.get("calibration") or {}) for i, v in enumerate(moqe.get("variants", []))]
-    for tag, cal in parts:
-        for key, what in (("text", "calibration"), ("reserve_text", "balance reserve")):
-            if cal.get(key):
-                out[what + tag] = cal[key]
-    if (moqe.get("router_train_windows") or {}).get("text"):
-        out["router training"] = moqe["router_train_windows"]["text"]
-    return out
-
-
-def range_warnings(ranges: dict[str, dict]) -> list[str]:
-    """Sentences for draws that got fewer windows than asked (the source too short for disjoint text) and
-    for any evaluation or router range that overlaps another draw's (never expected)."""
-    out = []
-    for what, r in ranges.items():
-        if r["windows"] < r["requested_windows"]:
-            start, end = r["token_range"]
-            out.append(f"the {what} text ({r['source']}) had room for {r['windows']} of the {r['requested_windows']} "
-                       f"windows asked for (its tokens {start}-{end}"
-                       + (f" of {r['source_tokens']}" if r["source_tokens"] is not None else "")
-                       + (f"; the tokens before {start} are read by another part of the run" if start else "")
-                       + "): give a longer source")
-    items = list(ranges.items())
-    for i, (a, ra) in enumerate(items):
-        for b, rb in items[i + 1:]:
-            kinds = {a.split(" (")[0], b.split(" (")[0]}
-            if not ({"evaluation", "router training"} & kinds or (kinds == {"calibration", "balance reserve"}
-                                                                   and a[len(a.split(" (")[0]):] == b[len(b.split(" (")[0]):])):
-                continue  # MoQE variants calibrate on the same text on purpose
-            if _to_range(ra).overlaps(_to_range(rb)):
-                out.append(f"the {a} and {b} text overlap ({ra['source']} tokens {ra['token_range']} and "
-                           f"{rb['token_range']}): metrics may be measured on calibration text")
-    return out
-
-
-def _to_range(r: dict) -> TextRange:
-    return TextRange(r["source"], r["split"], r["seed"], *r["token_range"], r["windows"], r["requested_windows"],
-                     r["source_tokens"])

@@ -14,6 +14,7 @@ from moeq.contract.errors import CalibrationError
 from moeq.contract.recipe import moqe_variants, parse_recipe
 from moeq.quant_core import streams
 from moeq.quant_core.calibration.data import token_windows
+from moeq.quant_core.text_ranges import range_warnings
 from moeq.quant_core.zoo.corpus import text_stream
 
 CAL = {"samples": 4, "seq_len": 32}
@@ -120,9 +121,9 @@ def test_moqe_router_windows_follow_evaluation_calibration_and_reserve_on_one_fi
     assert info["text"]["token_range"][0] >= res.end and train.shape[0] == 5
     ranges = {"evaluation": ev["text"], "calibration": cal.record(), "balance reserve": res.record(),
               "router training": info["text"]}
-    assert streams.range_warnings(ranges) == []
+    assert range_warnings(ranges) == []
     overlapping = {**ranges, "router training": {**info["text"], "token_range": [cal.start, cal.end]}}
-    assert any("overlap" in w for w in streams.range_warnings(overlapping))
+    assert any("overlap" in w for w in range_warnings(overlapping))
 
 
 def test_corpus_streams_keep_evaluation_apart_and_reserve_after_calibration(tiny_zoo):

@@ -65,7 +65,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     from transformers import AutoTokenizer
 
     from moeq.quant_core.streaming.quantize import quantize_streamed
-    from moeq.quant_core.streams import evaluation_tasks, evaluation_windows, range_warnings, text_ranges
+    from moeq.quant_core.streams import evaluation_tasks, evaluation_windows
+    from moeq.quant_core.text_ranges import range_warnings, text_ranges
     from moeq.quant_core.streaming.writer import StagedWriter
 
     timings: dict[str, float] = {}
