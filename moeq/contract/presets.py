@@ -10,8 +10,10 @@ PRESETS = MappingProxyType({
     # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
     # zigzag permutation + block rotation; see docs/methods.md
     # weights as released (Hsu1023/DuQuant 1b425e8, run.sh: no --symmetric, --swc 0.8): per-channel
-    # asymmetric with the fixed clip 0.8; the smoothing targets are still moeq's (docs/methods.md "DuQuant")
-    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA}, {"name": "duquant"},
+    # asymmetric with the fixed clip 0.8; v→o and down_proj smoothing; the q/k/v and gate/up factor sources
+    # are still moeq's (docs/methods.md "DuQuant")
+    "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA, "down_proj": True,
+                                "v_o": True}, {"name": "duquant"},
                                {"name": "rtn"}],
                 "weights": {"group_size": None, "symmetric": False, "clip_ratio": 0.8}},
     # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
@@ -23,7 +25,7 @@ PRESETS = MappingProxyType({
     # (per_channel_tensor), the router asymmetric 8-bit with one KL-chosen ratio on the mean calibration
     # sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
     "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True,
-                                "include_router": False},
+                                "include_router": False, "v_o": True},
                                {"name": "duquant", "moe_input": "expert"},
                                {"name": "rtn", "clip_search": True, "clip_steps": 101}],
                 "weights": {"group_size": None, "symmetric": False},

@@ -74,6 +74,7 @@ class SmoothConfig:
     include_router: bool = True
     attention: bool = True
     down_proj: bool = False
+    v_o: bool = False  # also smooth o_proj's input into v_proj's rows (DuQuant/EAQuant; skipped under GQA)
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")

@@ -213,3 +213,37 @@ def test_per_expert_input_transforms_refuse_gptq_in_one_line():
     with pytest.raises(RecipeError) as exc:
         parse_recipe({"model": "m", "techniques": [{"name": "duquant", "moe_input": "expert"}, "gptq"]})
     assert "moe_input" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.fixture()
+def mha_zoo(tiny_zoo, tmp_path):
+    """A zoo whose tiny-olmoe has as many KV heads as query heads (the tiny models group KV heads, where
+    v→o smoothing does not apply), with fresh seeded weights."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src, zoo = tiny_zoo / "tiny-olmoe", tmp_path / "mha-zoo"
+    shutil.copytree(src, zoo / "tiny-olmoe")
+    config = AutoConfig.from_pretrained(src)
+    config.num_key_value_heads = config.num_attention_heads
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(zoo / "tiny-olmoe")
+    return zoo
+
+
+@pytest.mark.parametrize("grouped_kv", [True, False])
+def test_v_o_smoothing_is_exact_and_skipped_only_under_grouped_kv_heads(tiny_zoo, mha_zoo, tmp_path, grouped_kv):
+    from moeq.quant_core.adapters.model import get_path
+    from tests.quant_core.helpers import quantize_tiny
+
+    zoo = tiny_zoo if grouped_kv else mha_zoo
+    recipe = {"techniques": [{"name": "smooth", "v_o": True}], "weights": {"bits": 16}, "activations": {"bits": 16}}
+    fp, q, moe, state = quantize_tiny(zoo, "olmoe", recipe, tmp_path)
+    layer = moe.layers[0]
+    v = get_path(layer, next(k for k in moe.spec.attn_inputs if k.endswith("v_proj")))
+    o = get_path(layer, moe.spec.attn_output)
+    assert (v.weight.shape == o.weight.shape) == (not grouped_kv)
+    assert ("v_o" in state.diagnostics["smoothing"]["0"]) == (not grouped_kv)
+    ids = torch.randint(4, fp.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
+    assert _kl(fp, q, ids) < 1e-5

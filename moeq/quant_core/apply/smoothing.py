@@ -16,9 +16,12 @@ class SmoothingHooks(LayerHooks):
     def attention(self, i, layer, attn, batches, stats, prefix):
         if not self.cfg.attention:
             return stats, False
-        from moeq.quant_core.algorithms.smoothing import smooth_attention
+        from moeq.quant_core.algorithms.smoothing import smooth_attention, smooth_v_o
 
-        return smooth_attention(self.q.moe, i, stats, self.cfg, self.q.state), False
+        stats = smooth_attention(self.q.moe, i, stats, self.cfg, self.q.state)
+        if self.cfg.v_o:
+            stats = smooth_v_o(self.q.moe, i, stats, self.cfg, self.q.state)
+        return stats, False
 
     def moe_input(self, i, block, site: MoeInput, prefix) -> None:
         from moeq.quant_core.algorithms.smoothing import smooth_moe
