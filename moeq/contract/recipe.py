@@ -57,16 +57,22 @@ class RouterSpec:
     GPTQ on its calibration inputs (MoEQuant)."""
 
     mode: Literal["fp", "quantize", "align", "gptq"] = "fp"
-    bits: int = 8
-    act_bits: int = 8
+    bits: int | None = 8  # None: the recipe's weight bits (8 when weights stay 16-bit), resolved by parse_recipe
+    act_bits: int | None = 8  # None: the recipe's activation bits
     beta: float = 0.0
     lam: float = 0.0
     clip_min: float = 0.35  # the authors' router clip grid: 0.35 … 1.0 in 101 ratios (docs/methods.md)
     clip_steps: int = 101
+    # "align" clip search: one ratio per row by coordinate descent on 8192 random tokens (moeq's), or one
+    # ratio for the whole router on the mean calibration sequence (EAQuant's released per_channel_kl_top0)
+    search: Literal["row", "single"] = "row"
+    symmetric: bool = True  # the router's weight grid (EAQuant's released router: asymmetric)
 
     def __post_init__(self) -> None:
-        _check(self.bits in (2, 3, 4, 8), "bits", f"must be one of (2, 3, 4, 8), got {self.bits}")
-        _check(self.act_bits in ACT_BITS, "act_bits", f"must be one of {ACT_BITS}")
+        _check(self.bits is None or self.bits in (2, 3, 4, 8), "bits",
+               f"must be null (the weight bits) or one of (2, 3, 4, 8), got {self.bits}")
+        _check(self.act_bits is None or self.act_bits in ACT_BITS, "act_bits",
+               f"must be null (the activation bits) or one of {ACT_BITS}")
         _check(0.0 <= self.beta <= 1.0, "beta", "must be in [0, 1]")
         _check(self.lam >= 0.0, "lam", "must be >= 0")
         _check(0.0 < self.clip_min <= 1.0, "clip_min", "must be in (0, 1]")
@@ -75,11 +81,16 @@ class RouterSpec:
 
 @dataclass(frozen=True)
 class BalanceSpec:
-    """EAQuant calibration balance: target r·k·N/n routed tokens per expert."""
+    """EAQuant calibration balance. cap "total": about r·k·N/n routed tokens per expert over the N
+    calibration tokens, topped up from `extra_samples` reserve windows (moeq's); cap "sequence": at most
+    int(k/n · seq_len · r) tokens per expert (the authors' `expert_token_num`), no top-up. `smoothing`:
+    whether the balanced sets also feed the smoothing statistics (the authors' do not)."""
 
     r: float = 2.0
-    select: Literal["gate", "random"] = "gate"
+    select: Literal["gate", "random", "first"] = "gate"  # "first": first-come, in calibration order
     extra_samples: int = 64
+    cap: Literal["total", "sequence"] = "total"
+    smoothing: bool = True
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.r <= 64.0, "r", "must be in [0, 64]")
@@ -94,6 +105,9 @@ class EbssSpec:
     tau: float = 1.2
     cache: bool = True
     candidates: Literal["top", "sample"] = "top"  # extend beams by the w most likely tokens, or sample w
+    # u_e in σ: expert e's count of the candidate's routed tokens (Algorithm 1's "expert activations"), or
+    # its share of them (moeq before issue 26: a token then moves σ by O(1/len) and the NLL term decides)
+    usage: Literal["count", "fraction"] = "count"
 
     def __post_init__(self) -> None:
         _check(1 <= self.width <= 64, "width", "must be in [1, 64]")
@@ -236,6 +250,14 @@ def _parse_router(value: Any) -> RouterSpec:
     return build(RouterSpec, value, "router")
 
 
+def _router_bits(router: RouterSpec, recipe: Recipe) -> RouterSpec:
+    """Null router widths follow the recipe's: the weight bits (8 when weights stay 16-bit), the
+    activation bits (MoEQuant quantizes the router like every other linear)."""
+    bits = router.bits if router.bits is not None else (recipe.weights.bits if recipe.weights.bits < 16 else 8)
+    act = router.act_bits if router.act_bits is not None else recipe.activations.bits
+    return replace(router, bits=bits, act_bits=act)
+
+
 def parse_recipe(data: Any) -> Recipe:
     """Validate a recipe dict (or JSON text) and return the frozen Recipe."""
     from moeq.contract import limits
@@ -253,7 +275,7 @@ def parse_recipe(data: Any) -> Recipe:
         raise RecipeError("techniques", "must be a list")
     recipe = build(Recipe, data, "")
     parsed = tuple(_parse_technique(t, f"techniques[{i}]") for i, t in enumerate(techniques))
-    recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_parse_router(router))
+    recipe = replace(recipe, techniques=_canonical(parsed, recipe), router=_router_bits(_parse_router(router), recipe))
     _check_consistency(recipe)
     limits.check_bounds(recipe)
     if recipe.moqe is not None:
@@ -282,6 +304,10 @@ def _check_consistency(recipe: Recipe) -> None:
         transforms = any(not isinstance(t, weight_quantizers()) for t in recipe.techniques)
         if recipe.activations.bits == 16 and recipe.router.mode == "fp" and recipe.moqe is None and not transforms:
             raise RecipeError("weights.bits", "16-bit weights with a weight quantizer quantize nothing")
+    duq = next((t for t in recipe.techniques if type(t).__name__ == "DuQuantConfig"), None)
+    if duq is not None and duq.moe_input == "expert" and isinstance(recipe.weight_quantizer, GptqConfig):
+        raise RecipeError("techniques", "duquant moe_input 'expert' (per-expert input transforms) works with rtn, "
+                          "EAQuant's quantizer; with gptq use moe_input 'shared'")
     if recipe.calibration.sampler == "ebss" and recipe.calibration.source not in ("auto",):
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
 
@@ -293,7 +319,8 @@ def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
     from moeq.contract.presets import merge
 
     d = recipe.to_dict()
-    shared = {"model": recipe.model, "calibration": d["calibration"], "eval": d["eval"], "seed": recipe.seed}
+    ev = {**d["eval"], "ppl_windows": recipe.moqe.eval_samples}  # what the run evaluates every variant on
+    shared = {"model": recipe.model, "calibration": d["calibration"], "eval": ev, "seed": recipe.seed}
     out: list[Recipe | str] = []
     for i, variant in enumerate(recipe.moqe.variants):
         key = f"moqe.variants[{i}]"

@@ -35,12 +35,14 @@ class RtnConfig:
 
 @dataclass(frozen=True)
 class GptqConfig:
-    """GPTQ with error feedback; `affinity` turns on MoEQuant AGQ (gate-weighted Hessians)."""
+    """GPTQ with error feedback; `affinity` turns on MoEQuant AGQ (gate-weighted Hessians); `clip_search`
+    picks each group's clip by the reference quantizer's error search (GPTQ/QuaRot/MoEQuant `--w_clip`)."""
 
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = True  # static groups; measured better (docs/methods.md "Weight quantization grid")
     affinity: bool = False
+    clip_search: bool = False
     min_tokens: int = 16
     fallback: Literal["rtn_clip", "all_tokens"] = "rtn_clip"
     batched: bool = True
@@ -72,6 +74,7 @@ class SmoothConfig:
     include_router: bool = True
     attention: bool = True
     down_proj: bool = False
+    v_o: bool = False  # also smooth o_proj's input into v_proj's rows (DuQuant/EAQuant; skipped under GQA)
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
@@ -94,6 +97,9 @@ class DuQuantConfig:
     rotation_steps: int = 256
     max_tokens: int = 512  # calibration rows each transform is fitted on
     seed: int = 0
+    # MoE input: one transform shared by the router, the routed and the shared experts (moeq's), or one
+    # per routed expert fitted on its routed tokens, the router and each shared expert their own (EAQuant's)
+    moe_input: Literal["shared", "expert"] = "shared"
 
     def __post_init__(self) -> None:
         _check(self.block_size >= 1, "block_size", "must be >= 1")

@@ -97,7 +97,9 @@ class QuantExperts(nn.Module):
         # expert's down_proj input; the fused kernel cannot apply per-expert transforms
         self.in_transform = in_transform
         self.down_transforms = down_transforms
-        self.kernel = kernel if down_transforms is None else None  # (gate_up, down) MixedBitExperts, or None
+        # in_transform: one transform for every expert's input, or a list of one per expert (EAQuant)
+        per_expert = isinstance(in_transform, (list, tuple))
+        self.kernel = kernel if down_transforms is None and not per_expert else None  # (gate_up, down), or None
         self.backend = backend
         self.ran = {"torch": 0, "triton": 0}  # forward calls per backend (reported in the result JSON)
 
@@ -135,9 +137,10 @@ class QuantExperts(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                 top_k_weights: torch.Tensor) -> torch.Tensor:
-        if self.in_transform is not None:
+        per_expert = isinstance(self.in_transform, (list, tuple))
+        if self.in_transform is not None and not per_expert:
             hidden_states = self.in_transform(hidden_states)
-        x = self.aq(hidden_states)
+        x = hidden_states if per_expert else self.aq(hidden_states)
         use = "torch"
         if self.kernel is not None:
             sc = shape_class(x.shape[0], x.shape[1], self.kernel[1].in_features, self.num_experts,
@@ -162,7 +165,8 @@ class QuantExperts(nn.Module):
             tok = token_of[start:start + c]
             slot = slot_of[start:start + c]
             start += c
-            h = F.linear(x[tok], self._weight("gate_up_proj", e), self._bias("gate_up_proj", e))
+            xe = self.aq(self.in_transform[e](x[tok])) if per_expert else x[tok]
+            h = F.linear(xe, self._weight("gate_up_proj", e), self._bias("gate_up_proj", e))
             a = self._apply_gate(h)
             if self.down_transforms is not None:
                 a = self.down_transforms[e](a)

@@ -44,8 +44,8 @@ def calibration_windows(recipe: Recipe, moe: MoEModel, tokenizer, ctx: RunContex
 
         windows, info = ebss_windows(moe, tokenizer, cal, recipe.seed, ctx, model_dir)
     else:
-        windows, source = streams.calibration_windows(recipe, tokenizer, model_dir)
-        info = {"text_check": token_check(tokenizer, windows, source)}
+        windows, rng = streams.calibration_draw(recipe, tokenizer, model_dir)
+        info = {"text_check": token_check(tokenizer, windows, rng.source), "text": rng.record()}
     if windows.shape[0] == 0:
         raise CalibrationError("calibration set is empty")
     info.update({"source": cal.source, "sampler": cal.sampler, "num_sequences": int(windows.shape[0]),
@@ -64,7 +64,8 @@ def quantize_model(moe: MoEModel, tokenizer, recipe: Recipe, ctx: RunContext, de
         calib, calib_info = calibration_windows(recipe, moe, tokenizer, ctx, model_dir)
         bal = recipe.calibration.balance
         if bal is not None and bal.extra_samples:
-            reserve = streams.reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1])
+            reserve, rng = streams.reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1], model_dir)
+            calib_info["reserve_text"] = rng.record()
     bits = expert_bits(moe, recipe, model_dir, state)
     quantizer = ModelQuantizer(moe, recipe, ctx, state, device, bits)
     batch = max(1, TOKENS_PER_CALIB_BATCH // recipe.calibration.seq_len)

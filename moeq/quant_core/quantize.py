@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from moeq.quant_core.adapters.model import MoEModel, get_path
-from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input,
+from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input, mean_batch,
                                            collect_linear_inputs)
 from moeq.quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from moeq.quant_core.algorithms.mlp_pass import MlpPass, capture_mlp_pass, next_inputs
@@ -75,6 +75,7 @@ class ModelQuantizer:
         self.hooks: list[LayerHooks] = [apply_function(t)(self, t) for t in self.stages["layer"]]
         self.reuse_attention = False  # run() sets it: keep each layer's MLP pass to make its outputs
         self.mlp_pass: MlpPass | None = None
+        self._mean_input: tuple | None = None  # (layer, mean calibration sequence) for the single router search
 
     @property
     def layers_path(self) -> str:
@@ -138,6 +139,10 @@ class ModelQuantizer:
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
                                                hess.get(key)))
         x = self._capture_mlp_input(layer, batches) if batches is not None else None
+        r = self.recipe.router
+        self._mean_input = None
+        if batches is not None and r.mode == "align" and r.search == "single":
+            self._mean_input = (layer, mean_batch(batches[:self.n_main]))  # EAQuant's router search data
         n_main_tokens = sum(b.hidden.shape[0] * b.hidden.shape[1] for b in batches[:self.n_main]) if batches else 0
         block = self.moe.blocks.get(i)
         if block is None:
@@ -174,25 +179,31 @@ class ModelQuantizer:
     def _quantize_moe(self, i: int, block, x: torch.Tensor | None, n_main: int, prefix: str) -> None:
         spec = self.moe.spec
         x_t, t_in = x, None  # x_t: the MoE input as the router and experts see it (after online transforms)
+        x_e, t_router = x, None  # x_e: what the routed experts see, when that is not x_t
         if x is not None:
             site = MoeInput(x=x, x_t=x, n_main=n_main)
             for h in self.hooks:
                 h.moe_input(i, block, site, prefix)
             x, x_t, t_in = site.x, site.x_t, site.t_in
+            x_e = site.x_experts if site.x_experts is not None else x_t
+            t_router = site.t_router if site.t_router is not None else t_in
         from moeq.quant_core.algorithms.router import prepare_router
 
         router_aq = prepare_router(block, None if x is None else x_t[:n_main], self.recipe.router, self.state,
-                                   self.ctx.kernels)
+                                   self.ctx.kernels, self.scheme.method if self.gptq else None,
+                                   self._mean_sequence(t_router))
         if router_aq is not None and router_aq.enabled:
             self._attach(f"{prefix}.{spec.mlp}.{spec.router}", block.router, router_aq)
         tokens = None
         down_tf = None
         if x is not None:
             # dispatch by the final (possibly quantized) router; experts calibrate on the transformed input
-            tokens = self.routed(block, x, n_main, i, x_t)
+            tokens = self.routed(block, x, n_main, i, x_e)
             x = x[:n_main]
             for h in self.hooks:
-                down_tf = h.experts_down(i, block, tokens, x_t[:n_main], prefix) or down_tf
+                down_tf = h.experts_down(i, block, tokens, x_e[:n_main], prefix) or down_tf
+            for h in self.hooks:
+                t_in = h.experts_in(i) or t_in  # per-expert input transforms replace a shared one
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
                                     f"{prefix}.{spec.mlp}.{spec.experts}", down_tf)
@@ -213,6 +224,15 @@ class ModelQuantizer:
                 for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
+    def _mean_sequence(self, t_in) -> torch.Tensor | None:
+        """The router input [S, d] of the mean calibration sequence under this layer as transformed so far
+        (norm-folded smoothing included, the MoE-input transform `t_in` applied), or None."""
+        if self._mean_input is None:
+            return None
+        layer, batch = self._mean_input
+        x = capture_module_input(layer, self.moe.spec.mlp, [batch])
+        return t_in(x) if t_in is not None else x
+
     def routed(self, block, x: torch.Tensor, n_main: int, i: int, x_tokens: torch.Tensor | None = None) -> RoutedTokens:
         """Calibration tokens dispatched by the block's current router, balanced when the recipe asks;
         `x_tokens` (default x) is what the experts see — the transformed input under DuQuant."""
@@ -225,7 +245,7 @@ class ModelQuantizer:
 
             per_token = tokens.x.shape[0] // x.shape[0]  # scaled-input blocks: one row per (token, slot)
             tokens = balance_tokens(tokens, n_main * per_token, block.num_experts, balance, self.state, i,
-                                    self.recipe.seed)
+                                    self.recipe.seed, self.recipe.calibration.seq_len)
         return tokens
 
     def _attach(self, path: str, module: nn.Module, aq: ActQuant) -> None:

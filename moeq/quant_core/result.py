@@ -76,9 +76,14 @@ def bits_report(state: QuantState) -> dict:
 def build_result(recipe: Recipe, info: ModelInfo, fp: EvalResult, q: EvalResult, state: QuantState,
                  num_experts: dict[int, int], timings: dict, device: torch.device, calibration: dict) -> dict:
     """The result of one quantized model (its bits and per-expert facts from `state`)."""
+    diagnostics = dict(state.diagnostics)
+    if state.transforms:  # DuQuant / EAQuant runs say which transforms ran
+        from moeq.quant_core.algorithms.duquant import diagnostics as transform_diagnostics
+
+        diagnostics["transforms"] = transform_diagnostics(state)
     return assemble_result(recipe, info, fp, q, num_experts, bits=bits_report(state),
                            expert_stats=expert_rows(state, num_experts, recipe.weights.group_size),
-                           calibration=calibration, timings=timings, device=device, diagnostics=state.diagnostics)
+                           calibration=calibration, timings=timings, device=device, diagnostics=diagnostics)
 
 
 def assemble_result(recipe: Recipe, info: ModelInfo, fp: EvalResult, q: EvalResult, num_experts: dict[int, int],

@@ -23,6 +23,7 @@ from moeq.quant_core.model_io import check_loadable, load_model, pick_device, re
 from moeq.quant_core.modules import kernel_report
 from moeq.contract.recipe import EvalSpec, Recipe
 from moeq.quant_core.streams import evaluation_tasks, evaluation_windows
+from moeq.quant_core.text_ranges import range_warnings, text_ranges
 from moeq.quant_core.validate import validate_for_model
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,9 @@ def add_checks(result: dict, run: LoadedRun, fp: EvalResult, calibration_check: 
     result["text_check"] = {"calibration": calibration_check, "evaluation": run.eval_check,
                             "uniform_perplexity": vocab}
     fp_ppl = fp.probe.perplexity if run.eval_spec.perplexity else None
-    result["warnings"] = text_warnings(calibration_check, run.eval_check, fp_ppl, vocab)
+    result["text_ranges"] = text_ranges(result, run.eval_check.get("text"))
+    result["warnings"] = (text_warnings(calibration_check, run.eval_check, fp_ppl, vocab)
+                          + range_warnings(result["text_ranges"]))
     for w in result["warnings"]:
         log.warning("%s", w)
     result["environment"]["kernels"] = kernel_report(model, kernels)  # which backend the experts ran

@@ -1,18 +1,24 @@
-"""The seed policy: which token windows each part of a run reads, and with which seed — the one place
-that says it, for single runs, MoQE runs and streamed runs alike.
+"""The seed and text policy: which token windows each part of a run reads, and with which seed — the one
+place that says it, for single runs, MoQE runs and streamed runs alike.
 
 Every random draw of a run derives from the recipe's `seed`, except what the run is evaluated on
 (evaluation windows and task items are the same for every seed, so repeats of a recipe over seeds are
 scored on the same items and windows and can be paired, moeq.contract.stats):
 
+- evaluation windows (perplexity, KL, routing): split "heldout", EVAL_SEED whatever the recipe's seed, from
+  token 0 of their source
 - calibration windows: split "calib", `seed` (the EBSS sampler draws its own, moeq.quant_core.calibration.ebss)
-- balance reserve (extra calibration windows for under-routed experts): split "calib", `seed + 1`
-- evaluation windows (perplexity, KL, routing): split "heldout", EVAL_SEED, whatever the recipe's seed
-- MoQE router training windows: the calibration stream after every variant's calibration tokens
-  (disjoint from them and, being split "calib", from the evaluation windows); a "random" source draws
-  a fresh stream with `seed + 2000`
+- balance reserve (extra calibration windows for under-routed experts): the calibration stream right after
+  the calibration windows
+- MoQE router training windows: the calibration stream after every variant's calibration and reserve
+  tokens; a "random" source draws a fresh stream with `seed + 2000`
 - MoQE router: initial weights and training order from `seed` (moeq.quant_core.moqe)
 - task items: TASK_SEED, whatever the recipe's seed, so every run scores the same items
+
+Disjoint text, always: a stream that reads the same token stream as the evaluation (the same file, which
+`auto` gives both when a model ships only `text.txt`) starts after the evaluation's tokens; every draw
+records its source and token range (`TextRange`), and moeq.quant_core.text_ranges says when a source
+was too short for all the windows asked for, or (a guard that should never fire) when two ranges overlap.
 
 `auto` text resolves to the model's own text files when it ships them (evaluate.text_check).
 """
@@ -23,37 +29,103 @@ from pathlib import Path
 
 import torch
 
-from moeq.quant_core.calibration.data import token_windows
+from moeq.quant_core.calibration.data import TextRange, body_tokens, draw_windows
 from moeq.contract.errors import CalibrationError
 from moeq.quant_core.evaluate.task_sources import resolve_tasks
 from moeq.quant_core.evaluate.text_check import model_text_source, token_check
 from moeq.contract.recipe import EvalSpec, Recipe
 
 TASK_SEED = 0
-RESERVE_SEED_OFFSET = 1
 EVAL_SEED = 1000  # the draw seed-0 runs always had, so their windows are unchanged
 ROUTER_SEED_OFFSET = 2000
 
 
-def calibration_windows(recipe: Recipe, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, str]:
-    """(windows, resolved source) of the recipe's calibration text (not EBSS)."""
-    cal = recipe.calibration
-    source = model_text_source(cal.source, model_dir, "calib")
-    return token_windows(source, "calib", tokenizer, cal.samples, cal.seq_len, recipe.seed), source
+Stream = tuple[str, str, int]  # (resolved source, split, seed): one token stream
 
 
-def reserve_windows(recipe: Recipe, tokenizer, n: int, seq_len: int) -> torch.Tensor:
-    """Extra calibration windows the balance step may add (a stream apart from the calibration's)."""
+def _same_stream(a: Stream, b: Stream) -> bool:
+    """Whether two draws read one token stream: a file's tokens whatever the split and seed; the corpus's
+    for one split and seed; random tokens never."""
+    if a[0] != b[0] or a[0] == "random":
+        return False
+    return a[0].startswith("file:") or a[1:] == b[1:]
+
+
+def _eval_stream(recipe: Recipe, model_dir: Path | None) -> Stream:
+    return model_text_source(recipe.eval.source, model_dir, "heldout"), "heldout", EVAL_SEED
+
+
+def _calib_stream(recipe: Recipe, model_dir: Path | None) -> Stream:
+    return model_text_source(recipe.calibration.source, model_dir, "calib"), "calib", recipe.seed
+
+
+def _reserve_stream(recipe: Recipe, model_dir: Path | None) -> Stream:
     cal = recipe.calibration
     source = cal.source if cal.sampler != "ebss" else "auto"
-    return token_windows(source, "calib", tokenizer, n, seq_len, recipe.seed + RESERVE_SEED_OFFSET)
+    return model_text_source(source, model_dir, "calib"), "calib", recipe.seed
+
+
+def _after_eval(recipe: Recipe, stream: Stream, tokenizer, model_dir: Path | None) -> int:
+    """First token of `stream` no evaluation window reads."""
+    ev = recipe.eval
+    if _same_stream(stream, _eval_stream(recipe, model_dir)):
+        windows = recipe.moqe.eval_samples if recipe.moqe is not None else ev.ppl_windows  # a MoQE run's
+        return windows * body_tokens(tokenizer, ev.seq_len)
+    return 0
+
+
+def _calibration_start(recipe: Recipe, tokenizer, model_dir: Path | None) -> int:
+    return _after_eval(recipe, _calib_stream(recipe, model_dir), tokenizer, model_dir)
+
+
+def _reserve_start(recipe: Recipe, tokenizer, model_dir: Path | None) -> int:
+    cal, stream = recipe.calibration, _reserve_stream(recipe, model_dir)
+    start = _after_eval(recipe, stream, tokenizer, model_dir)
+    if cal.sampler != "ebss" and _same_stream(stream, _calib_stream(recipe, model_dir)):
+        start = max(start, _calibration_start(recipe, tokenizer, model_dir)
+                    + cal.samples * body_tokens(tokenizer, cal.seq_len))
+    return start
+
+
+def _calibration_end(recipe: Recipe, stream: Stream, tokenizer, model_dir: Path | None) -> int:
+    """First token of `stream` after everything `recipe`'s evaluation, calibration and reserve read."""
+    cal, end = recipe.calibration, _after_eval(recipe, stream, tokenizer, model_dir)
+    if cal.sampler != "ebss" and _same_stream(stream, _calib_stream(recipe, model_dir)):
+        end = max(end, _calibration_start(recipe, tokenizer, model_dir)
+                  + cal.samples * body_tokens(tokenizer, cal.seq_len))
+    if cal.balance is not None and cal.balance.extra_samples and _same_stream(stream, _reserve_stream(recipe, model_dir)):
+        end = max(end, _reserve_start(recipe, tokenizer, model_dir)
+                  + cal.balance.extra_samples * body_tokens(tokenizer, cal.seq_len))
+    return end
+
+
+def calibration_draw(recipe: Recipe, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, TextRange]:
+    """(windows, range read) of the recipe's calibration text (not EBSS)."""
+    cal = recipe.calibration
+    source, split, seed = _calib_stream(recipe, model_dir)
+    return draw_windows(source, split, tokenizer, cal.samples, cal.seq_len, seed,
+                        _calibration_start(recipe, tokenizer, model_dir))
+
+
+def calibration_windows(recipe: Recipe, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, str]:
+    """(windows, resolved source) of the recipe's calibration text (not EBSS)."""
+    windows, rng = calibration_draw(recipe, tokenizer, model_dir)
+    return windows, rng.source
+
+
+def reserve_windows(recipe: Recipe, tokenizer, n: int, seq_len: int,
+                    model_dir: Path | None = None) -> tuple[torch.Tensor, TextRange]:
+    """Extra calibration windows the balance step may add: the calibration stream after its windows."""
+    source, split, seed = _reserve_stream(recipe, model_dir)
+    return draw_windows(source, split, tokenizer, n, seq_len, seed, _reserve_start(recipe, tokenizer, model_dir))
 
 
 def evaluation_windows(ev: EvalSpec, tokenizer, model_dir: Path | None) -> tuple[torch.Tensor, dict]:
-    """(held-out windows, their text check) for perplexity, KL and routing — the same for every seed."""
+    """(held-out windows, their text check and range) for perplexity, KL and routing: the first windows of
+    the evaluation source, whatever else reads it — the same for every seed."""
     source = model_text_source(ev.source, model_dir, "heldout")
-    windows = token_windows(source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len, EVAL_SEED)
-    return windows, token_check(tokenizer, windows, source)
+    windows, rng = draw_windows(source, "heldout", tokenizer, ev.ppl_windows, ev.seq_len, EVAL_SEED)
+    return windows, {**token_check(tokenizer, windows, source), "text": rng.record()}
 
 
 def evaluation_tasks(ev: EvalSpec) -> list:
@@ -62,25 +134,25 @@ def evaluation_tasks(ev: EvalSpec) -> list:
 
 def router_windows(recipe: Recipe, variants: list, tokenizer, model_dir: Path | None = None
                    ) -> tuple[torch.Tensor, dict]:
-    """Training windows for the MoQE router, disjoint from every variant's calibration windows and from
-    the evaluation windows: the run's calibration stream (split "calib", run seed) after the tokens any
-    variant calibrated on; a "random" source draws fresh random windows."""
+    """Training windows for the MoQE router, disjoint from every variant's calibration and reserve windows
+    and from the evaluation windows: the run's calibration stream (split "calib", run seed) after the
+    tokens any of them read; a "random" source draws fresh random windows."""
     spec, cal = recipe.moqe, recipe.calibration
     seq = recipe.eval.seq_len
     if cal.source == "random":
         seed = recipe.seed + ROUTER_SEED_OFFSET
-        return (token_windows("random", "calib", tokenizer, spec.train_samples, seq, seed),
-                {"source": "random", "seed": seed, "skipped_windows": 0})
-    source = model_text_source(cal.source, model_dir, "calib")
-    bos = 1 if tokenizer.bos_token_id is not None else 0
-    used = max([v.calibration.samples * (v.calibration.seq_len - bos) for v in variants
-                if not isinstance(v, str) and v.calibration.sampler != "ebss" and v.calibration.source == cal.source
-                and v.seed == recipe.seed] or [0])
-    skip = -(-used // (seq - bos))
-    windows = token_windows(source, "calib", tokenizer, skip + spec.train_samples, seq, recipe.seed)[skip:]
-    if windows.shape[0] == 0:
+        windows, rng = draw_windows("random", "calib", tokenizer, spec.train_samples, seq, seed)
+        return windows, {"source": "random", "seed": seed, "skipped_windows": 0, "text": rng.record()}
+    stream = _calib_stream(recipe, model_dir)
+    body = body_tokens(tokenizer, seq)
+    used = max([_calibration_end(v, stream, tokenizer, model_dir) for v in variants if not isinstance(v, str)]
+               + [_after_eval(recipe, stream, tokenizer, model_dir)])
+    skip = -(-used // body)
+    try:
+        windows, rng = draw_windows(*stream[:2], tokenizer, spec.train_samples, seq, stream[2], skip * body)
+    except CalibrationError:
         raise CalibrationError(f"calibration source {cal.source!r} has no text left for the MoQE router after the "
-                               f"{used} tokens the variants calibrate on; give a longer source")
-    return windows, {"source": source, "split": "calib", "seed": recipe.seed, "skipped_windows": skip,
-                     "skipped_tokens": used, "windows": int(windows.shape[0]),
+                               f"{used} tokens evaluation and calibration read; give a longer source") from None
+    return windows, {"source": stream[0], "split": "calib", "seed": recipe.seed, "skipped_windows": skip,
+                     "skipped_tokens": used, "windows": int(windows.shape[0]), "text": rng.record(),
                      "saved_variants_unchecked": sum(isinstance(v, str) for v in variants)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from moeq.quant_core.adapters.model import MoEModel
@@ -73,7 +74,8 @@ def test_usage_sigma_is_algorithm_1_formula():
     torch.testing.assert_close(usage_sigma(one_hot), torch.tensor([1.0]))  # Σ(u−μ)² = 7/8, σ = √(8/7·7/8)
 
 
-def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_zoo):
+@pytest.mark.parametrize("usage", ["count", "fraction"])
+def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_zoo, usage):
     """One step of the sampler against full forwards: from [BOS, f] the w most likely next tokens v are
     the candidates; each is scored by −log p(v)/2 + σ(routing of f and v)/τ (its own usage, computed
     here without the KV cache); the lowest score wins."""
@@ -87,7 +89,8 @@ def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_z
     moe = MoEModel(model)
     tok = AutoTokenizer.from_pretrained(tiny_zoo / "tiny-mixtral")
     first, w, tau = start_tokens(tok, 6, 0), 4, 0.05
-    got = _sample_group(moe, first, tok.bos_token_id, 3, w, tau, torch.device("cpu"), lambda f: None)
+    got = _sample_group(moe, first, tok.bos_token_id, 3, w, tau, torch.device("cpu"), lambda f: None,
+                        usage=usage)
     picks = []
     for f, row in zip(first, got):
         with torch.no_grad():
@@ -99,7 +102,7 @@ def test_ebss_scores_each_candidate_by_its_own_routing_new_token_included(tiny_z
                 model(torch.tensor([[tok.bos_token_id, f, v]]))
             counts = torch.stack([rec.take(i).index.reshape(3, -1)[1:].reshape(-1).bincount(minlength=8).float()
                                   for i in sorted(moe.blocks)])
-            scores.append(-l / 2 + float(usage_sigma(counts[None])) / tau)
+            scores.append(-l / 2 + float(usage_sigma(counts[None], usage)) / tau)
         picks.append(min(range(w), key=scores.__getitem__))
         assert row.tolist() == [tok.bos_token_id, f, cands[picks[-1]].item()]
     assert any(p != 0 for p in picks)  # the balance term overrode the most likely token somewhere

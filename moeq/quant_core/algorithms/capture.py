@@ -133,6 +133,24 @@ def run_layer(layer: nn.Module, batches: list[LayerBatch]) -> list[LayerBatch]:
 
 
 @torch.no_grad()
+def _one_row(value, rows: int):
+    """`value` (a layer keyword argument) for the first sequence of a batch of `rows`: tensors of two or
+    more dimensions with `rows` leading rows are cut to one; tuples and lists item by item."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == rows:
+        return value[:1]
+    if isinstance(value, (tuple, list)):
+        return type(value)(_one_row(v, rows) for v in value)
+    return value
+
+
+def mean_batch(batches: list[LayerBatch]) -> LayerBatch:
+    """One sequence: the mean over every sequence of `batches` of the layer's inputs (EAQuant's stage-1
+    calibration input, `rotate_inps`)."""
+    hidden = torch.cat([b.hidden.float() for b in batches]).mean(0, keepdim=True).to(batches[0].hidden.dtype)
+    rows = batches[0].hidden.shape[0]
+    return LayerBatch(hidden, {k: _one_row(v, rows) for k, v in batches[0].kwargs.items()})
+
+
 def capture_module_input(layer: nn.Module, path: str, batches: list[LayerBatch]) -> torch.Tensor:
     """Flattened [T, d] input of sub-module `path` of `layer` (the pass stops right there)."""
     module = get_path(layer, path)

@@ -10,6 +10,7 @@ down_proj) gets its own. Smoothing, when the recipe has it, runs before (the aut
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import torch
@@ -94,6 +95,31 @@ def expert_down_transforms(group, xs: list[torch.Tensor], x_all: torch.Tensor, c
     return out
 
 
+@torch.no_grad()
+def expert_input_transforms(group, xs: list[torch.Tensor], x_all: torch.Tensor,
+                            cfg: DuQuantConfig) -> list[BlockTransform]:
+    """Per routed expert: a transform for its gate/up input fitted on its own routed calibration
+    tokens `xs[e]` (on all tokens `x_all` when it got fewer than MIN_TOKENS, as the authors fall back
+    to the router's tokens), folded into its gate/up weights (EAQuant's per-expert transforms)."""
+    out = []
+    gate_up = group.gate_up()
+    for e, xe in enumerate(xs):
+        if xe.shape[0] < MIN_TOKENS:
+            xe = x_all
+        t = fit_transform(subsample(xe.float(), cfg.max_tokens, cfg.seed + e).cpu(), cfg.block_size,
+                          cfg.rotation_steps, cfg.seed + e)
+        fold(gate_up[e], t)
+        out.append(t)
+    return out
+
+
 def diagnostics(state: QuantState) -> dict:
+    """Which transforms ran: how many, their block sizes, and how many at each site (the module path
+    with layer and expert numbers written N), e.g. {"model.layers.N.mlp.experts.in": 2}."""
+    sites: dict[str, int] = {}
+    for key in state.transforms:
+        site = re.sub(r"\.\d+(?=\.|$)", ".N", key)
+        sites[site] = sites.get(site, 0) + 1
     return {"transforms": len(state.transforms),
-            "blocks": sorted({t.block for t in state.transforms.values() if isinstance(t, BlockTransform)})}
+            "blocks": sorted({t.block for t in state.transforms.values() if isinstance(t, BlockTransform)}),
+            "sites": dict(sorted(sites.items()))}

@@ -17,6 +17,7 @@ from moeq.quant_core.functional.routing import (RoutingRule, router_alignment_lo
 from moeq.quant_core.modules import ActQuant
 from moeq.quant_core.quantized import QuantState, WeightRecord
 from moeq.contract.recipe import RouterSpec
+from moeq.contract.techniques import GptqConfig
 
 MAX_ALIGN_TOKENS = 8192
 
@@ -78,12 +79,12 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
     wf = w.float()
     grid_t = torch.tensor(grid, dtype=torch.float32)[:, None]
 
-    z_q = x_q.float() @ fake_quant(wf, compute_params(wf, spec.bits, None, True, 1.0)).T
+    z_q = x_q.float() @ fake_quant(wf, compute_params(wf, spec.bits, None, spec.symmetric, 1.0)).T
     before = {"objective": objective(z_q), "topk_agreement": _topk_agreement(z_fp, z_q, rule, bias)}
     for _ in range(sweeps):
         for e in range(n):
             rows = wf[e:e + 1].expand(len(grid), -1)
-            cols = x_q.float() @ fake_quant(rows, compute_params(rows, spec.bits, None, True, grid_t)).T  # [T, G]
+            cols = x_q.float() @ fake_quant(rows, compute_params(rows, spec.bits, None, spec.symmetric, grid_t)).T  # [T, G]
             best = int(grid_objectives(z_q, e, cols).argmin())  # the first minimum, as a scan picks
             clips[e] = grid[best]
             z_q[:, e] = cols[:, best]
@@ -92,26 +93,63 @@ def align_clips(w: torch.Tensor, x_fp: torch.Tensor, x_q: torch.Tensor, spec: Ro
 
 
 @torch.no_grad()
+def single_clip(w: torch.Tensor, x_q: torch.Tensor, spec: RouterSpec, rule: RoutingRule,
+                bias: torch.Tensor | None = None) -> tuple[float, dict]:
+    """EAQuant's released router search (`per_channel_kl_top0`): one clip ratio for the whole router
+    weight `w` [n, d], the first of the grid clip_min … 1 (clip_steps ratios) with the least alignment
+    loss (λ = 0, m = k + ⌊β(n−k)⌋) between the logits of the quantized input `x_q` under the FP and the
+    quantized weight."""
+    n, k = w.shape[0], rule.top_k
+    m = min(n, k + int(spec.beta * (n - k)))
+    wf, xf = w.float(), x_q.float()
+    z_ref = xf @ wf.T
+    grid = torch.linspace(spec.clip_min, 1.0, spec.clip_steps).tolist() if spec.clip_steps > 1 else [1.0]
+    best, best_ratio, losses = float("inf"), 1.0, []
+    for ratio in grid:
+        z_q = xf @ fake_quant(wf, compute_params(wf, spec.bits, None, spec.symmetric, ratio)).T
+        loss = float(router_alignment_loss(z_ref, z_q, m, 0.0, rule, bias))
+        losses.append(loss)
+        if loss < best:
+            best, best_ratio = loss, ratio
+    z_1 = xf @ fake_quant(wf, compute_params(wf, spec.bits, None, spec.symmetric, 1.0)).T
+    z_b = xf @ fake_quant(wf, compute_params(wf, spec.bits, None, spec.symmetric, best_ratio)).T
+    return best_ratio, {"search": "single", "top_m": m, "tokens": int(x_q.shape[0]), "clip": best_ratio,
+                        "before": {"objective": losses[-1], "topk_agreement": _topk_agreement(z_ref, z_1, rule, bias)},
+                        "after": {"objective": best, "topk_agreement": _topk_agreement(z_ref, z_b, rule, bias)}}
+
+
+@torch.no_grad()
 def prepare_router(block: MoEBlock, x: torch.Tensor | None, spec: RouterSpec, state: QuantState,
-                   backend: str) -> ActQuant | None:
+                   backend: str, gptq: GptqConfig | None = None,
+                   mean_sequence: torch.Tensor | None = None) -> ActQuant | None:
     """Apply the recipe's router mode to `block`'s weight in place; returns the router's input
-    quantization for the caller to install (None when the router stays FP)."""
+    quantization for the caller to install (None when the router stays FP). Mode "gptq" takes
+    act-order, dampening and clip search from the recipe's GPTQ technique (`gptq`) when it has one
+    (MoEQuant quantizes the router as one more linear), else act-order without clip search. Mode "align"
+    with `search: "single"` searches on `mean_sequence` (the router input of the mean calibration sequence,
+    as the authors' stage 1), falling back to the first calibration tokens when it is not given."""
     if spec.mode == "fp":
         return None
     w = block.router.weight.data
     aq = ActQuant(spec.act_bits, 1.0, False, backend=backend)
     clips: torch.Tensor | float = 1.0
-    if spec.mode == "align" and x is not None:
+    if spec.mode == "align" and x is not None and spec.search == "single":
+        data = mean_sequence if mean_sequence is not None else x
+        clips, diag = single_clip(w, aq(data), spec, block.routing_rule(), block.routing_bias())
+        state.diagnostics.setdefault("router_align", {})[str(block.layer_idx)] = diag
+    elif spec.mode == "align" and x is not None:
         sub = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_ALIGN_TOKENS]]
         clips, diag = align_clips(w, sub, aq(sub), spec, block.routing_rule(), block.routing_bias())
         state.diagnostics.setdefault("router_align", {})[str(block.layer_idx)] = diag
     if spec.mode == "gptq" and x is not None:
-        res = gptq_quantize(w.float(), hessian(x), spec.bits, None, True, act_order=True)
+        cfg = gptq if gptq is not None else GptqConfig()
+        res = gptq_quantize(w.float(), hessian(x), spec.bits, None, spec.symmetric, block_size=cfg.block_size, damp=cfg.damp,
+                            act_order=cfg.act_order, mse=cfg.clip_search)
         codes, params = res.codes, res.params
         state.diagnostics.setdefault("router_gptq", {})[str(block.layer_idx)] = {
             "tokens": int(x.shape[0]), "loss": float(res.loss)}
     else:
-        params = compute_params(w.float(), spec.bits, None, True, clips)
+        params = compute_params(w.float(), spec.bits, None, spec.symmetric, clips)
         codes = quantize(w.float(), params)
     rec = WeightRecord(key=_router_key(block), role="router", layer=block.layer_idx, codes=codes, params=params)
     w.copy_(rec.dequant(w.dtype))

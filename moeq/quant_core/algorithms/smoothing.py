@@ -52,6 +52,31 @@ def smooth_attention(moe: MoEModel, i: int, stats: dict[str, InputStats], cfg: S
     return stats
 
 
+@torch.no_grad()
+def smooth_v_o(moe: MoEModel, i: int, stats: dict[str, InputStats], cfg: SmoothConfig,
+               state: QuantState) -> dict[str, InputStats]:
+    """o_proj's input smoothed into v_proj's output rows (exact: each value channel feeds one o_proj
+    input channel). Skipped, as the authors skip it, when v_proj and o_proj differ in shape (grouped
+    KV heads, MLA) or o_proj's input statistics are missing."""
+    layer = moe.layers[i]
+    o_key = moe.spec.attn_output
+    v_key = next((k for k in moe.spec.attn_inputs if k.endswith("v_proj")), None)
+    v, o = (get_path(layer, v_key) if v_key else None), get_path(layer, o_key)
+    if v is None or o is None or o_key not in stats or v.weight.shape != o.weight.shape:
+        return stats
+    s = smooth_scales(stats[o_key].absmax, column_absmax(o.weight.data), cfg.alpha)
+    v.weight.data.copy_((v.weight.data.float() / s[:, None]).to(v.weight.dtype))
+    if v.bias is not None:
+        v.bias.data.copy_((v.bias.data.float() / s).to(v.bias.dtype))
+    _scale_columns(o.weight.data, s)
+    st = stats[o_key]
+    st.absmax = st.absmax / s
+    if st.hessian is not None:
+        st.hessian = st.hessian / s[:, None] / s[None, :]
+    state.diagnostics.setdefault("smoothing", {}).setdefault(str(i), {})["v_o"] = _summary(s)
+    return stats
+
+
 def _moe_consumers(block: MoEBlock, spec) -> list[torch.Tensor]:
     out = [block.router.weight.data, block.experts.gate_up()]
     if block.shared is not None:

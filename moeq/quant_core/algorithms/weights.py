@@ -48,7 +48,7 @@ def quantize_matrix(w: torch.Tensor, bits: int, scheme: Scheme, H: torch.Tensor 
     if isinstance(scheme.method, GptqConfig) and H is not None:
         m = scheme.method
         res = gptq_quantize(w, H, bits, scheme.group_size, scheme.symmetric, block_size=m.block_size,
-                            damp=m.damp, act_order=m.act_order, clip=scheme.clip_ratio)
+                            damp=m.damp, act_order=m.act_order, clip=scheme.clip_ratio, mse=m.clip_search)
         return res.codes, res.params
     params = rtn_params(w.float(), bits, scheme)
     return quantize(w.float(), params), params
@@ -101,7 +101,7 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
             H_sel = H(sel) if callable(H) else H[sel]
             res = gptq_quantize(view[sel].float(), H_sel.to(view.device), bits[sel], scheme.group_size,
                                 scheme.symmetric, block_size=m.block_size, damp=m.damp, act_order=m.act_order,
-                                clip=scheme.clip_ratio)
+                                clip=scheme.clip_ratio, mse=m.clip_search)
             codes[sel], scale[sel], zero[sel] = res.codes, res.params.scale, res.params.zero
             del res, H_sel  # GPTQ's float32 grid weights and this chunk's Hessians are done with
     params = QuantParams(scale, zero, bits, g, scheme.symmetric)

@@ -22,6 +22,7 @@ def _raise_stop(mod, args):
 class DuQuantHooks(LayerHooks):
     def __init__(self, q, cfg: DuQuantConfig) -> None:
         self.q, self.cfg = q, cfg
+        self._expert_in: dict[int, list] = {}  # layer → per-expert input transforms (moe_input "expert")
 
     def attention(self, i, layer, attn, batches, stats, prefix):
         """Transforms at every attention linear: q/k/v share one (same input), others their own."""
@@ -71,6 +72,13 @@ class DuQuantHooks(LayerHooks):
         x = site.x[:site.n_main]
         experts_path = f"{prefix}.{spec.mlp}.{spec.experts}"
         readers = {f"{prefix}.{spec.mlp}.{spec.router}": block.router}
+        if self.cfg.moe_input == "expert":  # the router and each shared expert their own; experts: experts_down
+            t_router = install_shared(readers, x, self.cfg, q.state, q.handles)
+            if block.shared is not None:
+                self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}")
+            site.x_experts, site.t_router = site.x, t_router
+            site.x_t = t_router(site.x)
+            return
         if block.shared is not None:
             t_in = self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}", readers)
         else:
@@ -86,10 +94,21 @@ class DuQuantHooks(LayerHooks):
 
         q = self.q
         xs = [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
+        if self.cfg.moe_input == "expert":  # fit each expert's input transform on its routed tokens first
+            from moeq.quant_core.algorithms.duquant import MIN_TOKENS, expert_input_transforms
+
+            ins = expert_input_transforms(block.experts, xs, x_t, self.cfg)
+            key = f"{prefix}.{q.moe.spec.mlp}.{q.moe.spec.experts}.in"
+            q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(ins)})
+            self._expert_in[i] = ins
+            xs = [t(xe if xe.shape[0] >= MIN_TOKENS else x_t) for t, xe in zip(ins, xs)]
         tfs = expert_down_transforms(block.experts, xs, x_t, self.cfg)
         key = f"{prefix}.{q.moe.spec.mlp}.{q.moe.spec.experts}.down"
         q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(tfs)})
         return tfs
+
+    def experts_in(self, i) -> list | None:
+        return self._expert_in.pop(i, None)
 
 
 def apply(q, cfg: DuQuantConfig) -> DuQuantHooks:

@@ -23,6 +23,8 @@ class MoeInput:
     x_t: torch.Tensor
     n_main: int
     t_in: Any = None
+    x_experts: torch.Tensor | None = None  # what the routed experts see, when not x_t (per-expert transforms)
+    t_router: Any = None  # the router's own input transform, when not t_in
 
 
 class LayerHooks:
@@ -45,4 +47,9 @@ class LayerHooks:
     def experts_down(self, i: int, block, tokens, x_t: torch.Tensor, prefix: str) -> list | None:
         """After dispatch, before the routed experts are quantized: per-expert down_proj input
         transforms (or None)."""
+        return None
+
+    def experts_in(self, i: int) -> list | None:
+        """After `experts_down`: per-expert input transforms of layer i's routed experts (or None),
+        replayed at inference by QuantExperts in place of a shared `t_in`."""
         return None

@@ -7,7 +7,10 @@ run through the model (one token each, on a copy of the parent beam's KV cache),
 score uses its *own* expert usage, the new token's routing included:
 
     score = −(Σ log p of the generated tokens) / (len) + σ / τ,
-    σ = mean over MoE layers of √( E/(E−1) · Σ_e (u_e − μ)² ),  u_e = token fraction routed to e,
+    σ = mean over MoE layers of √( E/(E−1) · Σ_e (u_e − μ)² ),
+    u_e = how many of the candidate's routed tokens went to expert e (`usage: "count"`, the default) or
+          their share (`usage: "fraction"`: one token then moves σ by O(1/len), no more than the NLL
+          term, and at τ = 1.2 the sets balance no better than corpus text; docs/methods.md "MoEQuant"),
 
 len = the candidate's length without BOS. The w lowest scores survive; the kept candidates' logits
 and cache carry over, so each step costs one forward of w² single tokens per sequence.
@@ -31,7 +34,7 @@ from moeq.contract.recipe import CalibrationSpec
 
 log = logging.getLogger(__name__)
 ROWS_PER_BATCH = 64  # beams per forward; the candidate forward runs ROWS_PER_BATCH · w rows
-ALGORITHM_VERSION = 2  # part of the cache key: sets sampled by an older sampler are not reused
+ALGORITHM_VERSION = 3  # part of the cache key: sets sampled by an older sampler are not reused
 
 
 def start_tokens(tokenizer, n: int, seed: int = 0) -> list[int]:
@@ -44,11 +47,11 @@ def start_tokens(tokenizer, n: int, seed: int = 0) -> list[int]:
     return vocab[picks].tolist()
 
 
-def usage_sigma(counts: torch.Tensor) -> torch.Tensor:
-    """counts [..., layers, E] → [...]: Algorithm 1's σ = √(E/(E−1)·Σ_e(u_e − μ)²) of the usage
-    fractions u, averaged over layers."""
+def usage_sigma(counts: torch.Tensor, usage: str = "fraction") -> torch.Tensor:
+    """counts [..., layers, E] → [...]: Algorithm 1's σ = √(E/(E−1)·Σ_e(u_e − μ)²) of the usage u —
+    the fractions of the routed tokens (default) or the counts themselves — averaged over layers."""
     e = counts.shape[-1]
-    usage = counts / counts.sum(-1, keepdim=True).clamp(min=1)
+    usage = counts / counts.sum(-1, keepdim=True).clamp(min=1) if usage == "fraction" else counts
     dev = (usage - usage.mean(dim=-1, keepdim=True)).pow(2).sum(dim=-1)
     return torch.sqrt(dev * e / max(1, e - 1)).mean(dim=-1)
 
@@ -66,8 +69,8 @@ def _route_counts(rec: DispatchRecorder, layers: list[int], rows: int, n_exp: in
 
 @torch.no_grad()
 def _sample_group(moe: MoEModel, first: list[int], bos: int | None, length: int, width: int, tau: float,
-                  device: torch.device, progress, sample: bool = False, gen: torch.Generator | None = None
-                  ) -> torch.Tensor:
+                  device: torch.device, progress, sample: bool = False, gen: torch.Generator | None = None,
+                  usage: str = "count") -> torch.Tensor:
     from transformers import DynamicCache
 
     model = moe.model
@@ -103,7 +106,7 @@ def _sample_group(moe: MoEModel, first: list[int], bos: int | None, length: int,
             cand_counts = counts[parent] + _route_counts(rec, layers, rows * w, n_exp, device)
             cand_nll = nll[parent] - lp.reshape(-1)
             length_now = ids.shape[1] + 1 - base  # the candidate's tokens after BOS
-            cand_score = cand_nll / length_now + usage_sigma(cand_counts) / tau  # [rows·w]
+            cand_score = cand_nll / length_now + usage_sigma(cand_counts, usage) / tau  # [rows·w]
             grid = cand_score.reshape(seqs, w * w).masked_fill(~alive.repeat_interleave(w, dim=1), float("inf"))
             best = grid.topk(w, dim=-1, largest=False).indices  # [seqs, w] within each sequence's w² candidates
             keep = (best + seq_base * w * w).reshape(-1)  # [rows] global candidate index
@@ -123,7 +126,7 @@ def ebss_windows(moe: MoEModel, tokenizer, spec: CalibrationSpec, seed: int, ctx
     cache_file = None
     if spec.ebss.cache and model_dir is not None:
         key = cache_key(model_dir, samples=spec.samples, seq_len=spec.seq_len, width=spec.ebss.width,
-                        tau=spec.ebss.tau, candidates=spec.ebss.candidates, seed=seed,
+                        tau=spec.ebss.tau, candidates=spec.ebss.candidates, usage=spec.ebss.usage, seed=seed,
                         algorithm=ALGORITHM_VERSION)
         cache_file = Path(ctx.cache_dir) / "ebss" / f"{key}.pt"
         if cache_file.is_file():
@@ -142,7 +145,8 @@ def ebss_windows(moe: MoEModel, tokenizer, spec: CalibrationSpec, seed: int, ctx
         def prog(f: float, done=done, share=len(chunk) / spec.samples) -> None:
             ctx.progress("calibrate: EBSS sampling", done + share * f)
         out.append(_sample_group(moe, chunk, tokenizer.bos_token_id, spec.seq_len, spec.ebss.width,
-                                 spec.ebss.tau, device, prog, spec.ebss.candidates == "sample", gen))
+                                 spec.ebss.tau, device, prog, spec.ebss.candidates == "sample", gen,
+                                 spec.ebss.usage))
         ctx.check_cancel()
     windows = torch.cat(out)
     seconds = time.perf_counter() - t0

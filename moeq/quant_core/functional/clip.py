@@ -1,10 +1,11 @@
-"""Clip-ratio search: per output channel (group), the clip c ∈ [c_min, 1] minimizing ‖W − Q_c(W)‖²."""
+"""Clip-ratio search: per output channel (group) the clip c minimizing the weight error — squared error over
+[c_min, 1] (`search_clip`), or the GPTQ reference quantizer's |·|^2.4 over shrinks 1 … 0.21 (`mse_clip`)."""
 
 from __future__ import annotations
 
 import torch
 
-from moeq.quant_core.functional.affine import Bits, QuantParams, compute_params, quant_error
+from moeq.quant_core.functional.affine import Bits, QuantParams, _expand, compute_params, quant_error
 
 
 def search_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool,
@@ -20,4 +21,32 @@ def search_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: 
             better = err < best_err
             best_err = torch.where(better, err, best_err)
             best_clip = torch.where(better, torch.full_like(err, c), best_clip)
+    return compute_params(w, bits, group_size, symmetric, best_clip), best_clip
+
+
+MSE_NORM, MSE_GRID, MSE_MAXSHRINK = 2.4, 100, 0.8  # the GPTQ/QuaRot weight quantizer's `mse` search
+
+
+def mse_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool, norm: float = MSE_NORM,
+             grid: int = MSE_GRID, maxshrink: float = MSE_MAXSHRINK) -> tuple[QuantParams, torch.Tensor]:
+    """The clip search of the GPTQ / QuaRot / MoEQuant weight quantizer (`mse=True`): per row (group)
+    the shrink p = 1 − i/grid, i = 0 … ⌊maxshrink·grid⌋ − 1, whose grid gives the smallest Σ|Q(w) − w|^norm;
+    the first such p on ties. Returns (params at the chosen p, p [..., out, G])."""
+    g = w.shape[-1] if group_size is None else group_size
+    wg = w.float().reshape(*w.shape[:-1], w.shape[-1] // g, g)
+    best_err, best_clip = None, None
+    for i in range(int(maxshrink * grid)):
+        p = 1.0 - i / grid
+        params = compute_params(w, bits, group_size, symmetric, p)
+        s, z = params.scale[..., None], params.zero[..., None]
+        maxq = _expand(params.maxq, 3).float()
+        q = torch.round(wg / s).add_(z).clamp_(min=0.0)
+        q = torch.minimum(q, maxq, out=q).sub_(z).mul_(s).sub_(wg)
+        err = q.abs_().pow_(norm).sum(-1)  # [..., out, G]
+        if best_err is None:
+            best_err, best_clip = err, torch.full_like(err, p)
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_clip = torch.where(better, torch.full_like(err, p), best_clip)
     return compute_params(w, bits, group_size, symmetric, best_clip), best_clip

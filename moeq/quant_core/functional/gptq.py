@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from moeq.quant_core.functional.affine import Bits, QuantParams, compute_params, quantize, resolve_group_size
+from moeq.quant_core.functional.clip import mse_clip
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ def _inverse_cholesky(H: torch.Tensor) -> torch.Tensor:
     raise torch.linalg.LinAlgError("Hessian is not positive definite even after extra dampening")
 
 
+def _params(w: torch.Tensor, bits, group_size: int | None, symmetric: bool, clip, mse: bool) -> QuantParams:
+    return mse_clip(w, bits, group_size, symmetric)[0] if mse else compute_params(w, bits, group_size, symmetric, clip)
+
+
 SUB_BLOCK = 16  # columns updated one by one; a matmul carries their errors to the rest of the block
 
 
@@ -62,8 +67,9 @@ def _sub_blocks(i1: int, i2: int, g: int) -> list[tuple[int, int]]:
 
 def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool,
                   *, block_size: int = 128, damp: float = 0.01, act_order: bool = False,
-                  clip: float = 1.0) -> GptqResult:
-    """Quantize W [n, out, in] (or [out, in]) given H [n, in, in] (or [in, in])."""
+                  clip: float = 1.0, mse: bool = False) -> GptqResult:
+    """Quantize W [n, out, in] (or [out, in]) given H [n, in, in] (or [in, in]). `mse`: every group's
+    clip by the reference quantizer's search (moeq.quant_core.functional.clip.mse_clip) instead of `clip`."""
     squeeze = W.dim() == 2
     if squeeze:
         W, H = W[None], H[None]
@@ -78,11 +84,11 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
     if act_order:
         perm = torch.argsort(torch.diagonal(H, dim1=-2, dim2=-1), dim=-1, descending=True)  # [n, cols]
         if g < cols:  # groups follow the original column order: fix their params up front
-            static_params = compute_params(W, bits_t, g, symmetric, clip)
+            static_params = _params(W, bits_t, g, symmetric, clip, mse)
         W = W.gather(2, perm[:, None, :].expand(-1, rows, -1))
         H = H.gather(1, perm[:, :, None].expand(-1, -1, cols)).gather(2, perm[:, None, :].expand(-1, cols, -1))
     if g == cols:
-        static_params = compute_params(W, bits_t, None, symmetric, clip)
+        static_params = _params(W, bits_t, None, symmetric, clip, mse)
 
     U = _inverse_cholesky(H)
     Q = torch.zeros_like(W)
@@ -111,7 +117,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
                     s_col, z_col = s_blk[:, :, i:i + 1], z_blk[:, :, i:i + 1]
                 elif static_params is None and col % g == 0:  # a group starts: fix its scales from current weights
                     span = torch.cat([W1[:, :, i:], W[:, :, i2:]], dim=2)[:, :, :g]
-                    current = compute_params(span, bits_t, None, symmetric, clip)
+                    current = _params(span, bits_t, None, symmetric, clip, mse)
                     s_col, z_col = current.scale, current.zero
                     scales[:, :, col // g] = s_col[..., 0]
                     zeros[:, :, col // g] = z_col[..., 0]

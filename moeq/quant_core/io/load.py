@@ -134,6 +134,8 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
             kernel = kernel_weights(gate_up, down)
             kernel = None if kernel is None else tuple(k.to(device) for k in kernel)
         t_in = transforms.get(f"{prefix}.in")
+        if f"{prefix}.in.0" in transforms:  # one input transform per routed expert (EAQuant)
+            t_in = [transforms[f"{prefix}.in.{e}"] for e in range(block.num_experts)]
         downs = [transforms[f"{prefix}.down.{e}"] for e in range(block.num_experts)] \
             if f"{prefix}.down.0" in transforms else None
         if fields is not None or kernel is not None or t_in is not None:

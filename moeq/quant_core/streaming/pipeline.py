@@ -66,6 +66,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
 
     from moeq.quant_core.streaming.quantize import quantize_streamed
     from moeq.quant_core.streams import evaluation_tasks, evaluation_windows
+    from moeq.quant_core.text_ranges import range_warnings, text_ranges
     from moeq.quant_core.streaming.writer import StagedWriter
 
     timings: dict[str, float] = {}
@@ -83,7 +84,7 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     sk.outer_to(device)
     torch.manual_seed(recipe.seed)
     ev = recipe.eval
-    windows, _ = evaluation_windows(ev, tokenizer, path)  # the seed policy every run shares
+    windows, eval_check = evaluation_windows(ev, tokenizer, path)  # the seed policy every run shares
     tasks = evaluation_tasks(ev)
     timings["load_s"] = time.perf_counter() - t
 
@@ -113,6 +114,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
         num_experts = {i: b.num_experts for i, b in sk.moe.blocks.items()}
         result = build_result(recipe, info, fp, q, state, num_experts, timings, device, calib_info)
         result["streaming"] = {"checkpoint_bytes": sk.checkpoint_bytes, "layers": len(sk.moe.layers)}
+        result["text_ranges"] = text_ranges(result, eval_check.get("text"))
+        result.setdefault("warnings", []).extend(range_warnings(result["text_ranges"]))
         if ctx.save_dir is not None:
             ctx.progress("save", 0.97)
             t = time.perf_counter()

@@ -40,7 +40,8 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         calib, calib_info = calibration_windows(recipe, moe, tokenizer, ctx, sk.model_dir)
         bal = recipe.calibration.balance
         if bal is not None and bal.extra_samples:
-            reserve = reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1])
+            reserve, rng = reserve_windows(recipe, tokenizer, bal.extra_samples, calib.shape[1], sk.model_dir)
+            calib_info["reserve_text"] = rng.record()
     alloc = recipe.allocation
     allocator = None  # router_norm / random: each layer's bits are chosen when the layer is loaded
     if alloc is None or alloc.method == "uniform":
