@@ -17,6 +17,7 @@ from moeq.jobs.local import saved_roots
 from moeq.jobs.settings import Settings
 from moeq.contract import limits
 from moeq.contract.errors import ModelError, RecipeError
+from moeq.contract.group_fit import group_problem
 from moeq.contract.recipe import Recipe, parse_recipe
 from moeq.contract.sources import confine_recipe, inside
 from moeq.contract.zoo import ZOO, zoo_path
@@ -86,13 +87,10 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
                          "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
     describe_config(config)
     check_checkpoint_files(path)
-    g = recipe.weights.group_size
-    if recipe.weights.bits < 16 and g is not None:
-        for name in ("hidden_size", "moe_intermediate_size", "intermediate_size", "shared_expert_intermediate_size"):
-            dim = config.get(name)
-            if isinstance(dim, int) and dim > 0 and dim % g:
-                raise RecipeError("weights.group_size", f"group size {g} does not divide {name} = {dim} of "
-                                  f"{recipe.model}; use a divisor of {dim} or null (per channel)")
+    if recipe.weights.bits < 16:
+        problem = group_problem(config, recipe.weights.group_size, recipe.model)
+        if problem:
+            raise RecipeError("weights.group_size", problem)
 
 
 def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:

@@ -85,7 +85,7 @@ def _compare_page(url: str, text: str) -> tuple:
 
 def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_db, capsys):
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip().endswith("revision 0003")
+    assert capsys.readouterr().out.strip().endswith("revision 0004")
     engine = make_engine(old_db)
     tables = set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:  # rows that reference runs survive the rebuilt runs table (SQLite)

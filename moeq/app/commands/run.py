@@ -125,10 +125,12 @@ def _execute(settings, recipe, save: Path | None, user: str | None, project: str
              quiet: bool = False) -> dict:
     """Record the run in the database and execute it in this process (progress on stderr)."""
     from moeq.app.progress_view import make_progress
+    from moeq.jobs.interrupt import sigterm_interrupts
     from moeq.jobs.submit import create_and_execute
 
     view = make_progress(quiet)
     try:
-        return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
+        with sigterm_interrupts():  # Ctrl-C and SIGTERM end the run as interrupted, not "running" forever
+            return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
     finally:
         view.close()
