@@ -5,12 +5,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from moeq.app.escape import h
+from moeq.app.run_label import run_title
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
 def run_label(run: dict) -> str:
-    return h(f"{run['run_id'][:8]} {run.get('recipe_summary', '')}".strip())  # plotly reads tags in text
+    """Legend/choice name: id, recipe, all-weights bits (nominal beside) and seed."""
+    return h(run_title(run, with_model=False))  # plotly reads tags in text
 
 
 def _result(run: dict) -> dict:
