@@ -9,6 +9,7 @@ Every failure is one MoeqError line; nothing reaches the database or the queue b
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from moeq.db.repository.runs import RunNotFound, resolve_run_id
@@ -93,6 +94,15 @@ def check_model(settings: Settings, recipe: Recipe) -> None:
             raise RecipeError("weights.group_size", problem)
 
 
+def check_eval_dependencies(recipe: Recipe, have=importlib.util.find_spec) -> None:
+    """RecipeError naming what to install when an evaluation task needs a package this install lacks
+    (`have`: module name → spec or None). Checked where the run will execute: the CLI and embedded mode."""
+    harness = [t for t in recipe.eval.tasks if t.startswith("lm_eval:")]
+    if harness and have("lm_eval") is None:
+        raise RecipeError("eval.tasks", f"{', '.join(harness)} need(s) the lm-evaluation-harness, which is not "
+                          "installed: pip install 'moeq[lmeval]' (or drop the lm_eval: tasks)")
+
+
 def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
     """The parsed recipe, ready to store and queue, or one MoeqError naming the problem. `scope`: the
     projects whose runs the user may read (None: all, e.g. the CLI or single-user mode); `store` None
@@ -114,4 +124,6 @@ def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] 
     confine_recipe(recipe, data_roots=settings.data_roots, task_roots=settings.task_roots,
                    saved_roots=saved_roots(settings))
     check_model(settings, recipe)
+    if settings.embedded:  # the run executes in this installation (a team's workers may have their own)
+        check_eval_dependencies(recipe)
     return recipe

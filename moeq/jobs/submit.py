@@ -122,6 +122,9 @@ def create_and_execute(settings: Settings, recipe: dict | Recipe, *, user: str |
     store = store or Store(settings.database_url)
     if not isinstance(recipe, Recipe):
         recipe = admit_recipe(settings, recipe, store)
+    from moeq.jobs.admission import check_eval_dependencies
+
+    check_eval_dependencies(recipe)  # it runs here, whatever the workers of a team have installed
     run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None, settings=settings,
                     origin=CLI)
     return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress, recipe=recipe,
