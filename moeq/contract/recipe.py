@@ -222,8 +222,12 @@ def _parse_technique(item: Any, key: str) -> Any:
         name, defaults = ALIASES[name]
         opts = {**defaults, **opts}
     if name not in TECHNIQUES:
+        from moeq.contract.presets import PRESETS
+        from moeq.contract.suggest import did_you_mean
+
         known = sorted([*TECHNIQUES, *ALIASES])
-        raise RecipeError(f"{key}.name", f"unknown technique {name!r} (known: {', '.join(known)})")
+        raise RecipeError(f"{key}.name", f"unknown technique {name!r}{did_you_mean(name, [*known, *PRESETS])} "
+                          f"(techniques: {', '.join(known)}; presets: {', '.join(sorted(PRESETS))})")
     return build(TECHNIQUES[name], opts, key)
 
 
