@@ -46,7 +46,8 @@ def routing_lines(runs: list[dict]) -> go.Figure:
             fig.add_scatter(name=run_label(run), x=routing["layers"], y=routing["topk_agreement"],
                             mode="lines+markers", line={"color": PALETTE[i % len(PALETTE)]})
     fig.update_layout(title="Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k)",
-                      xaxis_title="layer", yaxis_title="top-k agreement", yaxis_range=[0, 1.02])
+                      xaxis={"title": "MoE layer", "tickmode": "linear", "dtick": 1, "tickformat": "d"},
+                      yaxis_title="top-k agreement (axis from 0)", yaxis_range=[0, 1.02])
     return fig
 
 

@@ -87,7 +87,8 @@ def build(svc: AppServices, launch: dict) -> dict:
         search = gr.Textbox(label="search", elem_id="runs-search")
         sort = gr.Dropdown(list(SORTABLE), value="created", label="sort by")
     table = gr.Dataframe(headers=[c for _, c, _ in COLUMNS], value=[], interactive=False, elem_id="runs-table",
-                         wrap=False, column_widths=[w for _, _, w in COLUMNS])
+                         wrap=False, column_widths=[w for _, _, w in COLUMNS],
+                         max_height=360)  # scrolls: the run card below stays near the clicked row
     total = gr.Markdown()
     with gr.Row():
         pick = gr.CheckboxGroup([], label="tick finished runs to compare", elem_id="runs-pick", scale=5)
