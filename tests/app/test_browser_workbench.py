@@ -63,6 +63,8 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         page.get_by_role("tab", name="Runs").click()
         pick = page.locator("#runs-pick")
         pick.get_by_text(first[:8]).wait_for(timeout=30_000)
+        ticks = pick.inner_text()  # each tick names the model, the recipe, all-weights/nominal bits and the seed
+        assert "testbed-mixtral" in ticks and "W4A16 g32" in ticks and "(nominal W4)" in ticks and "seed 0" in ticks
         pick.get_by_text(first[:8]).click()
         pick.get_by_text(second[:8]).click()
         box = page.locator("#runs-selected textarea, #runs-selected input").first

@@ -163,7 +163,8 @@ def reap_stale(s: Session, lease_seconds: float, requeue: bool = False) -> list[
              if (aware(r.heartbeat_at) or aware(r.started_at) or cutoff) < cutoff]
     for run in stale:
         seen = aware(run.heartbeat_at).isoformat() if run.heartbeat_at else "never"
-        if run.origin == CLI:  # its `moeq run` process is gone; no worker may take over what it was not given
+        cli = run.origin == CLI or (run.origin is None and not run.celery_task_id)  # also one from before 0004
+        if cli:  # its `moeq run` process is gone; no worker may take over what it was not given
             end_interrupted(run, "failed", "failed: interrupted",
                             f"its moeq run process (pid {run.owner_pid} on {run.worker_host}) stopped sending "
                             f"heartbeats (last {seen}); the run was interrupted and no results were stored")
