@@ -124,10 +124,10 @@ def routing_lines(runs: list[dict]) -> go.Figure:
     lo, hi = min(values), max(values)
     pad = max(0.005, 0.1 * (hi - lo))
     y0, y1 = max(0.0, lo - pad), min(1.0, hi + pad) + 0.001
-    said = "" if y0 <= 0.0 else f"; axis zoomed to {y0:.3f}–{min(1.0, y1):.3f}, not from 0"
-    fig.update_layout(title="Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k)",
+    said = "" if y0 <= 0.0 else f"<br><sub>y axis zoomed to {y0:.3f}–{min(1.0, y1):.3f} (not from 0)</sub>"
+    fig.update_layout(title=f"Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k){said}",
                       xaxis={"title": "MoE layer", "tickmode": "linear", "dtick": 1, "tickformat": "d"},
-                      yaxis_title=f"top-k agreement (fraction of tokens{said})", yaxis_range=[y0, y1],
+                      yaxis_title="top-k agreement (fraction of tokens)", yaxis_range=[y0, y1],
                       legend={"orientation": "h", "y": -0.25})
     return fig
 

@@ -53,7 +53,7 @@ def build(svc: AppServices) -> dict:
                     limit = gr.Number(0, label="items per task (0 = all)", precision=0, elem_id="launch-limit")
                     seed = gr.Number(0, label="seed", precision=0, elem_id="launch-seed")
         with gr.Column(scale=2):
-            recipe_json = gr.Code(language="json", label="recipe (editable; this is what gets queued)",
+            recipe_json = gr.Code(language="json", label="recipe JSON (edits fill the form; Launch queues exactly this)",
                                   elem_id="launch-recipe")
             problem = gr.Markdown(elem_id="launch-problem")
             project = gr.Dropdown(label="project", choices=[], allow_custom_value=False)

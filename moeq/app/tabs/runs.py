@@ -19,7 +19,7 @@ from moeq.db.repository.queries import SORTABLE, RunFilter
 # (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
 # run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without wrapping words.
 COLUMNS = [("run_id", "run", "6%"), ("status", "status", "8%"), ("model", "model", "10%"),
-           ("recipe_summary", "recipe", "18%"), ("avg_weight_bits", "bits: all (nominal)", "9%"), ("seed", "seed", "4%"),
+           ("recipe_summary", "recipe", "18%"), ("avg_weight_bits", "bits (nominal)", "9%"), ("seed", "seed", "4%"),
            ("avg_accuracy", "acc", "5%"), ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"),
            ("duration", "duration", "6%"), ("peak_host_rss_mb", "host MB", "5%"), ("peak_device_mb", "GPU MB", "4%"),
            ("user", "user", "5%"), ("created_at", "created (UTC)", "9%")]
@@ -44,7 +44,7 @@ def _cell(field: str, r: dict):
         d = duration_s(r)
         return "" if d is None else fmt_duration(d)
     if field == "avg_weight_bits":
-        nom = nominal(r)
+        nom = (nominal(r) or "").split(" ")[0]  # 'W3' of 'W3 mixed W2-W4, others W4' (the card says it all)
         return ("-" if v is None else f"{v:.3f}") + (f" ({nom})" if nom else "")
     if field == "status" and r["status"] == "running":
         return f"running {100 * (r.get('progress') or 0):.0f}%"

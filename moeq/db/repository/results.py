@@ -63,8 +63,10 @@ def nominal_bits(recipe: dict | None) -> str | None:
     alloc = recipe.get("allocation")
     if isinstance(alloc, dict) and alloc.get("tiers"):
         tiers = alloc["tiers"]
+        avg = alloc.get("avg_bits")
+        avg = f"{avg:g}" if isinstance(avg, (int, float)) else avg
         others = f", others W{alloc['other_bits']}" if alloc.get("other_bits") is not None else ""
-        return f"W{alloc.get('avg_bits')} mixed W{min(tiers)}-W{max(tiers)}{others}"
+        return f"W{avg} mixed W{min(tiers)}-W{max(tiers)}{others}"
     return f"W{bits}"
 
 
