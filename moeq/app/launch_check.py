@@ -62,7 +62,8 @@ def canonical(recipe: dict) -> dict | None:
 def first_difference(a: dict, b: dict) -> str | None:
     """The first dotted key whose value differs between two recipes (canonical when both parse)."""
     ca, cb = canonical(a), canonical(b)
-    fa, fb = _flat(ca if ca is not None and cb is not None else a), _flat(cb if ca is not None and cb is not None else b)
+    both = ca is not None and cb is not None
+    fa, fb = _flat(ca if both else a), _flat(cb if both else b)
     for key in sorted(set(fa) | set(fb)):
         if fa.get(key) != fb.get(key):
             return f"{key}: form {json.dumps(fa.get(key))}, JSON {json.dumps(fb.get(key))}"

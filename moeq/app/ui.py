@@ -25,7 +25,8 @@ def build_ui(svc: AppServices) -> gr.Blocks:
                 team_parts = team.build(svc)
         form = [*launch_parts["form_inputs"], launch_parts["kept"]]
         runs_parts["rerun"].click(runs_parts["do_rerun"], runs_parts["selected"], [*form, tabs]).then(
-            launch_parts["render"], launch_parts["render_inputs"], [launch_parts["recipe_json"], launch_parts["problem"]])
+            launch_parts["render"], launch_parts["render_inputs"],
+            [launch_parts["recipe_json"], launch_parts["problem"]])
         runs_parts["compare_sel"].click(runs_parts["compare_text"], runs_parts["pick"], compare_parts["runs_in"]).then(
             lambda: gr.Tabs(selected="compare"), None, tabs).then(
             compare_parts["compare"], compare_parts["runs_in"], compare_parts["outputs"])

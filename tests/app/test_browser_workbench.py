@@ -116,4 +116,13 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         _shot(page, "team")
         page.goto(f"{server}/?run={second}")  # the link in the Launch tab's "queued" message
         page.locator(f"#run-card[data-run='{second}']").wait_for(timeout=60_000)
+
+        # archive the run from its card: it leaves the runs table (and is listed under status "archived")
+        page.locator("#runs-archive").click()
+        page.wait_for_function("document.querySelector('#runs-message').innerText.includes('archived')",
+                               timeout=30_000)
+        page.wait_for_function(f"!document.querySelector('#runs-table').innerText.includes('{second[:8]}')",
+                               timeout=30_000)
+        page.locator("#runs-delete").click()  # not confirmed: nothing is deleted
+        page.wait_for_function("document.querySelector('#runs-message').innerText.includes('tick')", timeout=30_000)
         browser.close()

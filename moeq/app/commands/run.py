@@ -99,8 +99,9 @@ def _common_flags(args, recipe: dict) -> dict:
     """--allocation/--avg-bits/--tiers, --calib-source/--sampler, --tasks laid over the recipe."""
     from moeq.contract.presets import merge
 
-    alloc = {k: v for k, v in (("method", getattr(args, "allocation", None)), ("avg_bits", getattr(args, "avg_bits", None)),
-                                ("tiers", _tiers(getattr(args, "tiers", None)))) if v is not None}
+    alloc = {k: v for k, v in (("method", getattr(args, "allocation", None)),
+                               ("avg_bits", getattr(args, "avg_bits", None)),
+                               ("tiers", _tiers(getattr(args, "tiers", None)))) if v is not None}
     if alloc:
         recipe = merge(recipe, {"allocation": alloc})
     calib = {k: v for k, v in (("source", getattr(args, "calib_source", None)),

@@ -53,7 +53,8 @@ def build(svc: AppServices) -> dict:
                     limit = gr.Number(0, label="items per task (0 = all)", precision=0, elem_id="launch-limit")
                     seed = gr.Number(0, label="seed", precision=0, elem_id="launch-seed")
         with gr.Column(scale=2):
-            recipe_json = gr.Code(language="json", label="recipe JSON (edits fill the form; Launch queues exactly this)",
+            recipe_json = gr.Code(language="json",
+                                  label="recipe JSON (edits fill the form; Launch queues exactly this)",
                                   elem_id="launch-recipe")
             problem = gr.Markdown(elem_id="launch-problem")
             project = gr.Dropdown(label="project", choices=[], allow_custom_value=False)
@@ -77,8 +78,8 @@ def build(svc: AppServices) -> dict:
             why = svc.validate(check.recipe, user)
             if why:
                 problems.append(h(why))
-        notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {h(', '.join(sorted(overrides)))}"] \
-            if overrides else []
+        kept_keys = h(", ".join(sorted(overrides)))
+        notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {kept_keys}"] if overrides else []
         return problems_markdown(problems, notes)
 
     def render(*values, request: gr.Request = None):
