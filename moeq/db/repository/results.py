@@ -56,7 +56,7 @@ def nominal_bits(recipe: dict | None) -> str | None:
     if isinstance(recipe.get("moqe"), dict):
         bits = sorted({v["weights"]["bits"] for v in recipe["moqe"].get("variants") or []
                        if isinstance(v, dict) and isinstance(v.get("weights"), dict) and "bits" in v["weights"]})
-        return "W" + "/".join(str(b) for b in bits) if bits else None
+        return "/".join(f"W{b}" for b in bits) if bits else None
     bits = (recipe.get("weights") or {}).get("bits")
     if bits is None:
         return None
