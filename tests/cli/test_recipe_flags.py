@@ -29,3 +29,14 @@ def test_every_problem_at_once_with_did_you_mean(moeq_home, capsys):
     assert "presets: " in err and "eaquant" in err
     assert main(["run", "--model", "tiny-mixtrl"]) == 2
     assert "did you mean 'tiny-mixtral'" in capsys.readouterr().err
+
+
+def test_group_size_is_checked_against_every_width_before_a_run_is_recorded(moeq_home, capsys):
+    """tiny-deepseek_v2 (installed by this first run before admission): 64 divides neither the experts'
+    48 nor kv_b_proj's kv_lora_rank 32; one line says so and which group sizes fit, and no run exists."""
+    assert main(["run", "--model", "tiny-deepseek_v2", "--bits", "W4A16", "--group-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "moe_intermediate_size = 48" in err and "kv_lora_rank (kv_b_proj) = 32" in err
+    assert "group sizes that fit every width: 16, 8, channel" in err and "null" not in err
+    assert main(["runs", "list"]) == 0
+    assert "(0 of 0)" in capsys.readouterr().out

@@ -120,6 +120,24 @@ def _tiers(text: str | None):
     return [int(t) if t.strip().isdigit() else t.strip() for t in text.split(",") if t.strip()]
 
 
+def _install_zoo_model_first(settings, data: dict) -> None:
+    """A zoo model this run would install anyway is installed before admission, so admission can check
+    the recipe against its real widths (group sizes) before a run is recorded. Only for a recipe that
+    parses: a bad one is refused without installing anything."""
+    from moeq.contract.errors import MoeqError as Problem
+    from moeq.contract.recipe import parse_recipe
+    from moeq.contract.zoo import ZOO, zoo_path
+
+    try:
+        recipe = parse_recipe(data)
+    except Problem:
+        return
+    if recipe.model in ZOO and not (zoo_path(recipe.model, settings.zoo_dir) / "config.json").is_file():
+        from moeq.jobs.local import build_zoo_model
+
+        build_zoo_model(settings, recipe.model)
+
+
 def admit_all(settings, data: dict, store=None):
     """The admitted Recipe, or one MoeqError listing every problem of the recipe at once."""
     from moeq.app.form_check import recipe_problems
@@ -140,7 +158,9 @@ def handle(args, settings) -> int:
     from moeq.contract.recipe import recipe_summary
 
     try:
-        recipe = admit_all(settings, build_recipe_dict(args))  # parsed and checked once, here
+        data = build_recipe_dict(args)
+        _install_zoo_model_first(settings, data)
+        recipe = admit_all(settings, data)  # parsed and checked once, here
         if args.save is not None:
             from moeq.jobs.local import check_save_target
 
