@@ -156,3 +156,24 @@ def test_reaper_never_requeues_a_cli_run_of_another_host(tmp_path, monkeypatch):
     with store.session() as s:
         run = s.get(Run, ids[0])
         assert (run.status, run.stage, run.error_type) == ("failed", "failed: interrupted", "Interrupted")
+
+
+def test_cancel_names_the_live_process_that_will_stop_the_run(tmp_path, monkeypatch):
+    from moeq.db.repository.owners import CLI, owner_token
+    from moeq.db.repository.runs import create_run
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
+    from moeq.jobs.submit import cancel_with_message
+
+    monkeypatch.setenv("MOEQ_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    store = Store(settings.database_url)
+    with store.session() as s:
+        run = create_run(s, {"model": "tiny-mixtral"}, summary="W4A16", techniques="rtn", origin=CLI)
+        run.status = "running"  # owned by this (live) process
+        run_id = run.id
+    status, said = cancel_with_message(settings, store, run_id)
+    assert status == "running" and f"its moeq run process (pid {owner_token()[0]} on" in said
+    assert "stops it after the current layer" in said
+    status, said = cancel_with_message(settings, store, run_id)  # asked twice: still honest
+    assert status == "running"
