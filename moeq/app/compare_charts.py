@@ -144,6 +144,8 @@ def bits_tradeoff(all_runs: list[dict], metric: str, highlight: set[str]) -> go.
     for label, picked, size, color in (("other runs of this model", False, 8, "#1f77b4"),
                                        ("compared runs", True, 14, "#d62728")):
         mine = [p for p in pts if (p[2]["run_id"] in highlight) == picked]  # one colour per trace: the legend matches
+        if not mine:
+            continue
         fig.add_scatter(name=label, x=[p[0] for p in mine], y=[p[1] for p in mine], mode="markers+text",
                         text=[p[2]["run_id"][:8] if picked else "" for p in mine],
                         textposition="top center", hovertext=[run_label(p[2]) for p in mine],

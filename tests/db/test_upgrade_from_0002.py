@@ -95,7 +95,7 @@ def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_d
     assert [tuple(p) for p in progress] == [(r["run_id"], r["fraction"], r["stage"])
                                            for r in DATA["tables"]["run_progress"]]
 
-    (message, _, metrics, table, acc, routing, field, heat, heat_diff, _, load, trade_acc, _, runs) = \
+    (message, _, metrics, table, acc, routing, field, heat, heat_diff, _, load, trade_acc, _, runs, _) = \
         _compare_page(old_db, f"{GPTQ[:8]} {MOQE[:8]}")
     assert message.startswith("comparing 2 runs of tiny-mixtral")
     assert [r["run_id"] for r in runs] == [GPTQ, MOQE]
