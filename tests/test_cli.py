@@ -41,7 +41,7 @@ def test_run_json_validates_against_the_contract(moeq_home, recipe_file, capsys)
 @pytest.mark.parametrize("args, message", [
     (["--model", "/no/such/model"], "model path '/no/such/model' does not exist"),
     (["--model", "tiny-mixtral", "--bits", "W5A16"], "recipe.weights.bits: must be one of"),
-    (["--model", "tiny-mixtral", "--bits", "W4A16g7"], "group size 7 does not divide the input dimension 64"),
+    (["--model", "tiny-mixtral", "--bits", "W4A16g7"], "group size 7 does not divide hidden_size = 64"),
     (["--model", "tiny-mixtral", "--techniques", "magic"], "unknown technique 'magic'"),
 ])
 def test_bad_input_exits_nonzero_with_one_line_error(moeq_home, recipe_file, capsys, args, message):

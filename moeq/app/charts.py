@@ -5,12 +5,14 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from moeq.app.escape import h
+from moeq.app.run_label import run_title
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
 def run_label(run: dict) -> str:
-    return h(f"{run['run_id'][:8]} {run.get('recipe_summary', '')}".strip())  # plotly reads tags in text
+    """Legend/choice name: id, recipe, all-weights bits (nominal beside) and seed."""
+    return h(run_title(run, with_model=False))  # plotly reads tags in text
 
 
 def _result(run: dict) -> dict:
@@ -44,7 +46,8 @@ def routing_lines(runs: list[dict]) -> go.Figure:
             fig.add_scatter(name=run_label(run), x=routing["layers"], y=routing["topk_agreement"],
                             mode="lines+markers", line={"color": PALETTE[i % len(PALETTE)]})
     fig.update_layout(title="Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k)",
-                      xaxis_title="layer", yaxis_title="top-k agreement", yaxis_range=[0, 1.02])
+                      xaxis={"title": "MoE layer", "tickmode": "linear", "dtick": 1, "tickformat": "d"},
+                      yaxis_title="top-k agreement (axis from 0)", yaxis_range=[0, 1.02])
     return fig
 
 

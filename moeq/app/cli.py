@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except MoeqError as exc:
         print(f"moeq: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("moeq: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turns it into one (moeq run)
+        name = getattr(exc, "signal_name", "")
+        print(f"moeq: interrupted{f' ({name})' if name else ''}", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def heatmaps(runs: list[dict], field: str) -> go.Figure:
     if not any(z for _, _, z in data):
         return message_figure(f"no per-expert {title} recorded for these runs")
     lo, hi = _range([z for _, _, z in data])
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[run_label(r)[:40] for r in runs],
+    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[run_label(r)[:70] for r in runs],
                         horizontal_spacing=0.03, shared_yaxes=True)
     for i, (layers, experts, z) in enumerate(data):
         fig.add_trace(go.Heatmap(z=z, x=[f"E{e}" for e in experts], y=[f"L{layer}" for layer in layers],
@@ -123,9 +123,11 @@ def routing_lines(runs: list[dict]) -> go.Figure:
         return message_figure("no routing statistics recorded for these runs")
     lo, hi = min(values), max(values)
     pad = max(0.005, 0.1 * (hi - lo))
-    fig.update_layout(title="Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k)",
-                      xaxis_title="MoE layer", yaxis_title="top-k agreement (fraction of tokens)",
-                      yaxis_range=[max(0.0, lo - pad), min(1.0, hi + pad) + 0.001],
+    y0, y1 = max(0.0, lo - pad), min(1.0, hi + pad) + 0.001
+    said = "" if y0 <= 0.0 else f"<br><sub>y axis zoomed to {y0:.3f}–{min(1.0, y1):.3f} (not from 0)</sub>"
+    fig.update_layout(title=f"Routing agreement with FP per MoE layer (|TopK_fp ∩ TopK_q| / k){said}",
+                      xaxis={"title": "MoE layer", "tickmode": "linear", "dtick": 1, "tickformat": "d"},
+                      yaxis_title="top-k agreement (fraction of tokens)", yaxis_range=[y0, y1],
                       legend={"orientation": "h", "y": -0.25})
     return fig
 
@@ -139,12 +141,16 @@ def bits_tradeoff(all_runs: list[dict], metric: str, highlight: set[str]) -> go.
         return message_figure(f"no finished runs with {METRIC_NAMES.get(metric, metric)}")
     name = METRIC_NAMES.get(metric, metric)
     fig = go.Figure()
-    fig.add_scatter(name="runs of this model", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers+text",
-                    text=[p[2]["run_id"][:8] if p[2]["run_id"] in highlight else "" for p in pts],
-                    textposition="top center", hovertext=[run_label(p[2]) for p in pts],
-                    hovertemplate="%{hovertext}<br>bits %{x:.3f}<br>" + name + " %{y:.4f}<extra></extra>",
-                    marker={"size": [14 if p[2]["run_id"] in highlight else 8 for p in pts],
-                            "color": ["#d62728" if p[2]["run_id"] in highlight else "#1f77b4" for p in pts]})
+    for label, picked, size, color in (("other runs of this model", False, 8, "#1f77b4"),
+                                       ("compared runs", True, 14, "#d62728")):
+        mine = [p for p in pts if (p[2]["run_id"] in highlight) == picked]  # one colour per trace: the legend matches
+        if not mine:
+            continue
+        fig.add_scatter(name=label, x=[p[0] for p in mine], y=[p[1] for p in mine], mode="markers+text",
+                        text=[p[2]["run_id"][:8] if picked else "" for p in mine],
+                        textposition="top center", hovertext=[run_label(p[2]) for p in mine],
+                        hovertemplate="%{hovertext}<br>bits %{x:.3f}<br>" + name + " %{y:.4f}<extra></extra>",
+                        marker={"size": size, "color": color})
     front = pareto_front([(p[0], p[1]) for p in pts], higher)
     fig.add_scatter(name="Pareto front", x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
                     line={"dash": "dash", "color": "black"})

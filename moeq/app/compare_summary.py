@@ -4,6 +4,7 @@ difference from the baseline; the best value of each row is marked ★ (bold).""
 from __future__ import annotations
 
 from moeq.app.escape import h
+from moeq.app.run_label import bits_text, seed_text
 
 # (label, run key or task, format, higher is better)
 METRICS = (("average weight bits", "avg_weight_bits", "{:.3f}", False),
@@ -52,7 +53,7 @@ def metrics_html(runs: list[dict], baseline_id: str | None = None) -> str:
     base = ids.index(baseline_id) if baseline_id in ids else 0
     head = "<tr><th></th>" + "".join(
         f"<th>{h(r['run_id'][:8])}{' (baseline)' if i == base else ''}<br><small>{h(r.get('recipe_summary', ''))}"
-        f"</small></th>" for i, r in enumerate(runs)) + "</tr>"
+        f"<br>{h(bits_text(r))} · {h(seed_text(r))}</small></th>" for i, r in enumerate(runs)) + "</tr>"
     rows = []
     for label, key, fmt, higher in METRICS:
         rows.append(f"<tr class='metric'><th>{h(label)}</th>{_cells([r.get(key) for r in runs], base, fmt, higher)}</tr>")

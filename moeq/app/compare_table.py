@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moeq.app.escape import h
+from moeq.app.run_label import seed_text
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -37,7 +38,8 @@ def compare_html(runs: list[dict]) -> str:
     diff = differing_keys(runs)
     keys = sorted(set().union(*flat)) if flat else []
     head = "<tr><th></th>" + "".join(
-        f"<th>{h(r['run_id'][:8])}<br><small>{h(r.get('status', ''))}</small></th>" for r in runs) \
+        f"<th>{h(r['run_id'][:8])}<br><small>{h(r.get('status', ''))} · {h(seed_text(r))}<br>{h(r.get('model', ''))}"
+        f"</small></th>" for r in runs) \
         + "</tr>"
 
     def row(key: str, cls: str) -> str:

@@ -148,15 +148,15 @@ def _without_run_refs(recipe: dict) -> dict:
     return recipe
 
 
-def recipe_errors(recipe) -> list[str]:
-    """Every problem parse_recipe finds, each as '<form label>: <message> (recipe.<key>)'."""
+def recipe_problems(recipe) -> list[MoeqError]:
+    """Every problem parse_recipe finds (each offending key is dropped and the rest parsed again)."""
     from moeq.contract.recipe import parse_recipe
 
     if not isinstance(recipe, dict):
         try:
             parse_recipe(recipe)
         except MoeqError as exc:
-            return [str(exc)]
+            return [exc]
         return []
     work, out = _without_run_refs(copy.deepcopy(recipe)), []
     for _ in range(MAX_RECIPE_ERRORS):
@@ -164,13 +164,19 @@ def recipe_errors(recipe) -> list[str]:
             parse_recipe(work)
             return out
         except RecipeError as exc:
-            out.append(f"{form_label(exc.key)}: {exc.detail} (recipe.{exc.key})")
+            out.append(exc)
             if not _drop(work, exc.key):
                 return out
         except MoeqError as exc:
-            out.append(str(exc))
+            out.append(exc)
             return out
     return out
+
+
+def recipe_errors(recipe) -> list[str]:
+    """Every problem parse_recipe finds, each as '<form label>: <message> (recipe.<key>)'."""
+    return [f"{form_label(e.key)}: {e.detail} (recipe.{e.key})" if isinstance(e, RecipeError) else str(e)
+            for e in recipe_problems(recipe)]
 
 
 def check_model_ref(ref: str, model_roots):

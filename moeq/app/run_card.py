@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from moeq.app.escape import h
 from moeq.app.progress_view import fmt_duration
+from moeq.app.run_label import bits_text, seed_text
 
 ACTIVE = ("queued", "running")
 
@@ -49,9 +50,11 @@ def card_html(run: dict) -> str:
     r = run.get("result") or {}
     m = r.get("metrics") or {}
     rows = [("model", run.get("model")), ("recipe", run.get("recipe_summary")),
+            ("bits", bits_text(run) + " — all weights; the recipe's nominal bits beside"), ("seed", seed_text(run)),
             ("who", f"{run.get('user')} / {run.get('project')}"),
             ("created", (run.get("created_at") or "")[:19].replace("T", " ") + " UTC"),
-            ("duration", fmt_duration(duration_s(run)) if duration_s(run) is not None else "-"),
+            ("duration", (fmt_duration(duration_s(run)) + (" so far" if run.get("status") in ACTIVE else ""))
+             if duration_s(run) is not None else "-"),
             ("worker", f"{run.get('worker_host') or '-'} ({run.get('device') or '-'}), attempt {run.get('attempts')}")]
     if run.get("tags"):
         rows.append(("tags", ", ".join(run["tags"])))

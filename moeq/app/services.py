@@ -189,6 +189,33 @@ class AppServices:
         run = self._cancellable(user, run_id)
         return cancel_with_message(self.settings, self.store, run["run_id"], self.celery_app)[1]
 
+    @one_line_errors
+    def archive(self, user: str, run_id: str, archived: bool = True) -> str:
+        """Archive (or restore) a run: any member of its project may."""
+        from moeq.jobs.removal import archive
+
+        run = self.run(user, run_id)
+        if self.settings.auth:
+            with self.store.session() as s:
+                require_access(s, user, run["project"])
+        return archive(self.store, run["run_id"], archived)
+
+    @one_line_errors
+    def delete(self, user: str, run_id: str) -> str:
+        """Delete a run: the user who launched it, or an admin (a project member may only archive it)."""
+        from moeq.db.repository.users import get_user
+        from moeq.jobs.removal import delete
+
+        run = self.run(user, run_id)
+        if self.settings.auth:
+            with self.store.session() as s:
+                require_access(s, user, run["project"])
+                me = get_user(s, user)
+                if run["user"] != user and not (me is not None and me.is_admin):
+                    raise AuthError(f"only {run['user']} (who launched run {run['run_id'][:8]}) or an admin may "
+                                    "delete it; archive it instead")
+        return delete(self.settings, self.store, run["run_id"])
+
     def progress(self, user: str, run_id: str) -> dict:
         """Fraction, stage, attempt, elapsed and ETA of a run `user` may see."""
         from moeq.db.repository.progress import progress_info

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from moeq.db.repository.result_shape import fallback_rows
+from moeq.db.repository.results import nominal_bits
 
 
 def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _seed(r: dict):
+    """The run's seed (run dicts carry it; a result has its recipe); '-' when unknown."""
+    seed = r.get("seed", (r.get("recipe") or {}).get("seed"))
+    return "-" if seed is None else seed
 
 
 def warning_lines(r: dict) -> list[str]:
@@ -22,7 +29,7 @@ def format_summary(r: dict) -> str:
     lines = [f"run {r.get('run_id') or '-'}  {r['status']}",
              f"model   {r['model']} ({info.get('family')}, {info.get('num_layers')} layers, "
              f"{info.get('num_experts')} experts, top-{info.get('top_k')})",
-             f"recipe  {recipe}"]
+             f"recipe  {recipe}   seed {_seed(r)}"]
     lines += warning_lines(r)
     if "perplexity" in m:
         lines.append(f"ppl     {_fmt(m['perplexity'], '.3f')}  (FP {_fmt(m.get('fp_perplexity'), '.3f')})"
@@ -40,8 +47,10 @@ def format_summary(r: dict) -> str:
         lines.append(f"avg acc {m['avg_accuracy']:.3f}  (FP {_fmt(m.get('fp_avg_accuracy'), '.3f')})")
     b = r.get("bits") or {}
     if b:
+        nom = nominal_bits(r.get("recipe"))
         lines.append(f"bits    {b['avg_weight_bits']:.3f} avg bits over all quantized weights, "
-                     f"{b['bits_per_param_with_overhead']:.3f} with scales/zeros")
+                     f"{b['bits_per_param_with_overhead']:.3f} with scales/zeros"
+                     + (f"  (recipe: nominal {nom})" if nom else ""))
         if b.get("avg_expert_bits") is not None:
             lines.append(f"        {b['avg_expert_bits']:.3f} avg bits over routed experts, "
                          f"{b['avg_expert_bits_with_overhead']:.3f} with scales/zeros")
@@ -66,7 +75,7 @@ def format_run(run: dict) -> str:
         return format_summary({**result, "recipe_summary": run.get("recipe_summary")})
     lines = [f"run {run['run_id']}  {run['status']}",
              f"model   {run['model']}",
-             f"recipe  {run.get('recipe_summary')}",
+             f"recipe  {run.get('recipe_summary')}   seed {_seed(run)}",
              f"user    {run.get('user')} / {run.get('project')}   created {(run.get('created_at') or '')[:19]}"]
     if run["status"] in ("queued", "running"):
         attempt = f" (attempt {run['attempts']})" if (run.get("attempts") or 0) > 1 else ""
@@ -84,7 +93,9 @@ def compare_rows(runs: list[dict]) -> list[tuple[str, list[str]]]:
         ("status", [r["status"] for r in runs]),
         ("model", [r["model"] for r in runs]),
         ("recipe", [r.get("recipe_summary") or "" for r in runs]),
-        ("avg weight bits", [_fmt(r.get("avg_weight_bits"), ".3f") for r in runs]),
+        ("seed", [str(_seed(r)) for r in runs]),
+        ("avg weight bits (nominal)", [f"{_fmt(r.get('avg_weight_bits'), '.3f')} ({r.get('nominal_bits') or '-'})"
+                                       for r in runs]),
     ]
     tasks: list[str] = []
     for res in results:
@@ -110,6 +121,6 @@ def compare_rows(runs: list[dict]) -> list[tuple[str, list[str]]]:
 def format_compare(runs: list[dict], width: int = 26) -> str:
     rows = compare_rows(runs)
     label_w = max(len(label) for label, _ in rows) + 2
-    head = " " * label_w + "".join(f"{r['run_id'][:8]:>{width}}" for r in runs)
+    head = " " * label_w + "".join(f"{r['run_id'][:8] + ' seed ' + str(_seed(r)):>{width}}" for r in runs)
     body = [f"{label:<{label_w}}" + "".join(f"{c[:width - 2]:>{width}}" for c in cells) for label, cells in rows]
     return "\n".join([head, *body])

@@ -27,7 +27,8 @@ def build_ui(svc: AppServices) -> gr.Blocks:
                 team_parts = team.build(svc)
         form = [*launch_parts["form_inputs"], launch_parts["kept"]]
         runs_parts["rerun"].click(runs_parts["do_rerun"], runs_parts["selected"], [*form, tabs]).then(
-            launch_parts["render"], form, [launch_parts["recipe_json"], launch_parts["problem"]])
+            launch_parts["render"], launch_parts["render_inputs"],
+            [launch_parts["recipe_json"], launch_parts["problem"]])
         runs_parts["compare_sel"].click(runs_parts["compare_text"], runs_parts["pick"], compare_parts["runs_in"]).then(
             lambda: gr.Tabs(selected="compare"), None, tabs).then(
             compare_parts["compare"], compare_parts["runs_in"], compare_parts["outputs"])
@@ -49,6 +50,6 @@ def build_ui(svc: AppServices) -> gr.Blocks:
         # the page (or its API description) an anonymous visitor gets
         demo.load(runs_parts["load_filters"], None, runs_parts["model_filter"])
         demo.load(lambda: gr.update(choices=svc.model_choices()), None, launch_parts["model"])
-        demo.load(launch_parts["render"], [*launch_parts["form_inputs"], launch_parts["kept"]],
+        demo.load(launch_parts["render"], launch_parts["render_inputs"],
                   [launch_parts["recipe_json"], launch_parts["problem"]])
     return demo

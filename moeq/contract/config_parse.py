@@ -20,8 +20,10 @@ def build(cls: type[T], data: Any, key: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        from moeq.contract.suggest import did_you_mean
+
         raise RecipeError(f"{key}.{unknown[0]}" if key else unknown[0],
-                          f"unknown key (allowed: {', '.join(sorted(fields))})")
+                          f"unknown key{did_you_mean(unknown[0], fields)} (allowed: {', '.join(sorted(fields))})")
     values = {}
     for name, value in data.items():
         values[name] = convert(hints[name], value, f"{key}.{name}" if key else name)

@@ -25,7 +25,11 @@ def resolve_local_path(ref: str, model_roots: tuple[Path, ...]) -> Path:
         raise ModelError(f"model path {ref!r} is not readable (a directory on the way is closed to this user)") \
             from None
     except (FileNotFoundError, RuntimeError):
-        raise ModelError(f"model path {ref!r} does not exist (and is not a zoo name; see 'moeq zoo list')") from None
+        from moeq.contract.suggest import did_you_mean
+        from moeq.contract.zoo import ZOO
+
+        raise ModelError(f"model path {ref!r} does not exist (and is not a zoo name{did_you_mean(ref, ZOO)}; "
+                         "see 'moeq zoo list')") from None
     if model_roots and not any(path == r or r in path.parents for r in model_roots):
         roots = ", ".join(str(r) for r in model_roots)
         raise ModelError(f"model path {path} is outside the allowed model roots ({roots})")

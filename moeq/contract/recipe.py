@@ -36,7 +36,8 @@ class WeightSpec:
     def __post_init__(self) -> None:
         _check(self.bits in WEIGHT_BITS, "bits", f"must be one of {WEIGHT_BITS}, got {self.bits}")
         _check(self.group_size is None or self.group_size >= 2,
-               "group_size", f"must be null (per channel) or an integer >= 2, got {self.group_size}")
+               "group_size", f"must be 'channel' (JSON null: one scale per output channel) or an integer >= 2, "
+               f"got {self.group_size}")
         _check(0.0 < self.clip_ratio <= 1.0, "clip_ratio", "must be in (0, 1]")
 
 
@@ -239,8 +240,12 @@ def _parse_technique(item: Any, key: str) -> Any:
         name, defaults = ALIASES[name]
         opts = {**defaults, **opts}
     if name not in TECHNIQUES:
+        from moeq.contract.presets import PRESETS
+        from moeq.contract.suggest import did_you_mean
+
         known = sorted([*TECHNIQUES, *ALIASES])
-        raise RecipeError(f"{key}.name", f"unknown technique {name!r} (known: {', '.join(known)})")
+        raise RecipeError(f"{key}.name", f"unknown technique {name!r}{did_you_mean(name, [*known, *PRESETS])} "
+                          f"(techniques: {', '.join(known)}; presets: {', '.join(sorted(PRESETS))})")
     return build(TECHNIQUES[name], opts, key)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -89,6 +89,10 @@ class Run(Base):
     worker_host: Mapped[str | None] = mapped_column(String(256))
     device: Mapped[str | None] = mapped_column(String(128))
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    origin: Mapped[str | None] = mapped_column(String(16))  # "cli": executed by its `moeq run`; "queue": by a worker
+    owner_pid: Mapped[int | None] = mapped_column(Integer)  # the process executing it, on worker_host
+    owner_start: Mapped[str | None] = mapped_column(String(64))  # that process's start time (pid reuse guard)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     save_model: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -9,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from moeq.db.engine import check_connection, make_engine, session_factory
 from moeq.db.migrate import current_revision, upgrade
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -19,6 +22,26 @@ class Store:
         if auto_upgrade and current_revision(self.engine) is None:
             upgrade(self.engine)
         self._sessions = session_factory(self.engine)
+        if auto_upgrade:
+            self.end_dead_runs()
+
+    def end_dead_runs(self) -> None:
+        """Every process that opens the store ends the `moeq run` runs of this host whose process died
+        (SIGKILL, crash): they would otherwise say "running" forever. A database not yet upgraded to the
+        owner columns is left alone (`moeq db upgrade`)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from moeq.db.repository.owners import end_dead_cli_runs
+
+        s = self._sessions()  # not self.session(): a subclass may not be ready while __init__ runs
+        try:
+            end_dead_cli_runs(s)
+            s.commit()
+        except SQLAlchemyError as exc:
+            s.rollback()
+            log.warning("could not check for interrupted runs (`moeq db upgrade`?): %s", exc)
+        finally:
+            s.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

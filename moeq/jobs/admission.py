@@ -11,6 +11,7 @@ Every failure is one MoeqError line; nothing reaches the database or the queue b
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from moeq.db.repository.runs import RunNotFound, resolve_run_id
@@ -20,6 +21,7 @@ from moeq.jobs.settings import Settings
 from moeq.contract import limits
 from moeq.contract.cost import check_work
 from moeq.contract.errors import ModelError, RecipeError
+from moeq.contract.group_fit import group_problem
 from moeq.contract.model_size import ModelSize, check_fits, model_size
 from moeq.contract.recipe import Recipe, parse_recipe
 from moeq.contract.sources import confine_recipe, inside
@@ -104,14 +106,20 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     check_recipe_family(recipe, family_for_config(config))
     size = model_size(config)
     check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
-    g = recipe.weights.group_size
-    if recipe.weights.bits < 16 and g is not None:
-        for name in ("hidden_size", "moe_intermediate_size", "intermediate_size", "shared_expert_intermediate_size"):
-            dim = config.get(name)
-            if isinstance(dim, int) and dim > 0 and dim % g:
-                raise RecipeError("weights.group_size", f"group size {g} does not divide {name} = {dim} of "
-                                  f"{recipe.model}; use a divisor of {dim} or null (per channel)")
+    if recipe.weights.bits < 16:
+        problem = group_problem(config, recipe.weights.group_size, recipe.model)
+        if problem:
+            raise RecipeError("weights.group_size", problem)
     return size, hidden
+
+
+def check_eval_dependencies(recipe: Recipe, have=importlib.util.find_spec) -> None:
+    """RecipeError naming what to install when an evaluation task needs a package this install lacks
+    (`have`: module name → spec or None). Checked where the run will execute: the CLI and embedded mode."""
+    harness = [t for t in recipe.eval.tasks if t.startswith("lm_eval:")]
+    if harness and have("lm_eval") is None:
+        raise RecipeError("eval.tasks", f"{', '.join(harness)} need(s) the lm-evaluation-harness, which is not "
+                          "installed: pip install 'moeq[lmeval]' (or drop the lm_eval: tasks)")
 
 
 def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] | None = None) -> Recipe:
@@ -136,4 +144,6 @@ def admit(settings: Settings, store: Store | None, data, scope: tuple[str, ...] 
                    saved_roots=saved_roots(settings))
     size, hidden = check_model(settings, recipe)
     check_work(recipe, size.active, hidden, settings.work_budget, recipe.model)
+    if settings.embedded:  # the run executes in this installation (a team's workers may have their own)
+        check_eval_dependencies(recipe)
     return recipe

@@ -21,6 +21,7 @@ from moeq.db.repository.results import result_json, store_result
 from moeq.db.repository.runs import (Superseded, cancel_requested, claim_run, get_run, heartbeat, mark_failed,
                                 update_progress)
 from moeq.db.store import Store
+from moeq.jobs.interrupt import end_own_run
 from moeq.jobs.local import make_context
 from moeq.jobs.settings import Settings
 from moeq.quant_core.api import ProgressFn
@@ -114,10 +115,11 @@ class Heartbeat:
 
 def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, worker_host: str | None = None,
                 device: str | None = None, save_dir: Path | None = None, progress: ProgressFn | None = None,
-                recipe: Recipe | None = None) -> dict:
+                recipe: Recipe | None = None, interrupt_ends_run: bool = False) -> dict:
     """Run `run_id` if it is still queued; returns its result JSON afterwards. `recipe`: the run's
     parsed recipe when this process admitted it (`moeq run`); otherwise the stored recipe is parsed
-    once, by the pipeline's entry point (a worker)."""
+    once, by the pipeline's entry point (a worker). `interrupt_ends_run` (`moeq run`): Ctrl-C ends the
+    run as cancelled and SIGTERM (moeq.jobs.interrupt) as failed: interrupted, then the interrupt goes on."""
     from moeq.quant_core.api import run as run_pipeline
 
     store = store or Store(settings.database_url)
@@ -138,6 +140,10 @@ def execute_run(settings: Settings, run_id: str, *, store: Store | None = None, 
         with Heartbeat(store, run_id, attempt, settings.heartbeat_s):
             result = run_pipeline(recipe, ctx)
         store_with_retry(store, lambda s: store_result(s, run_id, result, attempt), f"the result of run {run_id}")
+    except KeyboardInterrupt as exc:
+        if interrupt_ends_run:
+            store_with_retry(store, lambda s: end_own_run(s, run_id, attempt, exc), "an interruption")
+        raise
     except Superseded as exc:  # this worker was presumed lost and the run was requeued: discard quietly
         log.warning("%s", exc)
     except DatabaseError:

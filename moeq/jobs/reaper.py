@@ -1,4 +1,5 @@
-"""Detect runs whose worker died (no heartbeat within the lease) and requeue or fail them."""
+"""Detect runs whose worker died (no heartbeat within the lease) and requeue or fail them; a `moeq run`
+whose process is gone is ended as interrupted, never requeued (moeq.db.repository.owners)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from sqlalchemy import select
 
 from moeq.db.models import Run, utcnow
+from moeq.db.repository.owners import end_dead_cli_runs
 from moeq.db.repository.runs import orphaned_queued, reap_stale
 from moeq.db.store import Store
 from moeq.jobs.settings import Settings
@@ -21,6 +23,8 @@ def reap(settings: Settings, store: Store, celery_app=None) -> list[str]:
     from moeq.jobs.submit import enqueue
 
     with store.session() as s:
+        end_dead_cli_runs(s)  # a `moeq run` on this host that was killed: ended, never requeued
+    with store.session() as s:
         orphans = orphaned_queued(s, settings.requeue_s)
     for rid in orphans:
         log.warning("run %s has been queued for over %.0f s; re-sending its message", rid, settings.requeue_s)
@@ -33,6 +37,8 @@ def reap(settings: Settings, store: Store, celery_app=None) -> list[str]:
         requeue = []
         for rid in retry:
             run = s.get(Run, rid)
+            if run.status != "queued":  # ended, not requeued (a `moeq run` whose process is gone)
+                continue
             if run.attempts >= settings.max_attempts:
                 run.status, run.error_type = "failed", "WorkerLost"
                 run.finished_at, run.stage = utcnow(), "failed: worker lost"

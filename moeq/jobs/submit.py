@@ -6,6 +6,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from moeq.db.repository.owners import CLI, QUEUE
 from moeq.db.repository.runs import create_run, get_run, request_cancel, set_task_id
 from moeq.db.repository.users import DEFAULT_PROJECT, LOCAL_USER
 from moeq.db.store import Store
@@ -38,7 +39,8 @@ def admit_recipe(settings: Settings, recipe, store: Store | None = None,
 
 
 def create(store: Store, recipe: dict | Recipe, *, user: str | None = None, project: str | None = None,
-           save_model: bool = False, settings: Settings | None = None, scope: tuple[str, ...] | None = None) -> str:
+           save_model: bool = False, settings: Settings | None = None, scope: tuple[str, ...] | None = None,
+           origin: str = QUEUE) -> str:
     """Insert a queued run; returns its id. A recipe dict is admitted first (RecipeError names the key;
     with `settings`, everything moeq.jobs.admission checks before queuing); a Recipe is one `admit_recipe`
     returned in this process and is stored as it is."""
@@ -50,7 +52,8 @@ def create(store: Store, recipe: dict | Recipe, *, user: str | None = None, proj
         parsed = parse_recipe(recipe)
     with store.session() as s:
         run = create_run(s, parsed.to_dict(), summary=recipe_summary(parsed), techniques=recipe_tags(parsed),
-                         user=user or LOCAL_USER, project=project or DEFAULT_PROJECT, code_version=code_version())
+                         user=user or LOCAL_USER, project=project or DEFAULT_PROJECT, code_version=code_version(),
+                         origin=origin)
         run.save_model = save_model
         return run.id
 
@@ -87,17 +90,25 @@ def cancel(settings: Settings, store: Store, run_id: str, celery_app=None) -> st
 
 
 def cancel_with_message(settings: Settings, store: Store, run_id: str, celery_app=None) -> tuple[str, str]:
-    """(status, a sentence for people): cancels a queued or running run; says so when it had already ended."""
-    with store.session() as s:
-        before = get_run(s, run_id).status
+    """(status, a sentence for people saying what was done): a queued run is cancelled at once; a running
+    one is flagged and the sentence names the process that will stop it; an ended one is left alone."""
+    from moeq.db.repository.owners import end_dead_cli_runs
+
     short = run_id[:8]
+    with store.session() as s:
+        end_dead_cli_runs(s)  # a `moeq run` killed meanwhile: ended now, not "cancel requested"
+        run = get_run(s, run_id)
+        before, stage, origin, host, pid = run.status, run.stage, run.origin, run.worker_host, run.owner_pid
     if before in ("succeeded", "failed", "cancelled"):
-        return before, f"run {short} already finished ({before}); nothing to cancel"
+        said = stage if stage and stage.startswith(before) else before
+        return before, f"run {short} already finished ({said}); nothing to cancel"
     status = cancel(settings, store, run_id, celery_app)
     if status == "cancelled":
-        return status, f"run {short} cancelled"
+        return status, f"run {short} cancelled (it had not started)"
     if status == "running":
-        return status, f"run {short}: cancel requested; it stops after the current layer"
+        who = (f"its moeq run process (pid {pid} on {host})" if origin == CLI
+               else f"worker {host}" if host else "its worker")
+        return status, f"run {short}: cancel requested; {who} stops it after the current layer"
     return status, f"run {short} already finished ({status}); nothing to cancel"
 
 
@@ -111,5 +122,10 @@ def create_and_execute(settings: Settings, recipe: dict | Recipe, *, user: str |
     store = store or Store(settings.database_url)
     if not isinstance(recipe, Recipe):
         recipe = admit_recipe(settings, recipe, store)
-    run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None, settings=settings)
-    return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress, recipe=recipe)
+    from moeq.jobs.admission import check_eval_dependencies
+
+    check_eval_dependencies(recipe)  # it runs here, whatever the workers of a team have installed
+    run_id = create(store, recipe, user=user, project=project, save_model=save_dir is not None, settings=settings,
+                    origin=CLI)
+    return execute_run(settings, run_id, store=store, save_dir=save_dir, progress=progress, recipe=recipe,
+                       interrupt_ends_run=True)

@@ -37,10 +37,16 @@ def validate_for_model(recipe: Recipe, moe: MoEModel) -> None:
     check_recipe_family(recipe, moe.spec)
     g = recipe.weights.group_size
     if recipe.weights.bits < 16 and g is not None:
-        for name, dim in quantized_input_dims(moe).items():
-            if dim % g:
-                raise RecipeError("weights.group_size", f"group size {g} does not divide the input dimension "
-                                  f"{dim} of {name}; use a divisor of {dim} or null (per channel)")
+        from moeq.contract.group_fit import COMMON_GROUPS
+
+        dims = quantized_input_dims(moe)
+        bad = {name: dim for name, dim in dims.items() if dim % g}
+        if bad:  # every misfit at once, and the sizes that fit them all (CLI spelling)
+            fit = [str(c) for c in COMMON_GROUPS if all(d % c == 0 for d in dims.values())] + ["channel"]
+            said = ", ".join(f"{dim} of {name}" for name, dim in list(bad.items())[:6]) + \
+                (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
+            raise RecipeError("weights.group_size", f"group size {g} does not divide the input dimension {said}; "
+                              f"group sizes that fit every width: {', '.join(fit)}")
     if recipe.technique(RotationConfig) is not None and not moe.spec.rotation:
         raise RecipeError("techniques", f"family {moe.spec.name} cannot take 'rotation'")
     du = recipe.technique(DuQuantConfig)

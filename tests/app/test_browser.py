@@ -65,6 +65,10 @@ def _set_recipe(page, recipe: dict) -> None:
 def _launch(page, recipe: dict, previous: str | None = None) -> str:
     page.get_by_role("tab", name="Launch").click()
     _set_recipe(page, recipe)
+    w = recipe["weights"]  # Launch is refused until the form shows the JSON's recipe: wait for the sync
+    page.wait_for_function(f"document.querySelector('#launch-wbits input').value === '{w['bits']}' && "
+                           f"document.querySelector('#launch-group input').value === '{w['group_size']}' && "
+                           "document.querySelector('#launch-problem').innerText.includes('✓')", timeout=30_000)
     page.locator("#launch-button").click()
     result = page.locator("#launch-result")
     deadline = time.monotonic() + 30

@@ -63,6 +63,8 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         page.get_by_role("tab", name="Runs").click()
         pick = page.locator("#runs-pick")
         pick.get_by_text(first[:8]).wait_for(timeout=30_000)
+        ticks = pick.inner_text()  # each tick names the model, the recipe, all-weights/nominal bits and the seed
+        assert "testbed-mixtral" in ticks and "W4A16 g32" in ticks and "(nominal W4)" in ticks and "seed 0" in ticks
         pick.get_by_text(first[:8]).click()
         pick.get_by_text(second[:8]).click()
         box = page.locator("#runs-selected textarea, #runs-selected input").first
@@ -114,4 +116,13 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         _shot(page, "team")
         page.goto(f"{server}/?run={second}")  # the link in the Launch tab's "queued" message
         page.locator(f"#run-card[data-run='{second}']").wait_for(timeout=60_000)
+
+        # archive the run from its card: it leaves the runs table (and is listed under status "archived")
+        page.locator("#runs-archive").click()
+        page.wait_for_function("document.querySelector('#runs-message').innerText.includes('archived')",
+                               timeout=30_000)
+        page.wait_for_function(f"!document.querySelector('#runs-table').innerText.includes('{second[:8]}')",
+                               timeout=30_000)
+        page.locator("#runs-delete").click()  # not confirmed: nothing is deleted
+        page.wait_for_function("document.querySelector('#runs-message').innerText.includes('tick')", timeout=30_000)
         browser.close()

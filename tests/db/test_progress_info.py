@@ -52,3 +52,22 @@ def test_a_requeued_run_continues_from_where_it_was(store):
     with store.session() as s:
         p = progress_info(s, rid)
     assert p["attempt"] == 2 and p["fraction"] == 1.0
+
+
+def test_eta_never_promises_less_than_the_measured_stages_ahead(store):
+    """The bar says 95 % (the plan underweighted evaluation): the rate says ~5 s, but evaluation took 40 s
+    on the last run of the same model and techniques, so the ETA says at least that."""
+    with store.session() as s:
+        prev = create_run(s, dict(RECIPE), summary="W4A16 rtn", techniques="rtn")
+        prev.status, prev.finished_at = "succeeded", utcnow()
+        prev.result = {"timings": {"load_s": 1.0, "fp_evaluate_s": 5.0, "calibrate_s": 2.0, "quantize_s": 10.0,
+                                   "evaluate_s": 40.0}}
+    rid = _new(store)
+    with store.session() as s:
+        claim_run(s, rid, "host", "cpu")
+        update_progress(s, rid, 0.5, "FP reference evaluate: perplexity/routing", attempt=1)
+        update_progress(s, rid, 0.95, "quantize: layer 4/4", attempt=1)
+        s.execute(update(Run).where(Run.id == rid).values(started_at=utcnow() - timedelta(seconds=95)))
+    with store.session() as s:
+        p = progress_info(s, rid)
+    assert p["eta_s"] >= 40.0  # evaluation is still ahead (the rate alone said about 5 s)

@@ -41,11 +41,12 @@ def _new(store, **kw) -> str:
 def test_migrations_upgrade_an_empty_database_and_downgrade(db_url):
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     tables = set(inspect(engine).get_table_names())
     assert {"users", "projects", "project_members", "runs", "run_progress"} <= tables
     assert not {"models", "run_metrics", "routing_stats", "expert_stats", "artifacts"} & tables  # nothing read them
-    assert {c["name"] for c in inspect(engine).get_columns("runs")} >= {"result", "avg_weight_bits", "kl"}
+    assert {c["name"] for c in inspect(engine).get_columns("runs")} >= {"result", "avg_weight_bits", "kl", "origin",
+                                                                        "owner_pid", "owner_start", "archived"}
     assert "ix_runs_status_created" in {i["name"] for i in inspect(engine).get_indexes("runs")}
     assert "studies" in tables and {"study_id", "study_point"} <= {c["name"] for c in inspect(engine).get_columns("runs")}
     downgrade(engine, "0002")

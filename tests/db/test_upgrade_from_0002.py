@@ -85,7 +85,7 @@ def _compare_page(url: str, text: str) -> tuple:
 
 def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_db, capsys):
     assert main(["db", "upgrade"]) == 0
-    assert capsys.readouterr().out.strip().endswith("revision 0004")
+    assert capsys.readouterr().out.strip().endswith("revision 0005")
     engine = make_engine(old_db)
     tables = set(sa.inspect(engine).get_table_names())
     with engine.connect() as conn:  # rows that reference runs survive the rebuilt runs table (SQLite)
@@ -95,7 +95,7 @@ def test_moeq_db_upgrade_keeps_old_runs_on_the_compare_page_and_in_the_cli(old_d
     assert [tuple(p) for p in progress] == [(r["run_id"], r["fraction"], r["stage"])
                                            for r in DATA["tables"]["run_progress"]]
 
-    (message, _, metrics, table, acc, routing, field, heat, heat_diff, _, load, trade_acc, _, runs) = \
+    (message, _, metrics, table, acc, routing, field, heat, heat_diff, _, load, trade_acc, _, runs, _) = \
         _compare_page(old_db, f"{GPTQ[:8]} {MOQE[:8]}")
     assert message.startswith("comparing 2 runs of tiny-mixtral")
     assert [r["run_id"] for r in runs] == [GPTQ, MOQE]

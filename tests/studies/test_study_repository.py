@@ -112,7 +112,7 @@ def test_upgrade_from_0003_keeps_runs_and_adds_studies(db_url):
                                                      "notes": "", "tags": "", "avg_accuracy": 0.5,
                                                      "created_at": datetime.now(timezone.utc)}])
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT id, study_id, study_point, avg_accuracy FROM runs")).one()
     assert tuple(row) == ("a" * 32, None, None, 0.5)

@@ -46,6 +46,13 @@ def add_recipe_args(p) -> None:
     p.add_argument("--seq-len", type=int, help="calibration sequence length")
     p.add_argument("--eval-limit", type=int, help="items per evaluation task")
     p.add_argument("--seed", type=int)
+    # the common recipe parts without a recipe file: mixed precision, calibration, evaluation
+    p.add_argument("--allocation", choices=vocab.ALLOCATION_METHODS, help="mixed-precision bit allocation")
+    p.add_argument("--avg-bits", type=float, help="average weight bits of the allocation, e.g. 3.0")
+    p.add_argument("--tiers", help="bit widths the allocation may use, e.g. 2,3,4")
+    p.add_argument("--calib-source", help="calibration text: auto | random | file:<path>")
+    p.add_argument("--sampler", choices=vocab.SAMPLERS, help="calibration sampler")
+    p.add_argument("--tasks", help="evaluation tasks, comma-separated: testbed, file:<jsonl>, lm_eval:<task>")
 
 
 def build_recipe_dict(args) -> dict:
@@ -70,7 +77,8 @@ def build_recipe_dict(args) -> dict:
     if args.techniques:
         recipe = merge(recipe, expand(args.techniques.split(",")))
     if args.group_size:
-        g = None if args.group_size in ("channel", "none", "-1") else _int(args.group_size, "weights.group_size")
+        g = None if args.group_size in ("channel", "none", "-1") else \
+            int(args.group_size) if args.group_size.lstrip("-").isdigit() else args.group_size  # the parser names it
         recipe = merge(recipe, {"weights": {"group_size": g}})
     if args.router:
         recipe["router"] = args.router
@@ -81,24 +89,78 @@ def build_recipe_dict(args) -> dict:
         recipe = merge(recipe, {"eval": {"limit": args.eval_limit}})
     if args.seed is not None:
         recipe["seed"] = args.seed
+    recipe = _common_flags(args, recipe)
     if not recipe.get("model"):
         raise RecipeError("model", "no model given (use --model or a recipe with \"model\")")
     return recipe
 
 
-def _int(text: str, key: str) -> int:
+def _common_flags(args, recipe: dict) -> dict:
+    """--allocation/--avg-bits/--tiers, --calib-source/--sampler, --tasks laid over the recipe."""
+    from moeq.contract.presets import merge
+
+    alloc = {k: v for k, v in (("method", getattr(args, "allocation", None)),
+                               ("avg_bits", getattr(args, "avg_bits", None)),
+                               ("tiers", _tiers(getattr(args, "tiers", None)))) if v is not None}
+    if alloc:
+        recipe = merge(recipe, {"allocation": alloc})
+    calib = {k: v for k, v in (("source", getattr(args, "calib_source", None)),
+                               ("sampler", getattr(args, "sampler", None))) if v is not None}
+    if calib:
+        recipe = merge(recipe, {"calibration": calib})
+    if getattr(args, "tasks", None) is not None:
+        recipe = merge(recipe, {"eval": {"tasks": [t.strip() for t in args.tasks.split(",") if t.strip()]}})
+    return recipe
+
+
+def _tiers(text: str | None):
+    """'2,3,4' → [2, 3, 4]; a word that is not a number is left for the recipe parser to name."""
+    if text is None:
+        return None
+    return [int(t) if t.strip().isdigit() else t.strip() for t in text.split(",") if t.strip()]
+
+
+def _install_zoo_model_first(settings, data: dict) -> None:
+    """A zoo model this run would install anyway is installed before admission, so admission can check
+    the recipe against its real widths (group sizes) before a run is recorded. Only for a recipe that
+    parses: a bad one is refused without installing anything."""
+    from moeq.contract.errors import MoeqError as Problem
+    from moeq.contract.recipe import parse_recipe
+    from moeq.contract.zoo import ZOO, zoo_path
+
     try:
-        return int(text)
-    except ValueError:
-        raise RecipeError(key, f"expected an integer, got {text!r}") from None
+        recipe = parse_recipe(data)
+    except Problem:
+        return
+    if recipe.model in ZOO and not (zoo_path(recipe.model, settings.zoo_dir) / "config.json").is_file():
+        from moeq.jobs.local import build_zoo_model
+
+        build_zoo_model(settings, recipe.model)
+
+
+def admit_all(settings, data: dict, store=None):
+    """The admitted Recipe, or one MoeqError listing every problem of the recipe at once."""
+    from moeq.app.form_check import recipe_problems
+    from moeq.jobs.submit import admit_recipe
+
+    try:
+        return admit_recipe(settings, data, store)
+    except RecipeError as exc:
+        problems = [str(e) for e in recipe_problems(data)]
+        if str(exc) not in problems:
+            problems.append(str(exc))
+        if len(problems) <= 1:
+            raise
+        raise MoeqError(f"{len(problems)} problems in the recipe:\n  " + "\n  ".join(problems)) from None
 
 
 def handle(args, settings) -> int:
-    from moeq.jobs.submit import admit_recipe
     from moeq.contract.recipe import recipe_summary
 
     try:
-        recipe = admit_recipe(settings, build_recipe_dict(args))  # parsed and checked once, here
+        data = build_recipe_dict(args)
+        _install_zoo_model_first(settings, data)
+        recipe = admit_all(settings, data)  # parsed and checked once, here
         if args.save is not None:
             from moeq.jobs.local import check_save_target
 
@@ -125,10 +187,12 @@ def _execute(settings, recipe, save: Path | None, user: str | None, project: str
              quiet: bool = False) -> dict:
     """Record the run in the database and execute it in this process (progress on stderr)."""
     from moeq.app.progress_view import make_progress
+    from moeq.jobs.interrupt import sigterm_interrupts
     from moeq.jobs.submit import create_and_execute
 
     view = make_progress(quiet)
     try:
-        return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
+        with sigterm_interrupts():  # Ctrl-C and SIGTERM end the run as interrupted, not "running" forever
+            return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
     finally:
         view.close()

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from moeq.app.commands.run import add_recipe_args, build_recipe_dict, epilog
+from moeq.app.commands.run import add_recipe_args, admit_all, build_recipe_dict, epilog
 
 EXAMPLES = """examples:
   moeq submit --model testbed-mixtral --bits W4A16 --techniques gptq
@@ -39,6 +39,7 @@ def handle(args, settings) -> int:
     from moeq.jobs.submit import submit
 
     recipe = build_recipe_dict(args)
+    admit_all(settings, recipe)  # every problem at once; submit admits it again before anything is stored
     ensure_home(settings)
     store = Store(settings.database_url)  # submit admits the recipe (parse, roots, model) once
     if args.seeds is not None:

@@ -60,7 +60,7 @@ def build(svc: AppServices) -> dict:
         load_layer = gr.Number(None, label="expert-load layer (empty = first MoE layer)", precision=0)
     heat = gr.Plot(label="layer × expert, all runs on one colour scale", elem_id="plot-heatmap")
     heat_diff = gr.Plot(label="difference from the baseline run", elem_id="plot-heatmap-diff")
-    gr.Markdown(f"<small>{h(compare_charts.WEIGHT_ERROR_DEF)}</small>")
+    caption = gr.Markdown(elem_id="compare-heatmap-caption")  # what the heatmaps above show (follows the field)
     with gr.Row():
         trade_acc = gr.Plot(label="accuracy vs bits", elem_id="plot-pareto-acc")
         trade_kl = gr.Plot(label="KL vs bits", elem_id="plot-pareto-kl")
@@ -71,7 +71,11 @@ def build(svc: AppServices) -> dict:
         return [svc.resolve(who, t) for t in (text or "").replace(",", " ").split() if t]
 
     outputs = [message, baseline, metrics, table, acc, routing, field, heat, heat_diff, load_run, load, trade_acc,
-               trade_kl, state]
+               trade_kl, state, caption]
+
+    def field_caption(f: str) -> str:
+        title, unit, _, definition = compare_charts.FIELDS.get(f, ("", "", "", ""))
+        return f"<small>heatmaps above: {h(title)} ({h(unit)}) — {h(definition)}</small>" if title else ""
 
     def compare(text, request: gr.Request):
         who = svc.user_of(request)
@@ -83,19 +87,22 @@ def build(svc: AppServices) -> dict:
         except Exception as exc:  # said once, and in place of every chart
             note = compare_charts.message_figure(f"nothing to compare: {exc}")
             return (f"⚠ {h(exc)}", gr.update(choices=[], value=None), "", "", note, note, gr.update(), note, note,
-                    gr.update(choices=[], value=None), note, note, note, [])
+                    gr.update(choices=[], value=None), note, note, note, [], "")
         model_runs = svc.model_runs(who, runs[0]["model"])
         ids_set = {r["run_id"] for r in runs}
         first = runs[0]["run_id"]
         f = compare_charts.default_field(runs)
-        choices = [(charts.run_label(r)[:60], r["run_id"]) for r in runs]
-        return (f"comparing {len(runs)} runs of {h(', '.join(sorted({r['model'] for r in runs})))}",
+        choices = [(charts.run_label(r), r["run_id"]) for r in runs]
+        models = sorted({r["model"] for r in runs})
+        differ = f" — ⚠ {len(models)} different models: their metrics are not directly comparable" \
+            if len(models) > 1 else ""
+        return (f"comparing {len(runs)} runs of {h(', '.join(models))}{differ}",
                 gr.update(choices=choices, value=first), metrics_html(runs, first), compare_html(runs),
                 accuracy_bars(runs), compare_charts.routing_lines(runs), gr.update(value=f),
                 compare_charts.heatmaps(runs, f), compare_charts.heatmap_differences(runs, f, first),
                 gr.update(choices=choices, value=first), charts.expert_load(runs[0]),
                 compare_charts.bits_tradeoff(model_runs, "avg_accuracy", ids_set),
-                compare_charts.bits_tradeoff(model_runs, "kl", ids_set), runs)
+                compare_charts.bits_tradeoff(model_runs, "kl", ids_set), runs, field_caption(f))
 
     def paired(base, runs):  # after the page: bootstrap intervals take a moment per run
         if not runs:
@@ -120,6 +127,7 @@ def build(svc: AppServices) -> dict:
         return charts.expert_load(run, None if layer is None else int(layer))
 
     field.change(redraw_heat, [field, baseline, state], [heat, heat_diff])
+    field.change(field_caption, field, caption)
     baseline.change(redraw_heat, [field, baseline, state], [heat, heat_diff])
     baseline.change(redraw_base, [baseline, state], metrics)
     baseline.change(paired, [baseline, state], paired_box)

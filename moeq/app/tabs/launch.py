@@ -7,13 +7,13 @@ import json
 import gradio as gr
 
 from moeq.app.escape import h
-from moeq.app.form_check import model_problem, problems_markdown, read_form, recipe_errors
-from moeq.app.recipe_fill import apply_overrides
+from moeq.app.form_check import problems_markdown, recipe_errors
+from moeq.app.launch_check import check_launch, first_difference, form_recipe, parse_json
+from moeq.app.recipe_fill import form_values as form_values_of, recipe_to_form
 from moeq.app.seed_launch import launch_seeds
-from moeq.app.recipe_form import LaunchForm, form_to_recipe
 from moeq.app.services import AppServices
 from moeq.contract import vocabulary as vocab
-from moeq.contract.errors import RecipeError
+from moeq.contract.errors import MoeqError, RecipeError
 
 
 def build(svc: AppServices) -> dict:
@@ -54,7 +54,8 @@ def build(svc: AppServices) -> dict:
                     limit = gr.Number(0, label="items per task (0 = all)", precision=0, elem_id="launch-limit")
                     seed = gr.Number(0, label="seed", precision=0, elem_id="launch-seed")
         with gr.Column(scale=2):
-            recipe_json = gr.Code(language="json", label="recipe (editable; this is what gets queued)",
+            recipe_json = gr.Code(language="json",
+                                  label="recipe JSON (edits fill the form; Launch queues exactly this)",
                                   elem_id="launch-recipe")
             problem = gr.Markdown(elem_id="launch-problem")
             project = gr.Dropdown(label="project", choices=[], allow_custom_value=False)
@@ -68,38 +69,68 @@ def build(svc: AppServices) -> dict:
                    balance, alloc, avg_bits, tiers, tasks, limit, seed, moqe]
     kept = gr.State({})  # recipe values the form cannot express (from "Re-run with edits"), laid over it
 
-    def render(*values):
-        """Every form change: the recipe JSON and every problem the parser finds (cheap: no database,
-        no admission; the model reference is checked from its config.json). Admission runs on Launch."""
-        *form_values, overrides = values
-        form, errors = read_form(LaunchForm(*form_values))
-        try:
-            recipe = apply_overrides(form_to_recipe(form), overrides)
-        except ValueError as exc:  # e.g. an unknown MoQE variant word
-            return gr.update(), problems_markdown([*errors, f"MoQE variants: {exc}"])
-        errors += recipe_errors(recipe)
-        problem = model_problem(recipe.get("model", ""), svc.settings.model_roots, recipe)
-        if problem and not any(e.startswith("model:") for e in errors):
-            errors.append(problem)
-        notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {h(', '.join(sorted(overrides)))}"] \
-            if overrides else []
-        return json.dumps(recipe, indent=1), problems_markdown([h(e) for e in errors], notes)
+    def verdict(check, overrides: dict, request) -> str:
+        """The problem list for `check`, plus admission (model sizes, roots, run access) when it is clean:
+        "✓ recipe is valid" only when Launch would queue this recipe now."""
+        problems = [h(p) for p in check.problems]
+        if not problems and check.recipe is not None:
+            try:
+                user = svc.user_of(request)
+            except Exception:  # not signed in: admission with no project access
+                user = None
+            why = svc.validate(check.recipe, user)
+            if why:
+                problems.append(h(why))
+        kept_keys = h(", ".join(sorted(overrides)))
+        notes = [f"from recipe (the form cannot show it; edit the JSON to change it): {kept_keys}"] if overrides else []
+        return problems_markdown(problems, notes)
 
+    def render(*values, request: gr.Request = None):
+        """Every form change: the recipe JSON follows the form (rewritten only when the recipe differs, so
+        a JSON edit being synced into the form is not reformatted) and the problem list is redrawn. A form
+        with an unreadable field leaves the JSON as it is and says not launchable."""
+        *form_values, overrides, text = values
+        from_form, errors = form_recipe(form_values, overrides)
+        if from_form is None:
+            return gr.update(), problems_markdown([h(e) for e in errors] + [
+                "the recipe JSON shows the last readable form; Launch is refused until the form is fixed"])
+        shown, _ = parse_json(text)
+        same = shown is not None and first_difference(from_form, shown) is None
+        new_text = text if same else json.dumps(from_form, indent=1)
+        check = check_launch(new_text, form_values, overrides, svc.settings.model_roots)
+        return (gr.update() if same else new_text), verdict(check, overrides, request)
+
+    def on_json(text, *values, request: gr.Request = None):
+        """A JSON edit: the form follows the JSON (fields it cannot show are kept as "from recipe");
+        JSON that is not a valid recipe leaves the form as it is and says why."""
+        *form_values, overrides = values
+        shown, bad = parse_json(text)
+        if shown is None:
+            return (*[gr.update()] * len(form_inputs), gr.update(), problems_markdown([h(bad)]))
+        try:
+            form, new_overrides = recipe_to_form(shown)
+        except MoeqError:
+            errors = recipe_errors(shown) or ["recipe JSON: not a valid recipe"]
+            return (*[gr.update()] * len(form_inputs), gr.update(), problems_markdown([h(e) for e in errors]))
+        new_values = form_values_of(form)
+        check = check_launch(text, new_values, new_overrides, svc.settings.model_roots)
+        return (*new_values, new_overrides, verdict(check, new_overrides, request))
+
+    render_inputs = [*form_inputs, kept, recipe_json]
     for comp in form_inputs:
-        comp.change(render, [*form_inputs, kept], [recipe_json, problem])
+        comp.change(render, render_inputs, [recipe_json, problem], trigger_mode="always_last")
+    recipe_json.input(on_json, [recipe_json, *form_inputs, kept], [*form_inputs, kept, problem],
+                      trigger_mode="always_last")  # the last edit wins, never an earlier one
     model.change(lambda ref: h(svc.describe(ref)), model, model_info)
 
-    def on_launch(text, proj, save_model, seeds_text, request: gr.Request):
-        """Launch: the recipe is admitted (parsed, confined, model checked) once, by svc.launch; only
-        when that refuses a recipe key is the recipe re-read to list every problem at once."""
-        try:
-            recipe = json.loads(text)
-        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
-            return f"⚠ recipe is not valid JSON: {h(exc)}"
-        problem = model_problem(recipe.get("model", "") if isinstance(recipe, dict) else "", svc.settings.model_roots,
-                                recipe)
-        if problem:
-            return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in [*recipe_errors(recipe), problem])
+    def on_launch(text, *values, request: gr.Request = None):
+        """Launch: the recipe JSON on the page, only when the form agrees with it and nothing on the page
+        is a problem at this moment; admission (svc.launch) checks it once more before anything is queued."""
+        *form_values, overrides, proj, save_model, seeds_text = values
+        check = check_launch(text, form_values, overrides, svc.settings.model_roots)
+        if not check.launchable:
+            return "⚠ not launched:\n" + "\n".join(f"- {h(e)}" for e in check.problems)
+        recipe = check.recipe
         try:
             if (seeds_text or "").strip():
                 return launch_seeds(svc, svc.user_of(request), proj, recipe, bool(save_model), seeds_text)
@@ -112,6 +143,7 @@ def build(svc: AppServices) -> dict:
         return (f"✓ queued run <a href='?run={h(run_id)}' id='launch-run-link'>{h(run_id[:8])}</a> "
                 f"(`{h(run_id)}`) — the link opens it in the Runs tab")
 
-    launch.click(on_launch, [recipe_json, project, save, seeds], launched)
+    launch.click(on_launch, [recipe_json, *form_inputs, kept, project, save, seeds], launched)
     return {"recipe_json": recipe_json, "project": project, "render": render, "form_inputs": form_inputs,
+            "render_inputs": render_inputs,
             "problem": problem, "kept": kept, "model": model}

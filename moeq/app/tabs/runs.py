@@ -13,22 +13,25 @@ from moeq.app.escape import h
 from moeq.app.paired_view import groups_html
 from moeq.app.progress_view import fmt_duration
 from moeq.app.run_card import ACTIVE, card_html, duration_s, progress_html
+from moeq.app.run_label import nominal, run_title
 from moeq.app.services import AppServices
 from moeq.db.repository.queries import SORTABLE, RunFilter
 
 # (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
 # run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without wrapping words.
-COLUMNS = [("run_id", "run", "7%"), ("status", "status", "8%"), ("model", "model", "10%"),
-           ("recipe_summary", "recipe", "21%"), ("avg_weight_bits", "bits", "5%"), ("avg_accuracy", "acc", "5%"),
-           ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"), ("duration", "duration", "6%"),
-           ("peak_host_rss_mb", "host MB", "5%"), ("peak_device_mb", "GPU MB", "5%"),
-           ("user", "user", "6%"), ("created_at", "created (UTC)", "11%")]
+COLUMNS = [("run_id", "run", "6%"), ("status", "status", "8%"), ("model", "model", "10%"),
+           ("recipe_summary", "recipe", "18%"), ("avg_weight_bits", "bits (nominal)", "9%"), ("seed", "seed", "4%"),
+           ("avg_accuracy", "acc", "5%"), ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"),
+           ("duration", "duration", "6%"), ("peak_host_rss_mb", "host MB", "5%"), ("peak_device_mb", "GPU MB", "4%"),
+           ("user", "user", "5%"), ("created_at", "created (UTC)", "9%")]
 SHORT_ID = 8
 
 
 def _panel_key(run: dict) -> str:
-    """What the result panel was last drawn for; it is redrawn when this changes."""
-    return f"{run['run_id']}:{run['status']}"
+    """What the result panel was last drawn for; it is redrawn when this changes (every second of an
+    active run, so the card's duration is live)."""
+    live = f":{int(duration_s(run) or 0)}" if run["status"] in ACTIVE else ""
+    return f"{run['run_id']}:{run['status']}{live}"
 
 
 def _panel(run: dict) -> dict:
@@ -41,6 +44,9 @@ def _cell(field: str, r: dict):
     if field == "duration":
         d = duration_s(r)
         return "" if d is None else fmt_duration(d)
+    if field == "avg_weight_bits":
+        nom = (nominal(r) or "").split(" ")[0]  # 'W3' of 'W3 mixed W2-W4, others W4' (the card says it all)
+        return ("-" if v is None else f"{v:.3f}") + (f" ({nom})" if nom else "")
     if field == "status" and r["status"] == "running":
         return f"running {100 * (r.get('progress') or 0):.0f}%"
     if v is None:
@@ -60,22 +66,30 @@ def _rows(rows: list[dict]) -> list[list]:
 
 def _pick_choices(rows: list[dict], keep: list[str]) -> list[tuple[str, str]]:
     seen = {r["run_id"][:SHORT_ID] for r in rows}
-    choices = [(f"{r['run_id'][:SHORT_ID]} · {r['recipe_summary'][:28]}", r["run_id"][:SHORT_ID]) for r in rows
-               if r["status"] == "succeeded"]
+    choices = [(run_title(r), r["run_id"][:SHORT_ID]) for r in rows if r["status"] == "succeeded"]
     return choices + [(k, k) for k in keep or [] if k not in seen]
+
+
+def _run_filter(m, st, u, p, t, q, srt, limit: int) -> RunFilter:
+    """The filter row as a RunFilter; status "archived" lists the archived runs (hidden otherwise)."""
+    archived = st == "archived"
+    return RunFilter(model=m or None, status=(st or None) if not archived else None, user=u or None,
+                     project=p or None, technique=t or None, search=q or None, sort=srt, limit=limit,
+                     archived=archived)
 
 
 def build(svc: AppServices, launch: dict) -> dict:
     with gr.Row():  # the model choices are the user's own, filled in after login (load_filters)
         model = gr.Dropdown([""], value="", label="model", allow_custom_value=True)
-        status = gr.Dropdown(["", "queued", "running", "succeeded", "failed", "cancelled"], value="", label="status")
+        status = gr.Dropdown(["", "queued", "running", "succeeded", "failed", "cancelled", "archived"], value="", label="status")
         user = gr.Textbox(label="user")
         project = gr.Textbox(label="project")
         technique = gr.Textbox(label="technique")
         search = gr.Textbox(label="search", elem_id="runs-search")
         sort = gr.Dropdown(list(SORTABLE), value="created", label="sort by")
     table = gr.Dataframe(headers=[c for _, c, _ in COLUMNS], value=[], interactive=False, elem_id="runs-table",
-                         wrap=False, column_widths=[w for _, _, w in COLUMNS])
+                         wrap=False, column_widths=[w for _, _, w in COLUMNS],
+                         max_height=360)  # scrolls: the run card below stays near the clicked row
     total = gr.Markdown()
     groups = gr.HTML(elem_id="runs-groups")  # repeats of one recipe over seeds: mean ± sd (n)
     with gr.Row():
@@ -86,6 +100,10 @@ def build(svc: AppServices, launch: dict) -> dict:
                               scale=3)
         cancel = gr.Button("Cancel run", variant="stop", visible=False, elem_id="runs-cancel", scale=1)
         rerun = gr.Button("Re-run with edits (opens in Launch)", elem_id="runs-rerun", scale=1)
+        archive = gr.Button("Archive / restore", elem_id="runs-archive", scale=1)
+        delete = gr.Button("Delete", variant="stop", elem_id="runs-delete", scale=1)
+        sure = gr.Checkbox(False, label="yes, delete it (its record and saved model)", elem_id="runs-delete-sure",
+                           scale=1)
     message = gr.Markdown(elem_id="runs-message")
     progress = gr.HTML(elem_id="runs-progress")
     card = gr.HTML(elem_id="runs-card")
@@ -106,8 +124,7 @@ def build(svc: AppServices, launch: dict) -> dict:
 
     def refresh(m, st, u, p, t, q, srt, sel, seen, last, picked, request: gr.Request):
         who = svc.user_of(request)
-        rows, n = svc.runs(who, RunFilter(model=m or None, status=st or None, user=u or None, project=p or None,
-                                          technique=t or None, search=q or None, sort=srt, limit=200))
+        rows, n = svc.runs(who, _run_filter(m, st, u, p, t, q, srt, limit=200))
         prog, panel, card_out, now, can_cancel = "", gr.update(), gr.update(), seen, False
         if sel:
             try:
@@ -177,7 +194,28 @@ def build(svc: AppServices, launch: dict) -> dict:
         svc.annotate(svc.user_of(request), sel.strip(), n, t)
         return f"notes saved for {h(sel.strip()[:SHORT_ID])}"
 
+    def do_archive(sel, request: gr.Request):
+        if not sel:
+            return "select a run first"
+        try:
+            who = svc.user_of(request)
+            return h(svc.archive(who, sel.strip(), not svc.run(who, sel.strip()).get("archived")))
+        except Exception as exc:
+            return f"⚠ {h(exc)}"
+
+    def do_delete(sel, confirmed, request: gr.Request):
+        if not sel:
+            return "select a run first", False
+        if not confirmed:
+            return "tick “yes, delete it” first: a deleted run cannot be brought back (Archive hides it)", False
+        try:
+            return h(svc.delete(svc.user_of(request), sel.strip())), False
+        except Exception as exc:
+            return f"⚠ {h(exc)}", False
+
     cancel.click(do_cancel, selected, message)
+    archive.click(do_archive, selected, message)
+    delete.click(do_delete, [selected, sure], [message, sure])
     save_notes.click(do_notes, [selected, notes, tags], message)
 
     def do_rerun(sel, request: gr.Request):
@@ -188,10 +226,8 @@ def build(svc: AppServices, launch: dict) -> dict:
         return (*form_values(form), overrides, gr.Tabs(selected="launch"))
 
     def do_export(fmt, m, st, u, p, t, q, srt, request: gr.Request):
-        rows, _ = svc.runs(svc.user_of(request), RunFilter(model=m or None, status=st or None, user=u or None,
-                                                           project=p or None, technique=t or None,
-                                                           search=q or None, sort=srt, limit=1000))
         who = svc.user_of(request)
+        rows, _ = svc.runs(who, _run_filter(m, st, u, p, t, q, srt, limit=1000))
         url, filename = svc.export_link(who, rows, fmt)
         return f'<a href="{h(url)}" download="{h(filename)}">download {h(filename)}</a> (once, within 10 minutes)'
 

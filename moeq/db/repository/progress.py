@@ -1,6 +1,7 @@
 """A run's progress as people read it: fraction, stage, attempt, elapsed time and an ETA.
 
-The ETA is the average rate of the current attempt extrapolated: an attempt that took over after a
+The ETA is the average rate of the current attempt extrapolated, never less than the measured cost of
+the stages still ahead (moeq.db.repository.eta): an attempt that took over after a
 requeue starts from the fraction the run had reached (progress never goes back), and its rate is
 measured from its own first progress report.
 """
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moeq.db.models import Run, RunProgress, utcnow
+from moeq.db.repository.eta import eta_floor
 from moeq.db.repository.runs import aware, get_run
 
 MIN_DONE_FOR_ETA = 0.02
@@ -42,6 +44,9 @@ def progress_info(s: Session, run_id: str, now: datetime | None = None) -> dict:
         done = fraction - base
         if done >= MIN_DONE_FOR_ETA:
             eta = max(0.0, elapsed * (1.0 - fraction) / done)
+        floor = eta_floor(s, run)  # never less than what the stages ahead took last time
+        if floor is not None:
+            eta = max(eta or 0.0, floor)
     return {"run_id": run.id, "status": run.status, "fraction": fraction, "stage": run.stage or "",
             "attempt": int(run.attempts or 0), "elapsed_s": elapsed, "eta_s": eta,
             "cancel_requested": bool(run.cancel_requested)}

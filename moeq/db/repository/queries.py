@@ -30,6 +30,7 @@ class RunFilter:
     descending: bool = True
     limit: int = 50
     offset: int = 0
+    archived: bool | None = False  # False: archived runs hidden; True: only archived ones; None: both
 
 
 def _where(q, f: RunFilter):
@@ -41,6 +42,8 @@ def _where(q, f: RunFilter):
         q = q.where(Run.project_id == select(Project.id).where(Project.name == f.project).scalar_subquery())
     if f.projects is not None:
         q = q.where(Run.project_id.in_(select(Project.id).where(Project.name.in_(f.projects))))
+    if f.archived is not None:
+        q = q.where(Run.archived.is_(True) if f.archived else Run.archived.is_not(True))
     if f.status:
         q = q.where(Run.status == f.status)
     if f.technique:

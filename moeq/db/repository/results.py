@@ -50,6 +50,26 @@ def store_result(s: Session, run_id: str, result: dict, attempt: int | None = No
     return run
 
 
+def nominal_bits(recipe: dict | None) -> str | None:
+    """The recipe's weight bits as named ('W3', 'W3 mixed 2-4 avg 3.0', MoQE 'W2/W3'), None when unknown."""
+    recipe = recipe or {}
+    if isinstance(recipe.get("moqe"), dict):
+        bits = sorted({v["weights"]["bits"] for v in recipe["moqe"].get("variants") or []
+                       if isinstance(v, dict) and isinstance(v.get("weights"), dict) and "bits" in v["weights"]})
+        return "/".join(f"W{b}" for b in bits) if bits else None
+    bits = (recipe.get("weights") or {}).get("bits")
+    if bits is None:
+        return None
+    alloc = recipe.get("allocation")
+    if isinstance(alloc, dict) and alloc.get("tiers"):
+        tiers = alloc["tiers"]
+        avg = alloc.get("avg_bits")
+        avg = f"{avg:g}" if isinstance(avg, (int, float)) else avg
+        others = f", others W{alloc['other_bits']}" if alloc.get("other_bits") is not None else ""
+        return f"W{avg} mixed W{min(tiers)}-W{max(tiers)}{others}"
+    return f"W{bits}"
+
+
 def run_to_dict(run: Run, with_result: bool = True) -> dict:
     """The run as the CLI/web app show it; `result` holds the DESIGN §4.3 dict when finished."""
     d = {
@@ -67,6 +87,9 @@ def run_to_dict(run: Run, with_result: bool = True) -> dict:
         # peak memory of the run (device: None on CPU runs), from the stored result
         "peak_host_rss_mb": (run.result or {}).get("peak_host_rss_mb"),
         "peak_device_mb": (run.result or {}).get("peak_device_mb"),
+        # what a run is named by beside its measured all-weights bits: the recipe's nominal bits and seed
+        "nominal_bits": nominal_bits(run.recipe), "seed": (run.recipe or {}).get("seed"),
+        "archived": bool(run.archived), "origin": run.origin,
     }
     if run.error_type:
         d["error"] = {"type": run.error_type, "message": run.error_message}

@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from moeq.db.models import Run, RunProgress, utcnow
+from moeq.db.repository.owners import CLI, QUEUE, end_interrupted, owner_token, this_host
 from moeq.db.repository.users import DEFAULT_PROJECT, LOCAL_USER, ensure_project, ensure_user
 from moeq.contract.errors import MoeqError
 
@@ -47,12 +48,17 @@ def new_run_id() -> str:
 
 
 def create_run(s: Session, recipe: dict, *, summary: str, techniques: str, user: str = LOCAL_USER,
-               project: str = DEFAULT_PROJECT, code_version: str = "", run_id: str | None = None) -> Run:
+               project: str = DEFAULT_PROJECT, code_version: str = "", run_id: str | None = None,
+               origin: str = QUEUE) -> Run:
+    """A queued run. origin CLI: this process executes it (recorded as its owner from the start, so
+    it is ended, never handed to a worker, if the process dies before it finishes)."""
     u = ensure_user(s, user)
     p = ensure_project(s, project)
     run = Run(id=run_id or new_run_id(), user_id=u.id, project_id=p.id, model_ref=recipe.get("model", ""),
               recipe=recipe, recipe_summary=summary[:256], techniques=techniques[:256], status="queued",
-              code_version=code_version)
+              code_version=code_version, origin=origin)
+    if origin == CLI:
+        run.worker_host, (run.owner_pid, run.owner_start) = this_host(), owner_token()
     s.add(run)
     s.flush()
     return run
@@ -92,16 +98,19 @@ def orphaned_queued(s: Session, older_than_s: float) -> list[str]:
     """Queued runs whose message was sent (or created) longer ago than `older_than_s` — possibly lost
     with a broker restart; re-sending is safe because claiming is atomic."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
-    rows = s.scalars(select(Run).where(Run.status == "queued", Run.cancel_requested.is_(False)))
+    rows = s.scalars(select(Run).where(Run.status == "queued", Run.cancel_requested.is_(False),
+                                       or_(Run.origin.is_(None), Run.origin != CLI)))  # never a `moeq run`'s
     return [r.id for r in rows if (aware(r.enqueued_at) or aware(r.created_at)) < cutoff]
 
 
 def claim_run(s: Session, run_id: str, worker_host: str, device: str) -> bool:
     """Atomically move a queued run to running; False when another worker got it or it ended."""
     now = utcnow()
+    pid, start = owner_token()
     res = s.execute(update(Run).where(Run.id == run_id, Run.status == "queued", Run.cancel_requested.is_(False))
                     .values(status="running", worker_host=worker_host, device=device, started_at=now,
-                            heartbeat_at=now, attempts=Run.attempts + 1, stage="starting"))
+                            heartbeat_at=now, attempts=Run.attempts + 1, stage="starting", owner_pid=pid,
+                            owner_start=start))
     return res.rowcount == 1
 
 
@@ -154,7 +163,12 @@ def reap_stale(s: Session, lease_seconds: float, requeue: bool = False) -> list[
              if (aware(r.heartbeat_at) or aware(r.started_at) or cutoff) < cutoff]
     for run in stale:
         seen = aware(run.heartbeat_at).isoformat() if run.heartbeat_at else "never"
-        if requeue and not run.cancel_requested:
+        cli = run.origin == CLI or (run.origin is None and not run.celery_task_id)  # also one from before 0004
+        if cli:  # its `moeq run` process is gone; no worker may take over what it was not given
+            end_interrupted(run, "failed", "failed: interrupted",
+                            f"its moeq run process (pid {run.owner_pid} on {run.worker_host}) stopped sending "
+                            f"heartbeats (last {seen}); the run was interrupted and no results were stored")
+        elif requeue and not run.cancel_requested:
             # progress is kept: the next attempt continues the bar from here (it never goes back)
             run.status, run.stage = "queued", f"requeued: worker {run.worker_host} lost"
         else:

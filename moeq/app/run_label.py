@@ -1,0 +1,37 @@
+"""How a run is named wherever it is listed: recipe, all-weights bits beside the recipe's nominal
+bits (a "W3" router-norm run may be 3.111 bits over all weights), and the seed (repeats differ only there)."""
+
+from __future__ import annotations
+
+from moeq.db.repository.results import nominal_bits
+
+
+def nominal(r: dict) -> str | None:
+    return r.get("nominal_bits") or nominal_bits(r.get("recipe"))
+
+
+def seed_of(r: dict):
+    seed = r.get("seed")
+    return seed if seed is not None else (r.get("recipe") or {}).get("seed")
+
+
+def bits_text(r: dict) -> str:
+    """'3.111 bits (nominal W3)'; before a result: 'nominal W3'."""
+    avg = r.get("avg_weight_bits")
+    if avg is None:
+        avg = ((r.get("result") or r).get("bits") or {}).get("avg_weight_bits")
+    nom = nominal(r)
+    if avg is None:
+        return f"nominal {nom}" if nom else "bits -"
+    return f"{avg:.3f} bits" + (f" (nominal {nom})" if nom else "")
+
+
+def seed_text(r: dict) -> str:
+    seed = seed_of(r)
+    return "seed -" if seed is None else f"seed {seed}"
+
+
+def run_title(r: dict, with_model: bool = True) -> str:
+    """'1a2b3c4d · testbed-mixtral · W4A16 g128 gptq router=fp · 4.000 bits (nominal W4) · seed 0'."""
+    parts = [r["run_id"][:8]] + ([r.get("model") or "-"] if with_model else [])
+    return " · ".join([*parts, r.get("recipe_summary") or "-", bits_text(r), seed_text(r)])

@@ -1,0 +1,59 @@
+"""Which weight group sizes fit a model: every quantized linear's input width, read from config.json.
+
+A group size must divide the input width of every linear it quantizes: the attention projections
+(hidden size in, heads × head dim out of o_proj's input), the dense and expert MLPs, the shared expert,
+and family-specific ones — DeepSeek-V2/V3's MLA low-rank projections (q_b_proj takes q_lora_rank,
+kv_b_proj takes kv_lora_rank, o_proj takes heads × v_head_dim). Torch-free: checked before queueing.
+"""
+
+from __future__ import annotations
+
+COMMON_GROUPS = (256, 128, 64, 32, 16, 8)  # the sizes suggested when one does not fit
+
+
+def _int(config: dict, name: str) -> int | None:
+    v = config.get(name)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def input_widths(config: dict) -> dict[str, int]:
+    """Input width of each kind of quantized linear: {'hidden_size': 4096, 'kv_lora_rank (kv_b_proj)': 512, …}."""
+    out: dict[str, int] = {}
+    for name in ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"):
+        if _int(config, name):
+            out[name] = _int(config, name)
+    heads, hidden = _int(config, "num_attention_heads"), _int(config, "hidden_size")
+    if _int(config, "kv_lora_rank"):  # MLA (DeepSeek-V2/V3)
+        out["kv_lora_rank (kv_b_proj)"] = _int(config, "kv_lora_rank")
+        if _int(config, "q_lora_rank"):
+            out["q_lora_rank (q_b_proj)"] = _int(config, "q_lora_rank")
+        if heads and _int(config, "v_head_dim"):
+            out["heads × v_head_dim (o_proj)"] = heads * _int(config, "v_head_dim")
+    elif heads and hidden:
+        head_dim = _int(config, "head_dim") or hidden // heads
+        if heads * head_dim != hidden:
+            out["heads × head_dim (o_proj)"] = heads * head_dim
+    return out
+
+
+def misfits(config: dict, group: int) -> dict[str, int]:
+    """The widths `group` does not divide."""
+    return {k: w for k, w in input_widths(config).items() if w % group}
+
+
+def fitting_groups(config: dict) -> list[str]:
+    """The common group sizes that divide every width, in CLI spelling ('channel' always fits)."""
+    widths = list(input_widths(config).values())
+    return [str(g) for g in COMMON_GROUPS if all(w % g == 0 for w in widths)] + ["channel"]
+
+
+def group_problem(config: dict, group: int | None, model: str) -> str | None:
+    """One line naming every width `group` does not divide and the group sizes that fit all of them."""
+    if group is None:
+        return None
+    bad = misfits(config, group)
+    if not bad:
+        return None
+    said = ", ".join(f"{k} = {w}" for k, w in bad.items())
+    return (f"group size {group} does not divide {said} of {model}; group sizes that fit every width: "
+            f"{', '.join(fitting_groups(config))}")
