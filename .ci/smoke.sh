@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A smoke of an installed moeq, run by .ci/run in a venv that is NOT the dev one:
-#   .ci/smoke.sh VENV            the README's quick start (GPTQ run with evaluation), the web app
-#                                built, the runs listed, Hugging Face's `kernels` intact if present
+#   .ci/smoke.sh VENV            the README's quick start (GPTQ run with evaluation), the runs listed,
+#                                `moeq serve` answering its page (token, worker), Hugging Face's
+#                                `kernels` intact if present
 # It runs outside the checkout so that nothing in the source tree can stand in for what was installed.
 set -euo pipefail
 venv="$(cd "$1" && pwd)"
@@ -34,5 +35,35 @@ else:
     assert callable(kernels.get_kernel), kernels.__file__
     print("smoke: Hugging Face kernels intact:", kernels.__file__)
 print("smoke: versions", {d: md.version(d) for d in ("torch", "transformers", "gradio", "sqlalchemy", "numpy")})
+PY
+"$py" - <<'PY'
+import os, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+home = Path(os.environ["MOEQ_HOME"])
+proc = subprocess.Popen([str(Path(sys.executable).with_name("moeq")), "serve", "--port", str(port)],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+try:
+    deadline, status = time.monotonic() + 180, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        token = home / "serve-token"
+        if token.is_file() and token.read_text().strip():
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/",
+                                         headers={"Authorization": f"token {token.read_text().strip()}"})
+            try:
+                status = urllib.request.urlopen(req, timeout=10).status
+                break
+            except OSError:
+                pass
+        time.sleep(1)
+    assert status == 200, f"moeq serve did not answer its page (status {status}, exit {proc.poll()})"
+    print("smoke: moeq serve answered its page")
+finally:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 PY
 echo "smoke: ok"
