@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.app.test_browser import CHROMIUM, server  # noqa: F401  (the fixture)
+from tests.app.test_browser import CHROMIUM, entry, server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +80,7 @@ def test_a_page_that_says_not_launchable_cannot_launch(server):  # noqa: F811
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                                                      "--no-first-run", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(server)
+        page.goto(entry(server))
         page.locator("#launch-button").wait_for(timeout=60_000)
         _wait_problem(page, "valid")
 

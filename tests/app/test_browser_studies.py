@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.app.test_browser import CHROMIUM, server  # noqa: F401  (the fixture)
+from tests.app.test_browser import CHROMIUM, entry, server  # noqa: F401  (the fixture)
 from tests.app.test_browser_workbench import _shot
 
 pytestmark = pytest.mark.browser
@@ -46,7 +46,7 @@ def test_sweep_form_study_page_and_paired_compare(server):  # noqa: F811
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                                                      "--no-first-run", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(server)
+        page.goto(entry(server))
         page.get_by_role("tab", name="Studies").click()
         page.locator("#sweep-launch").wait_for(timeout=60_000)
         _fill_code(page, "sweep-base", json.dumps(BASE))
