@@ -32,7 +32,9 @@ def parse_json(text) -> tuple[dict | None, str | None]:
     """(recipe dict, None) or (None, one line why the JSON text is not a recipe object)."""
     try:
         data = json.loads(text or "")
-    except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+    except RecursionError:
+        return None, "recipe JSON: nested too deeply (a recipe is a few levels deep)"
+    except (json.JSONDecodeError, TypeError) as exc:
         return None, f"recipe JSON: not valid JSON ({exc})"
     if not isinstance(data, dict):
         return None, "recipe JSON: must be a JSON object ({...})"

@@ -11,6 +11,7 @@ from moeq.contract.errors import MoeqError
 from moeq.contract.limits import MAX_SEED
 
 MAX_POINTS = 512  # runs one study may queue
+MAX_SEEDS = 64  # repeats of one recipe one launch may queue
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -21,6 +22,8 @@ def parse_seeds(text: str) -> list[int]:
         raise MoeqError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}") from None
     if not seeds:
         raise MoeqError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
+    if len(seeds) > MAX_SEEDS:
+        raise MoeqError(f"--seeds: {len(seeds)} seeds; one launch may repeat a recipe over at most {MAX_SEEDS}")
     if any(not 0 <= s <= MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
         raise MoeqError(f"--seeds: seeds must be distinct integers in [0, {MAX_SEED}], got {text!r}")
     return seeds

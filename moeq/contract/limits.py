@@ -27,6 +27,7 @@ MAX_MOQE_SAMPLES = 100_000
 MAX_MOQE_VARIANTS = 16  # the MoQE paper mixes 2-4; every variant is a full quantization and evaluation
 MAX_ROUTER_TOKENS = 1 << 28  # MoQE router training: epochs × train_samples × eval.seq_len
 MAX_TASKS = 32  # entries of eval.tasks (each is scored on the FP model and every quantized one)
+MAX_EVAL_LIMIT = 100_000  # items per task (the largest common lm-eval tasks have tens of thousands)
 MAX_INT = 2**63  # no recipe number is near it; bigger ones are refused before anything formats them
 
 
@@ -98,6 +99,8 @@ def check_bounds(recipe) -> None:
     _range(recipe.seed, 0, MAX_SEED, "seed")
     ev, cal = recipe.eval, recipe.calibration
     _range(ev.kl_tokens, 0, MAX_KL_TOKENS, "eval.kl_tokens")
+    if ev.limit is not None:
+        _range(ev.limit, 1, MAX_EVAL_LIMIT, "eval.limit")
     if len(ev.tasks) > MAX_TASKS:
         raise RecipeError("eval.tasks", f"lists {len(ev.tasks)} tasks; the limit is {MAX_TASKS}")
     work = [("calibration", cal.samples * cal.seq_len), ("eval", ev.ppl_windows * ev.seq_len)]

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from moeq.contract.errors import MoeqError
+from moeq.contract.errors import MoeqError, RecipeError
 from moeq.jobs.admission import admit
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
@@ -112,3 +112,32 @@ def test_the_worker_refuses_an_oversized_config_before_allocating(tmp_path):
         check_loadable(tmp_path / "models" / "m", make_context(settings))
     assert "\n" not in str(err.value)
     store.dispose()
+
+
+def test_an_evaluation_limit_of_a_quintillion_items_is_refused_in_one_line():
+    """Found by the independent attack run: eval.limit had no upper bound and a worker built that many
+    testbed items until its memory ran out."""
+    from moeq.contract.limits import MAX_EVAL_LIMIT
+    from moeq.contract.recipe import parse_recipe
+
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe({"model": "tiny-mixtral", "eval": {"limit": 10**18}})
+    assert exc.value.key == "eval.limit" and "\n" not in str(exc.value)
+    assert parse_recipe({"model": "tiny-mixtral", "eval": {"limit": MAX_EVAL_LIMIT}}).eval.limit == MAX_EVAL_LIMIT
+
+
+def test_one_launch_repeats_a_recipe_over_a_bounded_number_of_seeds():
+    """Found by the independent attack run: a seeds field of 0..4999 queued 5000 runs."""
+    from moeq.contract.errors import MoeqError
+    from moeq.contract.grid import MAX_SEEDS, parse_seeds
+
+    assert len(parse_seeds(",".join(map(str, range(MAX_SEEDS))))) == MAX_SEEDS
+    with pytest.raises(MoeqError, match="at most"):
+        parse_seeds(",".join(map(str, range(5000))))
+
+
+def test_json_nested_too_deeply_is_one_plain_line():
+    from moeq.app.launch_check import parse_json
+
+    data, why = parse_json('{"a":' * 100000 + "1" + "}" * 100000)
+    assert data is None and "recursion" not in why and "\n" not in why
