@@ -19,6 +19,7 @@ from torch import nn
 from moeq.contract.describe import detected_family
 from moeq.contract.errors import ModelError
 from moeq.contract.family_spec import FamilySpec
+from moeq.quant_core.adapters.paths import get_path
 
 LAYER_PATHS = ("model.layers", "model.language_model.layers", "language_model.model.layers")
 
@@ -28,15 +29,6 @@ def is_standard_experts(module: nn.Module) -> bool:
     gu, down = getattr(module, "gate_up_proj", None), getattr(module, "down_proj", None)
     return (isinstance(gu, nn.Parameter) and isinstance(down, nn.Parameter) and gu.dim() == 3 and down.dim() == 3
             and hasattr(module, "_apply_gate"))
-
-
-def _get(root: nn.Module, dotted: str) -> nn.Module | None:
-    obj = root
-    for part in dotted.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
 
 
 def _experts_path(layer: nn.Module) -> str | None:
@@ -88,10 +80,10 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
     """A FamilySpec with the paths found in `model` (described = False unless `base` says otherwise)."""
     model_type = getattr(model.config, "model_type", type(model).__name__)
     base = base or detected_family(model_type)
-    layers_path = next((p for p in LAYER_PATHS if isinstance(_get(model, p), nn.ModuleList)), None)
+    layers_path = next((p for p in LAYER_PATHS if isinstance(get_path(model, p), nn.ModuleList)), None)
     if layers_path is None:
         raise ModelError(f"{type(model).__name__}: no decoder layers at {' / '.join(LAYER_PATHS)}")
-    layers = list(_get(model, layers_path))
+    layers = list(get_path(model, layers_path))
     hit = next(((layer, p) for layer in layers if (p := _experts_path(layer)) is not None), None)
     if hit is None:
         other = next((u for layer in layers if (u := _unstandard_experts(layer)) is not None), None)
@@ -102,8 +94,8 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
     mlp, _, experts = path.rpartition(".")
     if not mlp:
         raise ModelError(f"{model_type}: experts at {path} sit directly in the decoder layer; no MoE block")
-    block = _get(layer, mlp)
-    module = _get(layer, path)
+    block = get_path(layer, mlp)
+    module = get_path(layer, path)
     gu = module.gate_up_proj
     n = int(gu.shape[0])
     d = int(model.config.get_text_config().hidden_size) if hasattr(model.config, "get_text_config") \
@@ -112,7 +104,7 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
     if router is None:
         raise ModelError(f"{model_type}: the MoE block at {mlp} has no router weight of shape [{n}, {d}]")
     shared, names = _shared(block, (experts, router.split(".")[0]), d)
-    dense = [lay_mlp for lay in layers if (lay_mlp := _get(lay, mlp)) is not None and not any(
+    dense = [lay_mlp for lay in layers if (lay_mlp := get_path(lay, mlp)) is not None and not any(
         is_standard_experts(m) for m in lay_mlp.modules())]
     dense_names = {_mlp_names(m, d) for m in dense}
     if None in dense_names or len(dense_names | ({names} if names else set())) > 1:
@@ -125,12 +117,12 @@ def detect_spec(model: nn.Module, base: FamilySpec | None = None) -> FamilySpec:
             if name != mlp and name not in mixers and any(isinstance(m, nn.Linear) for m in child.modules()):
                 mixers.append(name)
     for i, lay in enumerate(layers):  # every linear is quantized: none may sit outside the mixer and the MLP
-        mixer = next((n for n in mixers if _get(lay, n) is not None), None)
+        mixer = next((n for n in mixers if get_path(lay, n) is not None), None)
         stray = [n for n, m in lay.named_modules() if isinstance(m, nn.Linear) and n.split(".")[0] not in (mixer, mlp)]
         if stray:
             raise ModelError(f"{model_type}: layer {i} has linears outside its token mixer and MoE block "
                              f"({', '.join(stray[:3])}); moeq cannot quantize it undescribed")
-    post_norm = base.post_attn_norm if _get(layer, base.post_attn_norm) is not None else mlp
+    post_norm = base.post_attn_norm if get_path(layer, base.post_attn_norm) is not None else mlp
     # a shared expert's gate is a linear with one output, but its activation is a family fact: left
     # undescribed (AGQ then weighs the shared expert's tokens equally)
     return replace(base, layers=layers_path, mlp=mlp, experts=experts, router=router, shared_experts=shared,

@@ -17,6 +17,7 @@ from moeq.contract.families import FAMILIES
 from moeq.contract.family_spec import TOP_K_ATTRS, FamilySpec
 from moeq.contract.errors import ModelError
 from moeq.quant_core.functional.routing import RoutingRule
+from moeq.quant_core.adapters.paths import get_path  # noqa: F401  (re-exported: the adapters' one path helper)
 
 EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top_k_weights", "routing_weights"))
 
@@ -40,15 +41,6 @@ def spec_for_model(model: nn.Module) -> FamilySpec:
     spec = FAMILIES.get(getattr(model.config, "model_type", None))
     return spec if spec is not None else detect_spec(model)
 
-
-def get_path(root: nn.Module, dotted: str) -> nn.Module | None:
-    """Resolve 'a.b.c' attributes from `root`; None when any part is missing or None."""
-    obj = root
-    for part in dotted.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
 
 
 def set_path(root: nn.Module, dotted: str, value: nn.Module) -> None:
