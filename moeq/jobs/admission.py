@@ -106,11 +106,26 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     check_recipe_family(recipe, family_for_config(config))
     size = model_size(config)
     check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
-    if recipe.weights.bits < 16:
-        problem = group_problem(config, recipe.weights.group_size, recipe.model)
-        if problem:
-            raise RecipeError("weights.group_size", problem)
+    for key, bits, group in _weight_grids(recipe):
+        if isinstance(bits, int) and bits < 16 and (group is None or isinstance(group, int)):
+            problem = group_problem(config, group, recipe.model)
+            if problem:
+                raise RecipeError(key, problem)
     return size, hidden
+
+
+def _weight_grids(recipe: Recipe) -> list[tuple[str, int, int | None]]:
+    """(recipe key, bits, group size) of every weight grid the run quantizes with: the recipe's own, or for
+    a MoQE run each recipe variant's (its weights laid over the recipe's; saved-model variants are done)."""
+    if recipe.moqe is None:
+        return [("weights.group_size", recipe.weights.bits, recipe.weights.group_size)]
+    out = []
+    for i, variant in enumerate(recipe.moqe.variants):
+        if isinstance(variant, dict):
+            w = variant.get("weights") if isinstance(variant.get("weights"), dict) else {}
+            out.append((f"moqe.variants[{i}].weights.group_size", w.get("bits", recipe.weights.bits),
+                        w.get("group_size", recipe.weights.group_size)))
+    return out
 
 
 def check_eval_dependencies(recipe: Recipe, have=importlib.util.find_spec) -> None:

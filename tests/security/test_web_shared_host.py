@@ -131,7 +131,11 @@ def test_serving_without_logins_uses_team_root_defaults(tmp_path):
                               headers={"authorization": f"token {token}"})
         import json
 
-        _, launched = page_calls(client, [("load", []), ("on_launch", [json.dumps(recipe), "default", False])])
+        from moeq.app.recipe_fill import form_values, recipe_to_form
+
+        form, kept = recipe_to_form(recipe)  # what the page holds after the JSON is pasted: form + kept keys
+        inputs = [json.dumps(recipe), *form_values(form), kept, "default", False, ""]  # JSON, form, project, save, seeds
+        _, launched = page_calls(client, [("load", []), ("on_launch", inputs)])
     finally:
         cleanup()
     assert "queued" not in str(launched) and "data root" in str(launched).lower(), launched

@@ -83,7 +83,7 @@ def test_compare_page_paired_table(three_runs):
     svc = AppServices(settings=load_settings(), store=store)
     with gr.Blocks():
         tab = compare.build(svc)
-    *_, runs = tab["compare"](" ".join(i[:8] for i in ids), SimpleNamespace(username=None))
+    *_, runs, _caption = tab["compare"](" ".join(i[:8] for i in ids), SimpleNamespace(username=None))
     html = tab["paired"](ids[0], runs)
     assert "id='compare-paired'" in html and "within noise" in html and "not paired" in html
     assert "id='compare-groups'" in html

@@ -159,12 +159,12 @@ def handle(args, settings) -> int:
 
     try:
         data = build_recipe_dict(args)
-        _install_zoo_model_first(settings, data)
-        recipe = admit_all(settings, data)  # parsed and checked once, here
         if args.save is not None:
             from moeq.jobs.local import check_save_target
 
             check_save_target(args.save)  # refused before any work, never deleted or overwritten
+        _install_zoo_model_first(settings, data)
+        recipe = admit_all(settings, data)  # parsed and checked once, here
         result = _execute(settings, recipe, args.save, args.user, args.project, getattr(args, "quiet", False))
     except MoeqError as exc:
         if args.json:
