@@ -57,6 +57,15 @@ class _KwargsProbe(nn.Module):
         return hidden
 
 
+def _embed_batches(moe: MoEModel, windows: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    """Run the model on each batch of windows until a hook or probe stops it with _Stop."""
+    for b0 in range(0, windows.shape[0], batch_size):
+        try:
+            moe.model(input_ids=windows[b0:b0 + batch_size].to(device), use_cache=False)
+        except _Stop:
+            pass
+
+
 def _layers_differ(moe: MoEModel) -> bool:
     types = getattr(moe.config, "layer_types", None)
     return isinstance(types, (list, tuple)) and len(set(types)) > 1
@@ -72,11 +81,7 @@ def _capture_by_layer(moe: MoEModel, windows: torch.Tensor, batch_size: int,
     try:
         for i, probe in enumerate(probes):
             container[i] = probe
-        for b0 in range(0, windows.shape[0], batch_size):
-            try:
-                moe.model(input_ids=windows[b0:b0 + batch_size].to(device), use_cache=False)
-            except _Stop:
-                pass
+        _embed_batches(moe, windows, batch_size, device)
     finally:
         for i, layer in enumerate(real):
             container[i] = layer
@@ -103,11 +108,7 @@ def capture_first_layer_inputs(moe: MoEModel, windows: torch.Tensor, batch_size:
 
     handle = moe.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        for b0 in range(0, windows.shape[0], batch_size):
-            try:
-                moe.model(input_ids=windows[b0:b0 + batch_size].to(device), use_cache=False)
-            except _Stop:
-                pass
+        _embed_batches(moe, windows, batch_size, device)
     finally:
         handle.remove()
     return batches

@@ -8,6 +8,15 @@ import torch
 from moeq.quant_core.functional.affine import Bits, QuantParams, _expand, compute_params, quant_error
 
 
+def _keep_better(best_err: torch.Tensor | None, best_clip: torch.Tensor | None, err: torch.Tensor,
+                 clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per entry, the smaller error so far and its clip (an earlier clip wins ties)."""
+    if best_err is None:
+        return err, torch.full_like(err, clip)
+    better = err < best_err
+    return torch.where(better, err, best_err), torch.where(better, torch.full_like(err, clip), best_clip)
+
+
 def search_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool,
                 clip_min: float = 0.35, steps: int = 14) -> tuple[QuantParams, torch.Tensor]:
     """Return (params at the best clip, best clip ratios [..., out, G]) by grid search."""
@@ -15,12 +24,7 @@ def search_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: 
     best_clip = None
     for c in torch.linspace(clip_min, 1.0, steps).tolist() if steps > 1 else [1.0]:
         err = quant_error(w, compute_params(w, bits, group_size, symmetric, c))
-        if best_err is None:
-            best_err, best_clip = err, torch.full_like(err, c)
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_clip = torch.where(better, torch.full_like(err, c), best_clip)
+        best_err, best_clip = _keep_better(best_err, best_clip, err, c)
     return compute_params(w, bits, group_size, symmetric, best_clip), best_clip
 
 
@@ -43,10 +47,5 @@ def mse_clip(w: torch.Tensor, bits: Bits, group_size: int | None, symmetric: boo
         q = torch.round(wg / s).add_(z).clamp_(min=0.0)
         q = torch.minimum(q, maxq, out=q).sub_(z).mul_(s).sub_(wg)
         err = q.abs_().pow_(norm).sum(-1)  # [..., out, G]
-        if best_err is None:
-            best_err, best_clip = err, torch.full_like(err, p)
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_clip = torch.where(better, torch.full_like(err, p), best_clip)
+        best_err, best_clip = _keep_better(best_err, best_clip, err, p)
     return compute_params(w, bits, group_size, symmetric, best_clip), best_clip
