@@ -18,23 +18,9 @@ from moeq.db.repository.studies import (StudyNotFound, create_study, get_study, 
                                         request_cancel_study, reset_failed_runs, resolve_study_id, study_runs,
                                         study_to_dict)
 
+from tests.db.conftest import db_url, store  # noqa: F401  (the SQLite + PostgreSQL fixtures)
+
 RECIPE = {"model": "tiny-mixtral", "weights": {"bits": 4}, "seed": 0}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'moeq.sqlite'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture()
-def store(db_url):
-    from moeq.db.store import Store
-
-    s = Store(db_url)
-    yield s
-    s.dispose()
 
 
 def _study(store, points, outcomes, project="default"):
