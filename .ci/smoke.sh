@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A smoke of an installed moeq, run by .ci/run in a venv that is NOT the dev one:
 #   .ci/smoke.sh VENV            the README's quick start (GPTQ run with evaluation), the runs listed,
-#                                `moeq serve` answering its page (token, worker), Hugging Face's
+#                                `moeq serve` answering its page (secret path, token header), Hugging Face's
 #                                `kernels` intact if present
 # It runs outside the checkout so that nothing in the source tree can stand in for what was installed.
 set -euo pipefail
@@ -49,10 +49,12 @@ try:
     while time.monotonic() < deadline and proc.poll() is None:
         token = home / "serve-token"
         if token.is_file() and token.read_text().strip():
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/",
-                                         headers={"Authorization": f"token {token.read_text().strip()}"})
+            secret = token.read_text().strip()
+            script = urllib.request.Request(f"http://127.0.0.1:{port}/config",  # scripts: the header
+                                            headers={"Authorization": f"token {secret}"})
             try:
-                status = urllib.request.urlopen(req, timeout=10).status
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/s/{secret}/", timeout=10).status
+                assert urllib.request.urlopen(script, timeout=10).status == 200, "Authorization: token refused"
                 break
             except OSError:
                 pass

@@ -58,7 +58,7 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
                        allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts(settings, host),
-                       allowed_origins=settings.allowed_origins, url_token=token, token_cookie=f"moeq-token-{port}")
+                       allowed_origins=settings.allowed_origins, url_token=token)
     from moeq.app.ui import TITLE
 
     auth = svc.authenticate if settings.auth else None

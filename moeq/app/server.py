@@ -16,6 +16,7 @@ import threading
 from moeq.app.serve_guard import (TOKEN_FILE, ServeError, check_exposure, check_port_free,  # noqa: F401
                                   forget_url_token, new_url_token, shared_host_roots)
 from moeq.app.services import AppServices
+from moeq.app.web_guard import secret_prefix
 from moeq.app.ui import build_ui
 from moeq.db.store import Store
 from moeq.jobs.settings import Settings, ensure_home
@@ -114,5 +115,6 @@ def protection_line(settings: Settings, host: str, port: int, token: str | None)
     mode = "embedded: SQLite + local worker" if settings.embedded else "team mode"
     if token is None:
         return f"moeq: serving http://{shown}:{port}/ ({mode}); protection: logins (MOEQ_AUTH=1)"
-    return (f"moeq: serving http://{shown}:{port}/?token={token} ({mode}); protection: no logins, a secret token "
-            f"in this URL (also in {settings.home / TOKEN_FILE}, mode 0600); set MOEQ_AUTH=1 for logins")
+    return (f"moeq: serving http://{shown}:{port}{secret_prefix(token)}/ ({mode}); protection: no logins, a "
+            f"secret path in this URL (its token also in {settings.home / TOKEN_FILE}, mode 0600); "
+            f"set MOEQ_AUTH=1 for logins")

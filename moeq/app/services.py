@@ -260,9 +260,10 @@ class AppServices:
         return self._export(rows, fmt, user)[1]
 
     def export_link(self, user: str, rows: list[dict], fmt: str) -> tuple[str, str]:
-        """(URL path, file name) of a one-time download of `rows` for `user`."""
+        """(URL relative to the page, file name) of a one-time download of `rows` for `user` (relative:
+        the page may live under a secret path or a root path)."""
         name, _, filename = self._export(rows, fmt, user)
-        return f"/moeq/export/{name}", filename
+        return f"moeq/export/{name}", filename
 
     def _export(self, rows: list[dict], fmt: str, user: str) -> tuple[str, Path, str]:
         fmt = "json" if fmt == "json" else "csv"

@@ -8,8 +8,12 @@
   top-level navigation (a followed link). Other ports of the same host are other origins.
   Non-browser clients (no Origin, no Sec-Fetch-*) are not affected.
 - **Uploads**: no component of the workbench takes files, so Gradio's upload routes answer 404.
-- **URL token** (no logins): every request needs the server's secret, given once as `?token=` (it
-  then becomes an HttpOnly SameSite=Strict cookie for this port) or as `Authorization: token …`.
+- **Secret path** (no logins): the workbench lives under `/s/<token>/`, a per-start secret; every
+  request needs it in its path (the page's own requests all carry it) or as `Authorization: token …`
+  (scripts). No cookie carries it: browsers send a host's cookies to every port of that host, so a
+  cookie would reach another local user's server on another port of 127.0.0.1, while a path is
+  only requested by whoever knows it. An old `/?token=…` link is redirected there (no cookie).
+- **Referrer-Policy: no-referrer** on every answer, so the secret path never leaves in a Referer.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 log = logging.getLogger(__name__)
 UPLOAD_PATHS = ("/gradio_api/upload", "/gradio_api/upload_progress", "/upload", "/upload_progress")
@@ -34,30 +37,44 @@ def host_name(host: str) -> str:
 
 class RequestGuard:
     def __init__(self, app, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = (),
-                 url_token: str | None = None, token_cookie: str = "moeq-token") -> None:
+                 url_token: str | None = None) -> None:
         self.app = app
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
-        self.url_token, self.token_cookie = url_token, token_cookie
+        self.url_token = url_token
+        self.prefix = secret_prefix(url_token) if url_token is not None else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
+        send = _no_referrer(send)
         refusal = self.refusal(scope, headers, method)
         if refusal is None and self.url_token is not None:
-            given = _query_token(scope)
-            if given is not None and method == "GET" and _same(given, self.url_token):
-                return await _redirect_setting_cookie(scope, send, self.token_cookie, self.url_token)
-            if not self._has_token(headers):
-                refusal = (403, "this moeq server needs the token printed when it started "
-                                "(also in $MOEQ_HOME/serve-token): open the URL with ?token=…")
+            path = scope.get("path", "")
+            if path == self.prefix and scope["type"] == "http":
+                return await _redirect(send, self.prefix + "/")
+            if path.startswith(self.prefix + "/"):  # the page and everything it asks for
+                scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
+            elif not self.authorized(headers):
+                given = _query_token(scope)
+                if given is not None and method == "GET" and _same(given, self.url_token):
+                    return await _redirect(send, self.prefix + "/")  # an old ?token= link: no cookie
+                refusal = (403, "this moeq server needs the URL printed when it started "
+                                "(http://HOST:PORT/s/<token>/, token in $MOEQ_HOME/serve-token)")
         if refusal is not None:
             code, detail = refusal
-            log.info("refused %s %s: %s", method, scope.get("path"), detail)
+            log.info("refused %s %s: %s", method, _shown_path(scope.get("path", ""), self.prefix), detail)
             return await _refuse(scope, receive, send, code, detail)
         return await self.app(scope, receive, send)
+
+    def authorized(self, headers: dict) -> bool:
+        """A request with the secret: in its path (checked by the caller) or as `Authorization: token …`."""
+        if self.url_token is None:
+            return True
+        auth = headers.get("authorization", "")
+        return auth.lower().startswith("token ") and _same(auth[6:].strip(), self.url_token)
 
     def refusal(self, scope, headers: dict, method: str) -> tuple[int, str] | None:
         host = headers.get("host", "")
@@ -79,19 +96,6 @@ class RequestGuard:
         the server sees, not the name), and the operator's allow-list."""
         return self.allowed_origins | {f"http://{host}".lower(), f"https://{host}".lower()}
 
-    def _has_token(self, headers: dict) -> bool:
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("token ") and _same(auth[6:].strip(), self.url_token):
-            return True
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # a malformed Cookie header is simply no token
-            return False
-        morsel = cookie.get(self.token_cookie)
-        return morsel is not None and _same(morsel.value, self.url_token)
-
-
 def _navigation(method: str, headers: dict) -> bool:
     """A person following a link or typing the address (allowed from anywhere), as opposed to a
     page embedding, fetching or posting to the server (the browser says which: Sec-Fetch-*)."""
@@ -109,15 +113,27 @@ def _query_token(scope) -> str | None:
     return values[-1] if values else None
 
 
-async def _redirect_setting_cookie(scope, send, name: str, token: str) -> None:
-    """`GET /path?token=T&x=1` -> 303 to `/path?x=1`, setting the token cookie (the URL then carries no secret)."""
-    rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-            if k != "token"]
-    target = (scope.get("root_path", "") + scope.get("path", "/")) + (f"?{urlencode(rest)}" if rest else "")
-    cookie = f"{name}={token}; Path=/; HttpOnly; SameSite=Strict"
+def secret_prefix(token: str) -> str:
+    """The path the workbench is served under when it runs without logins."""
+    return f"/s/{token}"
+
+
+def _shown_path(path: str, prefix: str | None) -> str:
+    return path.replace(prefix, "/s/…") if prefix else path  # the secret never goes to the log
+
+
+def _no_referrer(send):
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"referrer-policy", b"no-referrer")]}
+        await send(message)
+    return wrapped
+
+
+async def _redirect(send, target: str) -> None:
     await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", target.encode("latin-1", "replace")), (b"set-cookie", cookie.encode()),
-                            (b"content-length", b"0"), (b"cache-control", b"no-store")]})
+                "headers": [(b"location", target.encode("latin-1", "replace")), (b"content-length", b"0"),
+                            (b"cache-control", b"no-store")]})
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -49,9 +49,9 @@ def server(tmp_path, monkeypatch):
 
 
 def entry(server: str) -> str:
-    """The first address the browser opens: with the token `moeq serve` wrote for this server's owner."""
+    """The first address the browser opens: the secret path `moeq serve` wrote for this server's owner."""
     token = (Path(os.environ["MOEQ_HOME"]) / "serve-token").read_text().strip()
-    return f"{server}/?token={token}"
+    return f"{server}/s/{token}/"
 
 
 def _set_recipe(page, recipe: dict) -> None:

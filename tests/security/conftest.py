@@ -112,6 +112,6 @@ def moeq_cli(monkeypatch, capsys):
 
 
 def page_url(settings, port: int) -> str:
-    """The address a browser opens: with the server's token when it runs without logins."""
+    """The address a browser opens: under the server's secret path when it runs without logins."""
     token = settings.home / "serve-token"
-    return f"http://127.0.0.1:{port}/" + (f"?token={token.read_text().strip()}" if token.is_file() else "")
+    return f"http://127.0.0.1:{port}/" + (f"s/{token.read_text().strip()}/" if token.is_file() else "")

@@ -33,6 +33,7 @@ def status(req):
         return -1, repr(e)
 out["page"] = status(base + "/")
 out["guess"] = status(base + "/?token=" + token_guess)
+out["guess_path"] = status(base + "/s/" + token_guess + "/")
 out["config"] = status(base + "/config")
 body = json.dumps({"data": ["", "", "", "", "", "", "created", "", "", "", []]}).encode()
 out["read_runs"] = status(urllib.request.Request(base + "/gradio_api/call/refresh", data=body,
@@ -82,7 +83,7 @@ def test_another_local_account_cannot_use_or_read_an_embedded_server():
         while "serving" not in first:
             first = server.stdout.readline()
             assert first, "moeq serve ended without a start line"
-        token = first.split("?token=")[1].split()[0] if "?token=" in first else "none"
+        token = first.split("/s/")[1].split("/")[0] if "/s/" in first else "none"
         wait_until(lambda: _accepts(port), 120, "the server to accept connections")
         python = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
         probe = subprocess.run(["runuser", "-u", other, "--", python, "-c", PROBE, f"http://127.0.0.1:{port}",
@@ -92,18 +93,18 @@ def test_another_local_account_cannot_use_or_read_an_embedded_server():
         import json
 
         seen = json.loads(probe.stdout)
-        for what in ("page", "guess", "config", "read_runs", "launch"):
+        for what in ("page", "guess", "guess_path", "config", "read_runs", "launch"):
             assert seen[what][0] in (401, 403), (what, seen[what])
         assert seen["serve-token"] != "read" and seen["moeq.sqlite"] != "read", seen
-        assert "protection:" in first and "?token=" in first, first  # and it says so at start
+        assert "protection:" in first and f"/s/{token}/" in first, first  # and it says so at start
         assert (home / "serve-token").stat().st_mode & 0o077 == 0
         assert home.stat().st_mode & 0o077 == 0
         import http.cookiejar
         import urllib.request
 
         browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        with browser.open(f"http://127.0.0.1:{port}/?token={token}", timeout=60) as r:
-            assert r.status == 200 and "token" not in r.url  # the owner, with the URL it was given
+        with browser.open(f"http://127.0.0.1:{port}/s/{token}/", timeout=60) as r:
+            assert r.status == 200  # the owner, with the URL it was given
     finally:
         server.terminate()
         server.wait(timeout=60)
