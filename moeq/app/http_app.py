@@ -1,7 +1,8 @@
 """The HTTP application `moeq serve` runs: a small Starlette/FastAPI parent with moeq's guards, the
 export download route, and the Gradio workbench mounted at `/`; served by uvicorn in a thread.
 
-Order of the middleware, outermost first: RequestGuard (Host, Origin, uploads, URL token), the
+Order of the middleware, outermost first: BodyLimit (request bodies: small without credentials,
+MOEQ_MAX_BODY_MB with them), RequestGuard (Host, Origin, uploads, URL token), the
 CORS allow-list (Starlette's CORSMiddleware: only MOEQ_ALLOWED_ORIGINS get an answer they may read;
 with it present Gradio does not add its own), then the login guard (team mode). Uvicorn believes
 X-Forwarded-For only from MOEQ_TRUSTED_PROXIES (none by default: the client address is the socket's).
@@ -36,6 +37,7 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
     import gradio as gr
 
     from moeq.app.login_guard import LoginGuardMiddleware, LoginThrottle
+    from moeq.app.body_limit import BodyLimit
     from moeq.app.web_guard import RequestGuard
 
     settings = svc.settings
@@ -59,6 +61,8 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
                        allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts(settings, host),
                        allowed_origins=settings.allowed_origins, url_token=token)
+    app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 2**20),
+                       has_credentials=_credentials_check(svc, token))
     from moeq.app.ui import TITLE
 
     auth = svc.authenticate if settings.auth else None
@@ -77,6 +81,25 @@ def _user_of(svc: AppServices, cookies: dict) -> str | None:
     token = svc.sessions.token_of(cookies)
     owner = svc.sessions.owner(token) if token else None
     return owner if owner and svc.session_valid(token, owner) else None
+
+
+def _credentials_check(svc: AppServices, token: str | None):
+    """For the body limit: does a request carry the secret (no logins) or a live session (logins)?"""
+    from http.cookies import SimpleCookie
+
+    from moeq.app.web_guard import has_secret
+
+    def check(scope, headers: dict) -> bool:
+        if token is not None:
+            return has_secret(scope, headers, token)
+        jar = SimpleCookie()
+        try:
+            jar.load(headers.get("cookie", ""))
+        except Exception:  # a malformed Cookie header is no session
+            return False
+        return _user_of(svc, {k: m.value for k, m in jar.items()}) is not None
+
+    return check
 
 
 class ServerThread:

@@ -52,12 +52,11 @@ class RequestGuard:
         send = _no_referrer(send)
         refusal = self.refusal(scope, headers, method)
         if refusal is None and self.url_token is not None:
-            path = scope.get("path", "")
-            if path == self.prefix and scope["type"] == "http":
+            if scope.get("path", "") == self.prefix and scope["type"] == "http":
                 return await _redirect(send, self.prefix + "/")
-            if path.startswith(self.prefix + "/"):  # the page and everything it asks for
+            if scope.get("path", "").startswith(self.prefix + "/"):  # the page and everything it asks for
                 scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
-            elif not self.authorized(headers):
+            elif not has_secret(scope, headers, self.url_token):
                 given = _query_token(scope)
                 if given is not None and method == "GET" and _same(given, self.url_token):
                     return await _redirect(send, self.prefix + "/")  # an old ?token= link: no cookie
@@ -68,13 +67,6 @@ class RequestGuard:
             log.info("refused %s %s: %s", method, _shown_path(scope.get("path", ""), self.prefix), detail)
             return await _refuse(scope, receive, send, code, detail)
         return await self.app(scope, receive, send)
-
-    def authorized(self, headers: dict) -> bool:
-        """A request with the secret: in its path (checked by the caller) or as `Authorization: token …`."""
-        if self.url_token is None:
-            return True
-        auth = headers.get("authorization", "")
-        return auth.lower().startswith("token ") and _same(auth[6:].strip(), self.url_token)
 
     def refusal(self, scope, headers: dict, method: str) -> tuple[int, str] | None:
         host = headers.get("host", "")
@@ -111,6 +103,14 @@ def _query_token(scope) -> str | None:
     pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     values = [v for k, v in pairs if k == "token"]
     return values[-1] if values else None
+
+
+def has_secret(scope, headers: dict, token: str) -> bool:
+    """The request carries the server's secret: under its secret path, or as `Authorization: token …`."""
+    if scope.get("path", "").startswith(secret_prefix(token) + "/"):
+        return True
+    auth = headers.get("authorization", "")
+    return auth.lower().startswith("token ") and _same(auth[6:].strip(), token)
 
 
 def secret_prefix(token: str) -> str:

@@ -5,7 +5,8 @@ environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOE
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
 MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB, MOEQ_TRUSTED_PROXIES, MOEQ_ALLOWED_ORIGINS,
-MOEQ_ALLOWED_HOSTS (comma-separated). See docs/security.md for what the roots and switches guarantee.
+MOEQ_ALLOWED_HOSTS (comma-separated), MOEQ_MAX_BODY_MB (request bodies with credentials). See
+docs/security.md for what the roots and switches guarantee.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    max_body_mb: float = 16.0  # the largest request body with credentials (moeq.app.body_limit)
 
     @property
     def team(self) -> bool:
@@ -183,6 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         trusted_proxies=_list(get("MOEQ_TRUSTED_PROXIES", "trusted_proxies")),
         allowed_origins=tuple(o.rstrip("/") for o in _list(get("MOEQ_ALLOWED_ORIGINS", "allowed_origins"))),
         allowed_hosts=tuple(h.lower() for h in _list(get("MOEQ_ALLOWED_HOSTS", "allowed_hosts"))),
+        max_body_mb=_number("MOEQ_MAX_BODY_MB", get("MOEQ_MAX_BODY_MB", "max_body_mb", "16")),
     )
 
 
