@@ -1,4 +1,5 @@
-"""Login throttling (per user and per client address) and session revocation for `moeq serve`.
+"""Login throttling (per user and address, per address, a slowdown per user) and session revocation
+for `moeq serve`.
 
 Gradio calls the auth function with only (username, password), so the per-address part and the
 lock-out answer live in a small ASGI middleware in front of POST /login; it also records each
@@ -15,6 +16,7 @@ a removed user), is refused — for good.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -25,12 +27,21 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 WINDOW_S = 900.0  # failures older than this are forgotten
-ADDRESS_FACTOR = 4  # an address may fail this many times more often than one user name
+ADDRESS_FACTOR = 4  # an address may fail this many times more often than with one user name
+USER_DELAY_S = 0.25  # the first slowdown of a name that failed from anywhere max_failures times
+USER_DELAY_MAX_S = 5.0  # ... doubling per further failure up to this; never a lock
 
 
 class LoginThrottle:
-    """Counts failed logins per user name and per address; locks either for `lock_s` once it has
-    `max_failures` (address: ADDRESS_FACTOR × as many) failures within WINDOW_S."""
+    """Failed logins, counted three ways within WINDOW_S:
+
+    - per (user name, address): `max_failures` lock that name *from that address* for `lock_s` —
+      brute force from one address is stopped;
+    - per address: ADDRESS_FACTOR × as many (any names) lock the address — spraying names from it;
+    - per user name, from every address together: past `max_failures`, each further login for the
+      name waits (USER_DELAY_S, doubling, at most USER_DELAY_MAX_S) but is never refused — so
+      nobody can lock a user out by failing in their name, and guessing from many addresses is slow.
+    """
 
     def __init__(self, max_failures: int = 5, lock_s: float = 300.0, clock=time.monotonic) -> None:
         self.max_failures, self.lock_s, self.clock = max_failures, lock_s, clock
@@ -38,35 +49,52 @@ class LoginThrottle:
         self._locked_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def _limit(self, key: str) -> int:
+    def _limit(self, key: str) -> int | None:
+        if key.startswith("user:"):
+            return None  # slowed down, never locked
         return self.max_failures * (ADDRESS_FACTOR if key.startswith("addr:") else 1)
 
     def retry_after(self, user: str, address: str) -> float:
         """Seconds until a login for (user, address) may be tried; 0 when it may be tried now."""
         now = self.clock()
         with self._lock:
-            return max([0.0] + [self._locked_until.get(k, 0.0) - now for k in (f"user:{user}", f"addr:{address}")])
+            return max([0.0] + [self._locked_until.get(k, 0.0) - now for k in _keys(user, address)[:2]])
+
+    def delay(self, user: str) -> float:
+        """Seconds a login for `user` waits before it is checked (0 below max_failures failures)."""
+        now = self.clock()
+        with self._lock:
+            q = self._fails.get(f"user:{user}", ())
+            recent = sum(1 for t in q if now - t <= WINDOW_S)
+        if recent < self.max_failures:
+            return 0.0
+        return min(USER_DELAY_MAX_S, USER_DELAY_S * 2 ** (recent - self.max_failures))
 
     def failed(self, user: str, address: str) -> None:
         now = self.clock()
         with self._lock:
-            for key in (f"user:{user}", f"addr:{address}"):
+            for key in _keys(user, address):
                 q = self._fails[key]
                 q.append(now)
                 while q and now - q[0] > WINDOW_S:
                     q.popleft()
-                if len(q) >= self._limit(key):
+                limit = self._limit(key)
+                if limit is not None and len(q) >= limit:
                     self._locked_until[key] = now + self.lock_s
                     q.clear()
 
-    def succeeded(self, user: str) -> None:
+    def succeeded(self, user: str, address: str) -> None:
         with self._lock:
-            self._fails.pop(f"user:{user}", None)
+            self._fails.pop(f"pair:{user}\0{address}", None)
+
+
+def _keys(user: str, address: str) -> tuple[str, str, str]:
+    return f"pair:{user}\0{address}", f"addr:{address}", f"user:{user}"
 
 
 class LoginGuardMiddleware:
-    """ASGI middleware: refuses POST /login with 429 while the user or the address is locked, and
-    feeds every login answer back into the throttle."""
+    """ASGI middleware: refuses POST /login with 429 while the (user, address) pair or the address
+    is locked, slows down a user name that keeps failing, and feeds every answer back."""
 
     def __init__(self, app, throttle: LoginThrottle, sessions: "SessionRegistry | None" = None) -> None:
         self.app, self.throttle, self.sessions = app, throttle, sessions
@@ -98,6 +126,9 @@ class LoginGuardMiddleware:
         wait = self.throttle.retry_after(user, address)
         if wait > 0:
             return await _answer(send, 429, f"too many failed logins; try again in {wait:.0f} s")
+        slow = self.throttle.delay(user)
+        if slow > 0:
+            await asyncio.sleep(slow)
         status: dict = {"tokens": []}
 
         async def watch(message):
@@ -117,7 +148,7 @@ class LoginGuardMiddleware:
 
         await self.app(scope, replay, watch)
         if status.get("code") == 200:
-            self.throttle.succeeded(user)
+            self.throttle.succeeded(user, address)
             if self.sessions is not None:
                 for cookie_name, token in status["tokens"]:
                     self.sessions.issued(token, user, cookie_name)
