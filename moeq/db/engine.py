@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -28,12 +29,24 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create a SQLite database that does not exist yet private to its owner: its folder 0700 (when
+    created here) and the file 0600 (SQLite gives its -wal/-shm files the file's mode). An existing
+    file or folder keeps its mode. Every path that may create the database comes through here."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # an empty file is an empty SQLite database
+
+
 def make_engine(url: str) -> Engine:
     """Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout (several processes share it)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(parsed.database).expanduser())
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -190,7 +190,8 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
 
 
 def ensure_home(settings: Settings) -> Settings:
-    """Create the home directories the embedded mode writes to."""
+    """Create the home directories the embedded mode writes to (the home 0700 when created here; the
+    SQLite database is created 0600 by moeq.db.engine.private_sqlite_file, whoever opens it first)."""
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private to its owner when we create it
     for d in (settings.home, settings.zoo_dir, settings.artifacts_dir, settings.cache_dir):
         d.mkdir(parents=True, exist_ok=True)
