@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from moeq.app.cli_numbers import decimal_number, whole_number
 from moeq.app.summary import format_summary
 from moeq.contract import vocabulary as vocab
 from moeq.contract.errors import MoeqError, RecipeError
@@ -42,13 +43,13 @@ def add_recipe_args(p) -> None:
     p.add_argument("--techniques", help="comma-separated techniques/presets, e.g. rotation,gptq or eaquant")
     p.add_argument("--group-size", help="weight group size (integer) or 'channel'")
     p.add_argument("--router", choices=vocab.ROUTER_MODES, help="router treatment")
-    p.add_argument("--samples", type=int, help="calibration sequences")
-    p.add_argument("--seq-len", type=int, help="calibration sequence length")
-    p.add_argument("--eval-limit", type=int, help="items per evaluation task")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--samples", type=whole_number, help="calibration sequences")
+    p.add_argument("--seq-len", type=whole_number, help="calibration sequence length")
+    p.add_argument("--eval-limit", type=whole_number, help="items per evaluation task")
+    p.add_argument("--seed", type=whole_number)
     # the common recipe parts without a recipe file: mixed precision, calibration, evaluation
     p.add_argument("--allocation", choices=vocab.ALLOCATION_METHODS, help="mixed-precision bit allocation")
-    p.add_argument("--avg-bits", type=float, help="average weight bits of the allocation, e.g. 3.0")
+    p.add_argument("--avg-bits", type=decimal_number, help="average weight bits of the allocation, e.g. 3.0")
     p.add_argument("--tiers", help="bit widths the allocation may use, e.g. 2,3,4")
     p.add_argument("--calib-source", help="calibration text: auto | random | file:<path>")
     p.add_argument("--sampler", choices=vocab.SAMPLERS, help="calibration sampler")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from moeq.app.cli_numbers import whole_number
+
 
 def register(sub) -> None:
     p = sub.add_parser("runs", help="list, show, compare, cancel, archive or delete recorded runs")
@@ -14,7 +16,7 @@ def register(sub) -> None:
         ls.add_argument(f"--{flag}")
     ls.add_argument("--sort", default="created", help="created|accuracy|bits|kl|perplexity|agreement|model|status")
     ls.add_argument("--asc", action="store_true")
-    ls.add_argument("--limit", type=int, default=30)
+    ls.add_argument("--limit", type=whole_number, default=30)
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--archived", action="store_true", help="list the archived runs (hidden otherwise)")
     ls.set_defaults(handler=handle_list)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from moeq.app.cli_numbers import whole_number
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="start the web workbench (embedded mode also starts a local worker)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (use 0.0.0.0 explicitly to expose it)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=whole_number, default=7860)
     p.add_argument("--no-worker", action="store_true", help="do not start the local worker (embedded mode)")
     p.set_defaults(handler=handle)
 

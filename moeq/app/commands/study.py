@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 
+from moeq.app.cli_numbers import decimal_number, whole_number
+
 
 def register(sub) -> None:
     p = sub.add_parser("study", help="list, show, cancel or re-run studies (grids queued by `moeq sweep`)")
     ssub = p.add_subparsers(dest="study_command", required=True)
     ls = ssub.add_parser("list", help="studies, newest first")
     ls.add_argument("--project")
-    ls.add_argument("--limit", type=int, default=30)
+    ls.add_argument("--limit", type=whole_number, default=30)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=handle_list)
     show = ssub.add_parser("show", help="progress and the grid as mean ± sd over seeds")
     show.add_argument("study_id")
     show.add_argument("--json", action="store_true")
-    show.add_argument("--max-bits", type=float, help="also name the best grid point at ≤ this many average bits")
+    show.add_argument("--max-bits", type=decimal_number,
+                      help="also name the best grid point at ≤ this many average bits")
     show.set_defaults(handler=handle_show)
     cancel = ssub.add_parser("cancel", help="cancel every run of the study that has not ended")
     cancel.add_argument("study_id")
