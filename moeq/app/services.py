@@ -19,6 +19,7 @@ from moeq.jobs.settings import Settings
 from moeq.contract.coverage import refused_note
 from moeq.contract.describe import describe_dir
 from moeq.contract.errors import MoeqError
+from moeq.contract.limits import check_compare_count
 from moeq.contract.model_ref import resolve_local_path
 from moeq.contract.zoo import ZOO, zoo_path
 
@@ -234,6 +235,7 @@ class AppServices:
     @one_line_errors
     def compare(self, user: str, run_ids: list[str], paired: bool = True) -> list[dict]:
         """The runs, each with its paired differences from the first (moeq.contract.stats) unless not `paired`."""
+        check_compare_count(len(run_ids))
         for ref in run_ids:
             check_text(ref, "run id")
         with self.store.session() as s:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 
-from moeq.contract.errors import RecipeError
+from moeq.contract.errors import MoeqError, RecipeError
 
 MAX_RECIPE_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -28,7 +28,14 @@ MAX_MOQE_VARIANTS = 16  # the MoQE paper mixes 2-4; every variant is a full quan
 MAX_ROUTER_TOKENS = 1 << 28  # MoQE router training: epochs × train_samples × eval.seq_len
 MAX_TASKS = 32  # entries of eval.tasks (each is scored on the FP model and every quantized one)
 MAX_EVAL_LIMIT = 100_000  # items per task (the largest common lm-eval tasks have tens of thousands)
+MAX_COMPARE_RUNS = 32  # runs side by side (CLI and Compare page): tables and charts stay readable
 MAX_INT = 2**63  # no recipe number is near it; bigger ones are refused before anything formats them
+
+
+def check_compare_count(count: int) -> None:
+    """One line when more runs are asked to be compared than the tables and charts can show."""
+    if count > MAX_COMPARE_RUNS:
+        raise MoeqError(f"compare at most {MAX_COMPARE_RUNS} runs at once ({count} given)")
 
 
 def check_raw(data) -> None:

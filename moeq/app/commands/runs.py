@@ -97,9 +97,11 @@ def handle_compare(args, settings) -> int:
     from moeq.app.paired_view import format_groups, format_paired
     from moeq.app.summary import format_compare
     from moeq.contract.errors import MoeqError
+    from moeq.contract.limits import check_compare_count
 
     if len(args.run_ids) < 2:
         raise MoeqError("runs compare needs at least two run ids (e.g. `moeq runs compare 1a2b3c4d 5e6f7a8b`)")
+    check_compare_count(len(args.run_ids))
     with Store(settings.database_url).session() as s:
         runs = compare_runs(s, [resolve_run_id(s, r) for r in args.run_ids])
     models = sorted({r["model"] for r in runs})

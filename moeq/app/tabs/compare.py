@@ -11,6 +11,7 @@ from moeq.app.compare_summary import metrics_html
 from moeq.app.compare_table import compare_html
 from moeq.app.escape import h
 from moeq.app.paired_view import groups_html, paired_html
+from moeq.contract.limits import check_compare_count
 from moeq.contract.stats import against_baseline
 from moeq.app.services import AppServices
 
@@ -68,7 +69,9 @@ def build(svc: AppServices) -> dict:
     state = gr.State([])
 
     def resolve(text: str, who: str) -> list[str]:
-        return [svc.resolve(who, t) for t in (text or "").replace(",", " ").split() if t]
+        refs = [t for t in (text or "").replace(",", " ").split() if t]
+        check_compare_count(len(refs))  # before looking any of them up
+        return [svc.resolve(who, t) for t in refs]
 
     outputs = [message, baseline, metrics, table, acc, routing, field, heat, heat_diff, load_run, load, trade_acc,
                trade_kl, state, caption]
