@@ -59,12 +59,15 @@ def _check_saved_paths(settings: Settings, store: Store | None, data: dict, scop
         key = f"moqe.variants[{i}]"
         if isinstance(v, str) and v.startswith("run:"):
             variants[i] = f"path:{_run_artifacts(settings, store, v[4:], scope, key)}"
-        elif isinstance(v, str) and v.startswith("path:") and scope is not None:
+        elif isinstance(v, str) and v.startswith("path:"):
             try:
                 path = Path(v[5:]).expanduser().resolve()
             except (OSError, RuntimeError, ValueError):
                 continue  # confine_recipe reports it
-            if inside(path, (artifacts,)) and path != artifacts:
+            if path == artifacts:
+                raise RecipeError(key, "the artifacts folder itself is not a saved model: name one run's "
+                                       "(`run:<id>`)")
+            if inside(path, (artifacts,)) and scope is not None:
                 run_id = path.relative_to(artifacts).parts[0]
                 _run_artifacts(settings, store, run_id, scope, key)
 

@@ -58,3 +58,16 @@ def test_variant_source_inside_the_roots_is_resolved_for_the_worker(team, tmp_pa
                               saved_roots=None)
     assert confined.moqe.variants[0]["calibration"] == {"source": f"file:{real}"}
     assert confined.moqe.variants[1] == W  # a variant without its own source keeps the run's
+
+
+@pytest.mark.parametrize("spelled", ["{a}", "{a}/", "{a}/../artifacts", "{a}/."])
+@pytest.mark.parametrize("who", [("p2",), None], ids=["team", "embedded"])
+def test_the_artifacts_root_is_not_a_variant(team, spelled, who):
+    """Third round, item 4: refused at admission in one line (it used to fail in the worker)."""
+    settings, store = team
+    recipe = _moqe({})
+    recipe["moqe"]["variants"][0] = "path:" + spelled.format(a=settings.artifacts_dir)
+    with pytest.raises(RecipeError) as err:
+        admit(settings, store, recipe, who)
+    text = str(err.value)
+    assert text.startswith("recipe.moqe.variants[0]: the artifacts folder itself") and "\n" not in text, text
