@@ -60,7 +60,8 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
                        allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts(settings, host),
-                       allowed_origins=settings.allowed_origins, url_token=token)
+                       allowed_origins=settings.allowed_origins, url_token=token,
+                       root_path=settings.root_path if token is None else "")
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 2**20),
                        has_credentials=_credentials_check(svc, token))
     from moeq.app.ui import TITLE

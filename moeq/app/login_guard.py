@@ -7,7 +7,9 @@ answer (200 = success, 400 = wrong credentials). The form is parsed by the same 
 route uses (Starlette's), and a form with a repeated field or a file part is refused, so the name
 that is throttled is the name that logs in. Gradio's own login page posts multipart/form-data, so
 that encoding is accepted alongside application/x-www-form-urlencoded; nothing else is. The session
-cookies it answers with are rewritten to SameSite=Lax (Gradio sets None).
+cookies it answers with are rewritten to SameSite=Lax (Gradio sets None) and Path=<root path>
+(MOEQ_ROOT_PATH, else /); over https Gradio's second, non-Secure cookie is dropped, so the session
+is never sent over plain http (browsers send a host's cookies to all its ports).
 
 Sessions: every token is registered when it is issued, with its user and the password hash the
 user had then; an unregistered token, or one whose user's hash has changed since (a password reset,
@@ -100,7 +102,7 @@ class LoginGuardMiddleware:
         self.app, self.throttle, self.sessions = app, throttle, sessions
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
+        if scope["type"] != "http" or scope["method"] != "POST" or get_route_path(scope).rstrip("/") != "/login":
             return await self.app(scope, receive, send)
         body = b""
         while True:  # buffer the (small) form to read the user name, then replay it
@@ -130,6 +132,7 @@ class LoginGuardMiddleware:
         if slow > 0:
             await asyncio.sleep(slow)
         status: dict = {"tokens": []}
+        https = scope.get("scheme") == "https"  # as the client sees it (a trusted proxy's X-Forwarded-Proto)
 
         async def watch(message):
             if message["type"] == "http.response.start":
@@ -138,10 +141,10 @@ class LoginGuardMiddleware:
                 for name, value in message.get("headers", []):
                     if name.lower() == b"set-cookie" and value.startswith(b"access-token"):
                         cookie_name, _, rest = value.partition(b"=")
+                        if https and cookie_name.startswith(b"access-token-unsecure"):
+                            continue  # over https only the Secure cookie: never sent over http, to any port
                         status["tokens"].append((cookie_name.decode(), rest.split(b";", 1)[0].decode()))
-                        value = SAMESITE.sub(b"SameSite=lax", value)
-                        if b"samesite" not in value.lower():
-                            value += b"; SameSite=lax"
+                        value = _scoped(value, scope.get("root_path") or "/")
                     headers.append((name, value))
                 message = {**message, "headers": headers}
             await send(message)
@@ -156,7 +159,20 @@ class LoginGuardMiddleware:
             self.throttle.failed(user, address)
 
 
-SAMESITE = re.compile(rb"samesite=[a-z]+", re.IGNORECASE)
+SAMESITE = re.compile(rb";\s*samesite=[a-z]+", re.IGNORECASE)
+COOKIE_PATH = re.compile(rb";\s*path=[^;]*", re.IGNORECASE)
+
+
+def get_route_path(scope) -> str:
+    """The path below the root path (the server's own routes)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _scoped(cookie: bytes, path: str) -> bytes:
+    """A session cookie with SameSite=Lax and the server's root path as its Path (Gradio sets neither)."""
+    cookie = COOKIE_PATH.sub(b"", SAMESITE.sub(b"", cookie))
+    return cookie + b"; SameSite=lax; Path=" + path.encode("latin-1", "replace")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

@@ -114,7 +114,7 @@ def protection_line(settings: Settings, host: str, port: int, token: str | None)
     shown = f"[{host}]" if ":" in host else host
     mode = "embedded: SQLite + local worker" if settings.embedded else "team mode"
     if token is None:
-        return f"moeq: serving http://{shown}:{port}/ ({mode}); protection: logins (MOEQ_AUTH=1)"
+        return f"moeq: serving http://{shown}:{port}{settings.root_path}/ ({mode}); protection: logins (MOEQ_AUTH=1)"
     return (f"moeq: serving http://{shown}:{port}{secret_prefix(token)}/ ({mode}); protection: no logins, a "
             f"secret path in this URL (its token also in {settings.home / TOKEN_FILE}, mode 0600); "
             f"set MOEQ_AUTH=1 for logins")

@@ -13,6 +13,8 @@
   (scripts). No cookie carries it: browsers send a host's cookies to every port of that host, so a
   cookie would reach another local user's server on another port of 127.0.0.1, while a path is
   only requested by whoever knows it. An old `/?token=…` link is redirected there (no cookie).
+- **Root path** (logins, MOEQ_ROOT_PATH): the workbench lives under that path, so the browser
+  scopes the session cookies to it (moeq.app.login_guard also says so with `Path=`).
 - **Referrer-Policy: no-referrer** on every answer, so the secret path never leaves in a Referer.
 """
 
@@ -37,12 +39,12 @@ def host_name(host: str) -> str:
 
 class RequestGuard:
     def __init__(self, app, allowed_hosts: tuple[str, ...] = (), allowed_origins: tuple[str, ...] = (),
-                 url_token: str | None = None) -> None:
+                 url_token: str | None = None, root_path: str = "") -> None:
         self.app = app
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.url_token = url_token
-        self.prefix = secret_prefix(url_token) if url_token is not None else None
+        self.prefix = secret_prefix(url_token) if url_token is not None else (root_path.rstrip("/") or None)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -51,11 +53,13 @@ class RequestGuard:
         method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
         send = _no_referrer(send)
         refusal = self.refusal(scope, headers, method)
-        if refusal is None and self.url_token is not None:
+        if refusal is None and self.prefix is not None:
             if scope.get("path", "") == self.prefix and scope["type"] == "http":
                 return await _redirect(send, self.prefix + "/")
             if scope.get("path", "").startswith(self.prefix + "/"):  # the page and everything it asks for
                 scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
+            elif self.url_token is None:
+                refusal = (404, f"not found: this server lives under {self.prefix}/ (MOEQ_ROOT_PATH)")
             elif not has_secret(scope, headers, self.url_token):
                 given = _query_token(scope)
                 if given is not None and method == "GET" and _same(given, self.url_token):

@@ -5,13 +5,15 @@ environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOE
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
 MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB, MOEQ_TRUSTED_PROXIES, MOEQ_ALLOWED_ORIGINS,
-MOEQ_ALLOWED_HOSTS (comma-separated), MOEQ_MAX_BODY_MB (request bodies with credentials). See
+MOEQ_ALLOWED_HOSTS (comma-separated), MOEQ_MAX_BODY_MB (request bodies with credentials),
+MOEQ_ROOT_PATH (with logins: the path the workbench lives under). See
 docs/security.md for what the roots and switches guarantee.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    root_path: str = ""  # with logins: the workbench lives under this path (its cookies scoped to it)
     max_body_mb: float = 16.0  # the largest request body with credentials (moeq.app.body_limit)
 
     @property
@@ -117,6 +120,13 @@ def _number(name: str, value: str) -> float:
     if not v > 0:  # NaN too
         raise SettingsError(f"{name}: must be > 0, got {value!r}")
     return v
+
+
+def _root_path(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        raise SettingsError(f"MOEQ_ROOT_PATH: expected a path like /moeq (letters, digits, . _ ~ -), got {value[:80]!r}")
+    return value
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -185,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         trusted_proxies=_list(get("MOEQ_TRUSTED_PROXIES", "trusted_proxies")),
         allowed_origins=tuple(o.rstrip("/") for o in _list(get("MOEQ_ALLOWED_ORIGINS", "allowed_origins"))),
         allowed_hosts=tuple(h.lower() for h in _list(get("MOEQ_ALLOWED_HOSTS", "allowed_hosts"))),
+        root_path=_root_path(get("MOEQ_ROOT_PATH", "root_path", "")),
         max_body_mb=_number("MOEQ_MAX_BODY_MB", get("MOEQ_MAX_BODY_MB", "max_body_mb", "16")),
     )
 

@@ -68,3 +68,34 @@ def test_a_browser_using_the_page_holds_no_cookie(embedded):
         cookies = context.cookies()
         browser.close()
     assert cookies == [], cookies
+
+
+def _session_cookies(response: httpx.Response) -> list[str]:
+    return [v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("access-token")]
+
+
+def test_team_session_cookies_are_scoped_to_the_root_path(tmp_path):
+    from tests.security.web import team_server
+
+    with team_server(tmp_path, MOEQ_ROOT_PATH="/moeq") as (base, _, _):
+        client = httpx.Client(base_url=base, timeout=60)
+        assert client.post("/login", data={"username": "alice", "password": "alice-password"}).status_code == 404
+        r = client.post("/moeq/login", data={"username": "alice", "password": "alice-password"})
+        assert r.status_code == 200, r.text
+        cookies = _session_cookies(r)
+        assert cookies and all("Path=/moeq" in c and "SameSite=lax" in c for c in cookies), cookies
+        assert client.get("/config").status_code == 404  # nothing outside the root path
+        assert client.get("/moeq/config").json()["root"].endswith("/moeq")
+
+
+def test_over_https_only_the_secure_session_cookie_is_set(tmp_path):
+    from tests.security.web import team_server
+
+    with team_server(tmp_path, MOEQ_TRUSTED_PROXIES="127.0.0.1") as (base, _, _):
+        r = httpx.post(base + "/login", data={"username": "alice", "password": "alice-password"},
+                       headers={"X-Forwarded-Proto": "https"}, timeout=60)
+        assert r.status_code == 200, r.text
+        cookies = _session_cookies(r)
+        assert len(cookies) == 1 and "secure" in cookies[0].lower() and "unsecure" not in cookies[0], cookies
+        plain = httpx.post(base + "/login", data={"username": "alice", "password": "alice-password"}, timeout=60)
+        assert len(_session_cookies(plain)) == 2  # plain http (a local test setup) keeps Gradio's two
