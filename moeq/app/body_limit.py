@@ -52,16 +52,21 @@ class BodyLimit:
             more = message.get("more_body", False)
             if len(body) > limit:
                 return await _too_large(send, 413, _line(limit, self.limit))
-        replayed = False
+        return await self.app(scope, replaying(body, receive), send)
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        return await self.app(scope, replay, send)
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that gives `body` (already read) once, then whatever comes next."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _line(limit: int, full: int) -> str:

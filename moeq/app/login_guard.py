@@ -28,6 +28,8 @@ from collections import defaultdict, deque
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from moeq.app.body_limit import replaying
+
 WINDOW_S = 900.0  # failures older than this are forgotten
 ADDRESS_FACTOR = 4  # an address may fail this many times more often than with one user name
 USER_DELAY_S = 0.25  # the first slowdown of a name that failed from anywhere max_failures times
@@ -112,14 +114,7 @@ class LoginGuardMiddleware:
                 return await _answer(send, 413, "login form too large")
             if not message.get("more_body"):
                 break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        replay = replaying(body, receive)
 
         user, problem = await _login_name(scope, body)
         if problem:

@@ -37,8 +37,13 @@ def _raw(base: str, head: str, chunks=(), chunk_size: int = 0) -> tuple[str, int
                 break
             sent += len(chunk)
         sock.settimeout(30)
-        answer = sock.recv(65536).decode("latin-1")
-    return answer, sent
+        answer = b""
+        try:
+            while piece := sock.recv(65536):  # the server closes after its answer
+                answer += piece
+        except ConnectionResetError:  # it closed with our unread bytes pending: the kernel resets
+            answer = answer or b"RESET"
+    return answer.decode("latin-1"), sent
 
 
 def test_an_anonymous_declared_huge_body_is_refused_unread(server):
@@ -55,8 +60,8 @@ def test_an_anonymous_chunked_body_is_cut_at_the_small_limit(server):
             "transfer-encoding: chunked\r\n\r\n")
     chunks = (b"x" * 65536 for _ in range(4096))  # 256 MB if it were all read
     answer, sent = _raw(server, head, chunks)
-    assert answer.startswith("HTTP/1.1 413"), answer[:200]
-    assert sent < 16 * 2**20, sent  # answered long before the end
+    assert answer.startswith(("HTTP/1.1 413", "RESET")), answer[:200]  # the 413 itself: the test below
+    assert sent < 16 * 2**20, sent  # the server stopped reading long before the end
 
 
 def test_a_signed_in_user_may_send_up_to_max_body_mb(server):
