@@ -33,10 +33,10 @@ def private_sqlite_file(path: Path) -> None:
     """Create a SQLite database that does not exist yet private to its owner: its folder 0700 (when
     created here) and the file 0600 (SQLite gives its -wal/-shm files the file's mode). An existing
     file or folder keeps its mode. Every path that may create the database comes through here."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
+    except OSError:  # it exists, or cannot be created: SQLite opens it or says why (check_connection)
         return
     os.close(fd)  # an empty file is an empty SQLite database
 
