@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from moeq.contract.eta import eta_seconds
+
 log = logging.getLogger("moeq.progress")
 LINE_MIN_INTERVAL_S = 5.0  # stage lines: on every new stage, else at most this often
 
@@ -28,12 +30,8 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def eta_seconds(elapsed: float, fraction: float, base: float = 0.0) -> float | None:
-    """Remaining time at the average rate since the start (of this attempt, which began at `base`)."""
-    done = fraction - base
-    if done < 0.02 or elapsed <= 0:
-        return None
-    return max(0.0, elapsed * (1.0 - fraction) / done)
+def _no_floor(stage: str) -> None:
+    return None
 
 
 def stage_name(stage: str) -> str:
@@ -51,7 +49,7 @@ def _columns(stream) -> int:
 class BarProgress:
     """A tqdm bar in percent on stderr; the description is the stage."""
 
-    def __init__(self, stream=None, elapsed0: float = 0.0) -> None:
+    def __init__(self, stream=None, elapsed0: float = 0.0, floor=None) -> None:
         from tqdm import tqdm
 
         class _Bar(tqdm):  # the bar's right side is our own text: elapsed and ETA of this attempt
@@ -68,6 +66,7 @@ class BarProgress:
                         nrows=None if sized else 24, smoothing=0, mininterval=0.2, bar_format="{desc} {percentage:3.0f}%|{bar}| {timing}")
         self.start = time.monotonic() - elapsed0
         self.base = 0.0
+        self.floor = floor or _no_floor
 
     def restart(self, base: float, elapsed0: float = 0.0) -> None:
         """A new attempt took over at `base`: the ETA is measured from here on."""
@@ -76,7 +75,7 @@ class BarProgress:
     def __call__(self, stage: str, fraction: float) -> None:
         pct = max(self.bar.n, min(100.0, 100.0 * fraction))
         elapsed = time.monotonic() - self.start
-        eta = eta_seconds(elapsed, pct / 100, self.base)
+        eta = eta_seconds(elapsed, pct / 100, self.base, self.floor(stage))
         self.bar.set_description_str(f"{stage[:40]:<40}", refresh=False)
         self.bar.timing = f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
         self.bar.update(pct - self.bar.n)
@@ -91,9 +90,10 @@ class BarProgress:
 class LineProgress:
     """`HH:MM:SS [ 35%] quantize: layer 2/4 — elapsed 5s, ETA 9s` on every new stage (logging)."""
 
-    def __init__(self, elapsed0: float = 0.0) -> None:
+    def __init__(self, elapsed0: float = 0.0, floor=None) -> None:
         self.start = time.monotonic() - elapsed0
         self.base = 0.0
+        self.floor = floor or _no_floor
         self.last_stage = ""
         self.last_t = 0.0
 
@@ -108,7 +108,7 @@ class LineProgress:
         self.last_stage, self.last_t = stage, now
         elapsed = now - self.start
         log.info("[%3.0f%%] %s — elapsed %s, ETA %s", 100 * fraction, stage, fmt_duration(elapsed),
-                 fmt_duration(eta_seconds(elapsed, fraction, self.base)))
+                 fmt_duration(eta_seconds(elapsed, fraction, self.base, self.floor(stage))))
 
     def close(self) -> None:
         return None
@@ -148,11 +148,12 @@ def setup_line_logging() -> None:
     log.propagate = False
 
 
-def make_progress(quiet: bool = False, elapsed0: float = 0.0):
-    """The view for this process's stderr: bar on a terminal, stage lines otherwise, none when quiet."""
+def make_progress(quiet: bool = False, elapsed0: float = 0.0, floor=None):
+    """The view for this process's stderr: bar on a terminal, stage lines otherwise, none when quiet.
+    `floor(stage)`: seconds the stages after `stage` took last time (the ETA never says less)."""
     if quiet:
         return NoProgress()
     if sys.stderr.isatty():
-        return BarProgress(elapsed0=elapsed0)
+        return BarProgress(elapsed0=elapsed0, floor=floor)
     setup_line_logging()
-    return LineProgress(elapsed0=elapsed0)
+    return LineProgress(elapsed0=elapsed0, floor=floor)

@@ -36,24 +36,27 @@ def input_widths(config: dict) -> dict[str, int]:
     return out
 
 
-def misfits(config: dict, group: int) -> dict[str, int]:
-    """The widths `group` does not divide."""
-    return {k: w for k, w in input_widths(config).items() if w % group}
-
-
 def fitting_groups(config: dict) -> list[str]:
     """The common group sizes that divide every width, in CLI spelling ('channel' always fits)."""
-    widths = list(input_widths(config).values())
-    return [str(g) for g in COMMON_GROUPS if all(w % g == 0 for w in widths)] + ["channel"]
+    return fitting_groups_of(input_widths(config))
+
+
+def fitting_groups_of(widths: dict[str, int]) -> list[str]:
+    return [str(g) for g in COMMON_GROUPS if all(w % g == 0 for w in widths.values())] + ["channel"]
 
 
 def group_problem(config: dict, group: int | None, model: str) -> str | None:
     """One line naming every width `group` does not divide and the group sizes that fit all of them."""
+    return widths_problem(input_widths(config), group, model)
+
+
+def widths_problem(widths: dict[str, int], group: int | None, model: str) -> str | None:
+    """group_problem for widths already known (a zoo model not built yet: moeq.contract.zoo_widths)."""
     if group is None:
         return None
-    bad = misfits(config, group)
+    bad = {k: w for k, w in widths.items() if w % group}
     if not bad:
         return None
     said = ", ".join(f"{k} = {w}" for k, w in bad.items())
     return (f"group size {group} does not divide {said} of {model}; group sizes that fit every width: "
-            f"{', '.join(fitting_groups(config))}")
+            f"{', '.join(fitting_groups_of(widths))}")

@@ -21,11 +21,12 @@ from moeq.jobs.settings import Settings
 from moeq.contract import limits
 from moeq.contract.cost import check_work
 from moeq.contract.errors import ModelError, RecipeError
-from moeq.contract.group_fit import group_problem
+from moeq.contract.group_fit import group_problem, widths_problem
 from moeq.contract.model_size import ModelSize, check_fits, model_size
 from moeq.contract.recipe import Recipe, parse_recipe
 from moeq.contract.sources import confine_recipe, inside
 from moeq.contract.zoo import ZOO, zoo_path
+from moeq.contract.zoo_widths import ZOO_WIDTHS
 
 
 def _variants(data: dict) -> list | None:
@@ -96,10 +97,11 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     from moeq.contract.families import FAMILY_BY_NAME
 
     path = _model_dir(settings, recipe.model)
-    if path is None:  # a zoo model not built yet: its family is known from the catalog
+    if path is None:  # a zoo model not built yet: its family and widths are known from the catalog
         if recipe.model in ZOO:
             family = ZOO[recipe.model].family
             check_recipe_family(recipe, FAMILY_BY_NAME.get(family) or detected_family(family))
+            _check_groups(recipe, lambda group: widths_problem(ZOO_WIDTHS[recipe.model], group, recipe.model))
         return UNBUILT_ZOO_SIZE, 1024
     config = read_config(path)
     if config.get("auto_map") and not settings.allow_remote_code:
@@ -109,12 +111,17 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     check_recipe_family(recipe, family_for_config(config))
     size = model_size(config)
     check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
+    _check_groups(recipe, lambda group: group_problem(config, group, recipe.model))
+    return size, hidden
+
+
+def _check_groups(recipe: Recipe, problem_of) -> None:
+    """Every weight grid's group size against the model's widths (`problem_of(group)`: one line or None)."""
     for key, bits, group in _weight_grids(recipe):
         if isinstance(bits, int) and bits < 16 and (group is None or isinstance(group, int)):
-            problem = group_problem(config, group, recipe.model)
+            problem = problem_of(group)
             if problem:
                 raise RecipeError(key, problem)
-    return size, hidden
 
 
 def _weight_grids(recipe: Recipe) -> list[tuple[str, int, int | None]]:

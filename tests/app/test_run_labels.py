@@ -44,3 +44,15 @@ def test_the_seed_and_both_bits_reach_titles_exports_and_the_cli(moeq_home):
     assert "seed 5" in text.splitlines()[0] and "seed 6" in text.splitlines()[0]
     svc.close()
     store.dispose()
+
+
+def test_model_paths_show_their_distinguishing_end_in_the_runs_table():
+    from moeq.app.run_label import MODEL_LABEL_CHARS, model_label
+    from moeq.app.tabs.runs import _cell
+
+    assert model_label("testbed-mixtral") == "testbed-mixtral"
+    assert model_label("/data/ckpt/mixtral-8x7b-instruct") == "…/ckpt/mixtral-8x7b-instruct"
+    a, b = (model_label(f"/tmp/nc/model-qwen3-30b-a3b-{v}") for v in ("instruct", "base"))
+    assert a != b and a.endswith("instruct") and b.endswith("base")
+    assert all(len(model_label(p)) <= MODEL_LABEL_CHARS for p in ("/a/" + "x" * 80, "y" * 90, "/" * 40))
+    assert _cell("model", {"model": "/data/ckpt/mixtral-8x7b-instruct"}) == "…/ckpt/mixtral-8x7b-instruct"

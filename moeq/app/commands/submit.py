@@ -81,7 +81,7 @@ def follow(store, run_id: str, quiet: bool = False, as_json: bool = False) -> in
             with store.session() as s:
                 p = progress_info(s, run_id)
             if p["status"] == "running" and view is None:
-                view = make_progress(quiet, elapsed0=p["elapsed_s"] or 0.0)
+                view = make_progress(quiet, elapsed0=p["elapsed_s"] or 0.0, floor=_eta_floor(store, run_id))
             if view is not None and p["attempt"] != attempt:
                 if attempt:
                     view.restart(p["fraction"])
@@ -109,3 +109,14 @@ def follow(store, run_id: str, quiet: bool = False, as_json: bool = False) -> in
         print(f"moeq: warning: {w}", file=sys.stderr)
     print(json.dumps(result, indent=1, default=str) if as_json else format_run(d))
     return 0 if d["status"] == "succeeded" else 1
+
+
+def _eta_floor(store, run_id: str):
+    """The floor the web card uses, for the bar (the stages ahead, measured on the last finished run)."""
+    from moeq.db.repository.eta import stage_floor
+    from moeq.db.repository.runs import get_run
+
+    with store.session() as s:
+        run = get_run(s, run_id)
+        return stage_floor(s, run.model_ref, run.techniques, bool(run.save_model),
+                           isinstance((run.recipe or {}).get("moqe"), dict))

@@ -13,7 +13,7 @@ from moeq.app.escape import h
 from moeq.app.paired_view import groups_html
 from moeq.app.progress_view import fmt_duration
 from moeq.app.run_card import ACTIVE, card_html, duration_s, progress_html
-from moeq.app.run_label import nominal, run_title
+from moeq.app.run_label import model_label, nominal, run_title
 from moeq.app.services import AppServices
 from moeq.db.repository.queries import SORTABLE, RunFilter
 
@@ -53,6 +53,8 @@ def _cell(field: str, r: dict):
         return ""
     if field == "run_id":
         return v[:SHORT_ID]
+    if field == "model":
+        return model_label(v)
     if field == "created_at":
         return v[:16].replace("T", " ")
     if isinstance(v, float):

@@ -38,13 +38,25 @@ def phase_of(stages: list[str]) -> str | None:
     return phase
 
 
-def _measured(s: Session, run: Run) -> dict | None:
+def last_timings(s: Session, model_ref: str, techniques: str, exclude_id: str | None = None) -> dict | None:
     """Stage timings of the last succeeded run of the same model and techniques."""
-    prev = s.scalar(select(Run).where(Run.model_ref == run.model_ref, Run.techniques == run.techniques,
-                                      Run.status == "succeeded", Run.id != run.id)
-                    .order_by(Run.finished_at.desc()).limit(1))
+    q = select(Run).where(Run.model_ref == model_ref, Run.techniques == techniques, Run.status == "succeeded")
+    if exclude_id is not None:
+        q = q.where(Run.id != exclude_id)
+    prev = s.scalar(q.order_by(Run.finished_at.desc()).limit(1))
     timings = ((prev.result or {}).get("timings") if prev is not None else None) or {}
     return timings if isinstance(timings, dict) and timings else None
+
+
+def seconds_ahead(measured: dict | None, phase: str | None, save_model: bool) -> float | None:
+    """What the stages after `phase` took in `measured` (None when unknown or nothing is ahead)."""
+    if not measured or phase not in ORDER:
+        return None
+    ahead = ORDER[ORDER.index(phase) + 1:]
+    if not save_model:
+        ahead = tuple(p for p in ahead if p != "save")
+    total = sum(float(measured.get(k) or 0.0) for p in ahead for k in TIMINGS.get(p, ()))
+    return total if total > 0 else None
 
 
 def eta_floor(s: Session, run: Run) -> float | None:
@@ -54,11 +66,22 @@ def eta_floor(s: Session, run: Run) -> float | None:
     stages = list(s.scalars(select(RunProgress.stage).where(RunProgress.run_id == run.id)
                             .order_by(RunProgress.id)))
     phase = phase_of(stages or [run.stage or ""])
-    measured = _measured(s, run) if phase else None
-    if not measured:
-        return None
-    ahead = ORDER[ORDER.index(phase) + 1:]
-    if not run.save_model:
-        ahead = tuple(p for p in ahead if p != "save")
-    total = sum(float(measured.get(k) or 0.0) for p in ahead for k in TIMINGS.get(p, ()))
-    return total if total > 0 else None
+    measured = last_timings(s, run.model_ref, run.techniques, exclude_id=run.id) if phase else None
+    return seconds_ahead(measured, phase, bool(run.save_model))
+
+
+class StageFloor:
+    """The same floor for a view that sees only `(stage, fraction)` (the CLI's bar and stage lines):
+    the timings are read once, the phase follows the stages the view has been shown."""
+
+    def __init__(self, measured: dict | None, save_model: bool) -> None:
+        self.measured, self.save_model, self.phase = measured, save_model, None
+
+    def __call__(self, stage: str) -> float | None:
+        self.phase = phase_of([stage]) or self.phase
+        return seconds_ahead(self.measured, self.phase, self.save_model)
+
+
+def stage_floor(s: Session, model_ref: str, techniques: str, save_model: bool, moqe: bool) -> StageFloor:
+    """The CLI's floor for a run of this model and techniques (none for MoQE: its stages differ)."""
+    return StageFloor(None if moqe else last_timings(s, model_ref, techniques), save_model)

@@ -13,12 +13,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moeq.contract.eta import eta_seconds
 from moeq.db.models import Run, RunProgress, utcnow
 from moeq.db.repository.eta import eta_floor
 from moeq.db.repository.runs import aware, get_run
-
-MIN_DONE_FOR_ETA = 0.02
-
 
 def _attempt_base(s: Session, run: Run) -> float:
     """The fraction at which the current attempt began (0 for the first)."""
@@ -40,13 +38,8 @@ def progress_info(s: Session, run_id: str, now: datetime | None = None) -> dict:
         elapsed = max(0.0, ((finished or now) - started).total_seconds())
     fraction = float(run.progress or 0.0)
     if run.status == "running" and elapsed is not None:
-        base = _attempt_base(s, run)
-        done = fraction - base
-        if done >= MIN_DONE_FOR_ETA:
-            eta = max(0.0, elapsed * (1.0 - fraction) / done)
-        floor = eta_floor(s, run)  # never less than what the stages ahead took last time
-        if floor is not None:
-            eta = max(eta or 0.0, floor)
+        # never less than what the stages ahead took last time
+        eta = eta_seconds(elapsed, fraction, _attempt_base(s, run), eta_floor(s, run))
     return {"run_id": run.id, "status": run.status, "fraction": fraction, "stage": run.stage or "",
             "attempt": int(run.attempts or 0), "elapsed_s": elapsed, "eta_s": eta,
             "cancel_requested": bool(run.cancel_requested)}
