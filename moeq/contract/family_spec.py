@@ -41,6 +41,9 @@ class FamilySpec:
     router: str = "gate"
     experts: str = "experts"
     shared_experts: str | None = None
+    # "layer": `shared_experts` is a path from the decoder layer, its output added to the MoE block's
+    # (GraniteMoE-shared's `shared_mlp`, which reads the block's input)
+    shared_experts_from: Literal["block", "layer"] = "block"
     shared_gate: str | None = None
     shared_gate_act: Literal["sigmoid"] | None = None
     # dense MLP (first dense layers, shared experts) projection names
@@ -69,3 +72,10 @@ class FamilySpec:
     @property
     def has_shared_experts(self) -> bool:
         return self.shared_experts is not None
+
+    @property
+    def shared_experts_path(self) -> str | None:
+        """Path of the shared expert from the decoder layer."""
+        if self.shared_experts is None or self.shared_experts_from == "layer":
+            return self.shared_experts
+        return f"{self.mlp}.{self.shared_experts}"

@@ -211,7 +211,7 @@ class ModelQuantizer:
                 agq = self.gptq and self.scheme.method.affinity and x is not None
                 weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None
                 quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,
-                             self.state, f"{prefix}.{spec.mlp}.{spec.shared_experts}", i, token_weights=weights)
+                             self.state, f"{prefix}.{spec.shared_experts_path}", i, token_weights=weights)
         kernel = None
         if self.use_kernels and spec.expert_call == "routed" and QuantExperts.kernel_compatible(block.experts.module):
             key = f"{prefix}.{spec.mlp}.{spec.experts}"
@@ -221,7 +221,7 @@ class ModelQuantizer:
                                                      t_in, down_tf))
             self.state.quant_experts[i] = asdict(self.aq)
             if block.shared is not None:
-                for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
+                for key, mod in _linears_under(block.shared, spec.shared_experts_path).items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
     def _mean_sequence(self, t_in) -> torch.Tensor | None:

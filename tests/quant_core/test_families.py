@@ -151,6 +151,12 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
                     w_fp, w_q = getattr(fp_moe.blocks[i].experts, part)()[e], getattr(block.experts, part)()[e]
                     assert not torch.equal(w_fp, w_q), f"{method}: layer {i} expert {e} {part} unchanged"
                     assert snr_db(w_fp, w_q) >= 14.0, f"{method}: layer {i} expert {e} {part} far from FP"
+            fp_shared = fp_moe.blocks[i].shared_linears()
+            assert sorted(block.shared_linears()) == sorted(fp_shared)
+            for name, mod in block.shared_linears().items():  # shared experts, block- or layer-level
+                w_fp = fp_shared[name].weight
+                assert not torch.equal(w_fp, mod.weight), f"{method}: layer {i} shared {name} unchanged"
+                assert snr_db(w_fp, mod.weight) >= 14.0, f"{method}: layer {i} shared {name} far from FP"
         plain = _load(save)  # the saved model without moeq code
         with torch.no_grad():
             assert torch.equal(plain(input_ids=ids).logits, loaded.model(input_ids=ids).logits)
@@ -158,20 +164,23 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
 
 @pytest.mark.parametrize("model_type, overrides, message", [
     ("jetmoe", dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=32, kv_channels=16),
-     "no routed experts"),
+     "not transformers' standard fused experts"),
     ("granitemoeshared", dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
                               shared_intermediate_size=32), "linears outside its token mixer and MoE block"),
 ])
-def test_unhandled_expert_layouts_are_one_clear_line(model_type, overrides, message):
+def test_undescribed_layouts_the_detector_cannot_handle_are_one_clear_line(model_type, overrides, message):
+    """Both families are described; found from the model alone, their layouts are refused in one line."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from moeq.contract.errors import ModelError
+    from moeq.quant_core.adapters.detect import detect_spec
     from moeq.quant_core.zoo.tiny import _COMMON
 
     config = AutoConfig.for_model(model_type, **{**_COMMON, "num_hidden_layers": 2, **overrides})
     model = AutoModelForCausalLM.from_config(config)
-    with pytest.raises(ModelError, match=f"{model_type}.*{message}"):
-        MoEModel(model)
+    with pytest.raises(ModelError, match=f"{model_type}.*{message}") as err:
+        detect_spec(model)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("model_type, overrides", [

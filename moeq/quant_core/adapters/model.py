@@ -253,7 +253,7 @@ class MoEModel:
             out[i] = MoEBlock(
                 layer_idx=i, layer=layer, block=block, router=router,
                 experts=ExpertGroup(experts, self.spec.experts_transposed),
-                shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
+                shared=get_path(layer, self.spec.shared_experts_path) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
                 spec=self.spec, config=self.model.config,
             )
@@ -312,6 +312,6 @@ class MoEModel:
         out = {**self.attn_inputs(i), **self.attn_output(i), **self.dense_mlp(i)}
         block = self.blocks.get(i)
         if block is not None:
-            prefix = f"{self.spec.mlp}.{self.spec.shared_experts}"
+            prefix = self.spec.shared_experts_path
             out.update({f"{prefix}.{n}": m for n, m in block.shared_linears().items()})
         return out

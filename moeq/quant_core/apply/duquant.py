@@ -75,12 +75,12 @@ class DuQuantHooks(LayerHooks):
         if self.cfg.moe_input == "expert":  # the router and each shared expert their own; experts: experts_down
             t_router = install_shared(readers, x, self.cfg, q.state, q.handles)
             if block.shared is not None:
-                self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}")
+                self._mlp(block.shared, x, f"{prefix}.{spec.shared_experts_path}")
             site.x_experts, site.t_router = site.x, t_router
             site.x_t = t_router(site.x)
             return
         if block.shared is not None:
-            t_in = self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}", readers)
+            t_in = self._mlp(block.shared, x, f"{prefix}.{spec.shared_experts_path}", readers)
         else:
             t_in = install_shared(readers, x, self.cfg, q.state, q.handles)
         fold(block.experts.gate_up(), t_in)
