@@ -90,6 +90,18 @@ _SPECS = (
                refuses=_refuse(_NO_TRANSFORMS, "hybrid Mamba2 layers (in_proj reads the input norm, not q/k/v); "
                                "residual and embedding multipliers are not yet checked"),
                notes="GraniteMoE-shared with Mamba2 and attention layers (`layer_types`)"),
+    FamilySpec(name="jetmoe", model_types=("jetmoe",), router="router.layer", gating="router", expert_call="sorted",
+               expert_stacks=("input_linear.weight", "output_linear.weight"), norm_topk_prob=True,
+               token_mixers=("self_attention",), attn_inputs=("self_attention.kv_proj",),
+               attn_expert_stacks=("self_attention.experts.input_linear", "self_attention.experts.output_linear"),
+               attn_routers=("self_attention.experts.router.layer",),
+               refuses=(*_refuse((*_NO_TRANSFORMS, "router_align"), "its mixture-of-attention experts (q / o "
+                                 "projections routed per token) and the blocks' output biases are not modelled"),
+                        ("activations", "its parallel experts run inside the MoE block, where moeq installs no "
+                                        "activation quantization")),
+               notes="parallel-expert MLP (input_linear / output_linear stacks, softmax over the top-k logits, "
+                     "output bias); mixture-of-attention q / o experts quantized per expert as ordinary weights, "
+                     "their router kept FP"),
     FamilySpec(name="phimoe", model_types=("phimoe",), router="router", routing="sparsemixer",
                refuses=(*_refuse(_NO_TRANSFORMS, "its norms are LayerNorms with a bias"),
                         ("router_align", "sparsemixer routing has no full expert distribution to align")),

@@ -88,6 +88,8 @@ def test_expert_views_and_dispatch_recompute_the_blocks_experts(more_zoo, family
             hooks.append(b.block.register_forward_hook(lambda m, a, out, i=i, b=b: got.__setitem__(
                 i, (out[0] if isinstance(out, tuple) else out).reshape(-1, a[0].shape[-1])
                 - b.shared(a[0].reshape(-1, a[0].shape[-1])))))
+        elif b.spec.expert_call == "sorted":  # the block runs its weight stacks, then adds its bias (JetMoE)
+            hooks.append(b.block.register_forward_hook(lambda m, a, out, i=i: got.__setitem__(i, out - m.bias)))
         else:
             hooks.append(b.experts.module.register_forward_hook(lambda m, a, out, i=i: got.__setitem__(i, out)))
     with DispatchRecorder(moe, keep_inputs=True) as rec, torch.no_grad():
@@ -157,6 +159,14 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
                 w_fp = fp_shared[name].weight
                 assert not torch.equal(w_fp, mod.weight), f"{method}: layer {i} shared {name} unchanged"
                 assert snr_db(w_fp, mod.weight) >= 14.0, f"{method}: layer {i} shared {name} far from FP"
+        for i in range(len(loaded.moe.layers)):  # per-expert weight stacks of the token mixer (JetMoE's MoA)
+            fp_stacks, stacks = fp_moe.attn_expert_stacks(i), loaded.moe.attn_expert_stacks(i)
+            assert len(stacks) == len(fp_moe.spec.attn_expert_stacks) == len(fp_stacks)
+            for name, mod in stacks.items():
+                for e in range(mod.weight.shape[0]):
+                    w_fp, w_q = fp_stacks[name].weight[e], mod.weight[e]
+                    assert not torch.equal(w_fp, w_q), f"{method}: layer {i} {name} expert {e} unchanged"
+                    assert snr_db(w_fp, w_q) >= 14.0, f"{method}: layer {i} {name} expert {e} far from FP"
         plain = _load(save)  # the saved model without moeq code
         with torch.no_grad():
             assert torch.equal(plain(input_ids=ids).logits, loaded.model(input_ids=ids).logits)

@@ -18,6 +18,7 @@ from moeq.contract.family_spec import TOP_K_ATTRS, FamilySpec
 from moeq.contract.errors import ModelError
 from moeq.quant_core.functional.routing import RoutingRule
 from moeq.quant_core.adapters.paths import get_path  # noqa: F401  (re-exported: the adapters' one path helper)
+from moeq.quant_core.adapters.stacked import StackedExperts, sorted_dispatch
 
 EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top_k_weights", "routing_weights"))
 
@@ -61,6 +62,7 @@ class ExpertGroup:
         self.transposed = bool(getattr(module, "is_transposed", False)) if transposed is None else transposed
         self.concatenated = bool(getattr(module, "is_concatenated", True))
         self.has_bias = bool(getattr(module, "has_bias", False))
+        self.names = ("gate_up_proj", "down_proj")  # the records' keys under the module
 
     @property
     def num_experts(self) -> int:
@@ -121,7 +123,7 @@ class MoEBlock:
     layer: nn.Module
     block: nn.Module
     router: nn.Module
-    experts: ExpertGroup
+    experts: ExpertGroup | StackedExperts
     shared: nn.Module | None
     shared_gate: nn.Module | None
     spec: FamilySpec
@@ -189,6 +191,9 @@ class MoEBlock:
         block's own routing, read where it calls the experts (the pass ends there)."""
         if self.spec.expert_call == "scaled_input":
             return self.scaled_input_dispatch(self.router(x))
+        if self.spec.expert_call == "sorted":
+            index, weights, _ = sorted_dispatch(self.gating()(x))
+            return index, weights
         got: list = []
 
         def hook(module, args, kwargs):
@@ -206,6 +211,13 @@ class MoEBlock:
             raise ModelError(f"layer {self.layer_idx}: the MoE block never called its experts")
         index, weights = got[0]
         return index.reshape(x.shape[0], -1), weights.reshape(x.shape[0], -1)
+
+    def gating(self) -> nn.Module:
+        """The module whose output is the sorted dispatch (expert_call "sorted")."""
+        gating = get_path(self.block, self.spec.gating or "")
+        if gating is None:
+            raise ModelError(f"layer {self.layer_idx}: no gating module at {self.spec.gating}")
+        return gating
 
     def router_weight(self) -> torch.Tensor:
         return self.router.weight.data
@@ -244,7 +256,7 @@ class MoEModel:
         out = {}
         for i, layer in enumerate(self.layers):
             block = get_path(layer, self.spec.mlp)
-            experts = get_path(block, self.spec.experts) if block is not None else None
+            experts = self._experts(block)
             if experts is None:
                 continue
             router = get_path(block, self.spec.router)
@@ -252,7 +264,7 @@ class MoEModel:
                 raise ModelError(f"layer {i}: MoE block without a router at {self.spec.router}")
             out[i] = MoEBlock(
                 layer_idx=i, layer=layer, block=block, router=router,
-                experts=ExpertGroup(experts, self.spec.experts_transposed),
+                experts=experts,
                 shared=get_path(layer, self.spec.shared_experts_path) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
                 spec=self.spec, config=self.model.config,
@@ -261,12 +273,26 @@ class MoEModel:
             raise ModelError(f"{type(self.model).__name__}: no MoE blocks found; moeq needs a Mixture-of-Experts model")
         return out
 
+    def _experts(self, block: nn.Module | None) -> ExpertGroup | StackedExperts | None:
+        """The routed experts of MLP `block`, or None when it is a dense MLP."""
+        stacks = self.spec.expert_stacks
+        if block is None:
+            return None
+        if stacks is not None:
+            return StackedExperts(block, stacks) if get_path(block, stacks[0].rpartition(".")[0]) is not None \
+                else None
+        experts = get_path(block, self.spec.experts)
+        return None if experts is None else ExpertGroup(experts, self.spec.experts_transposed)
+
     def moe_blocks(self) -> list[MoEBlock]:
         return list(self.blocks.values())
 
     def replace_experts(self, i: int, module: nn.Module) -> None:
         """Swap layer i's experts module (same call signature and parameters) and update the view."""
         block = self.blocks[i]
+        if self.spec.expert_stacks is not None:
+            raise ModelError(f"family {self.spec.name}: its experts are weight stacks run by the block; "
+                             "they cannot be replaced by a module")
         setattr(block.block, self.spec.experts, module)
         block.experts = ExpertGroup(module, self.spec.experts_transposed)
 
@@ -286,6 +312,11 @@ class MoEModel:
     def attn_inputs(self, i: int) -> dict[str, nn.Linear]:
         layer = self.layers[i]
         return {n: get_path(layer, n) for n in self.spec.attn_inputs if get_path(layer, n) is not None}
+
+    def attn_expert_stacks(self, i: int) -> dict[str, nn.Module]:
+        """Layer i's token-mixer modules holding per-expert weight stacks, keyed by path inside the layer."""
+        layer = self.layers[i]
+        return {p: get_path(layer, p) for p in self.spec.attn_expert_stacks if get_path(layer, p) is not None}
 
     def attn_output(self, i: int) -> dict[str, nn.Linear]:
         return {self.spec.attn_output: get_path(self.layers[i], self.spec.attn_output)}

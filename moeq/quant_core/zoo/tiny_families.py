@@ -40,6 +40,7 @@ MORE_TINY_CONFIGS = MappingProxyType({
                                                   mamba_chunk_size=16, position_embedding_type="rope",
                                                   layer_types=["linear_attention", "full_attention",
                                                                "linear_attention"])),
+    "jetmoe": ("jetmoe", dict(num_local_experts=6, num_experts_per_tok=2, intermediate_size=32, kv_channels=16)),
     "phimoe": ("phimoe", dict(num_local_experts=6, num_experts_per_tok=2, intermediate_size=32)),
     "ernie4_5_moe": ("ernie4_5_moe", dict(moe_num_experts=6, moe_k=2, moe_intermediate_size=32,
                                           moe_num_shared_experts=1, moe_layer_start_index=1)),
