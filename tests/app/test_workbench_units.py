@@ -35,6 +35,13 @@ def test_a_missing_model_is_an_error():
     assert model_problem("testbed-mixtral", ()) is None
 
 
+def test_the_launch_page_names_the_moqe_variant_its_family_refuses():
+    variants = [{"techniques": ["rtn"]}, {"techniques": ["smooth", "rtn"]}]
+    problem = model_problem("tiny-jetmoe", (), {"model": "tiny-jetmoe", "moqe": {"variants": variants}})
+    assert problem.startswith("moqe.variants[1].techniques: family jetmoe cannot take smoothing")
+    assert model_problem("tiny-jetmoe", (), {"model": "tiny-jetmoe", "moqe": {"variants": variants[:1] * 2}}) is None
+
+
 RECIPES = [
     {"model": "testbed-mixtral", "weights": {"bits": 3, "group_size": 32, "symmetric": False},
      "techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],

@@ -13,7 +13,7 @@ import torch
 
 from moeq.contract.describe import describe_dir
 from moeq.quant_core.adapters.dispatch import DispatchRecorder
-from moeq.quant_core.adapters.model import MoEModel
+from moeq.quant_core.adapters.model import MoEModel, get_path
 from moeq.quant_core.api import run
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.functional.affine import snr_db
@@ -107,6 +107,30 @@ def test_expert_views_and_dispatch_recompute_the_blocks_experts(more_zoo, family
                     e = int(index[r, slot])
                     recomputed[t] += weights[r, slot] * block.experts.expert_output(e, x[r:r + 1])[0]
         torch.testing.assert_close(recomputed, got[i].reshape(recomputed.shape), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_experts_calibrate_on_the_tokens_their_router_sends(more_zoo):
+    """JetMoE's mixture-of-attention q projections: each expert's GPTQ statistics come from exactly the
+    tokens the attention router sends it (read where the stack is called, not recomputed)."""
+    from moeq.quant_core.adapters.stacked import sorted_dispatch
+    from moeq.quant_core.algorithms.capture import capture_first_layer_inputs
+    from moeq.quant_core.algorithms.stacks import collect_stack_inputs
+
+    moe = MoEModel(_load(ensure_built("tiny-jetmoe", more_zoo)))
+    batches = capture_first_layer_inputs(moe, _ids(6), 2, torch.device("cpu"))
+    stacks = moe.attn_expert_stacks(0)
+    q_proj = moe.spec.attn_expert_stacks[0]
+    layer = moe.layers[0]
+    with torch.no_grad():
+        stats = collect_stack_inputs(layer, stacks, batches, moe.spec.post_attn_norm)
+        x = moe.input_norm(0)(batches[0].hidden).reshape(-1, batches[0].hidden.shape[-1])
+        index, _, _ = sorted_dispatch(get_path(layer, q_proj.rpartition(".")[0]).router(x))
+    n = stacks[q_proj].weight.shape[0]
+    assert [s.count for s in stats[q_proj]] == torch.bincount(index.reshape(-1), minlength=n).tolist()
+    for e in range(n):
+        xe = x[(index == e).any(-1)]
+        if xe.shape[0]:
+            torch.testing.assert_close(stats[q_proj][e].H(), 2.0 * xe.T @ xe / xe.shape[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["glm4_moe", "minimax_m2", "ernie4_5_moe"])
