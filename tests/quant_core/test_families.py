@@ -186,6 +186,8 @@ def test_family_quantizes_evaluates_saves_and_reloads(more_zoo, tmp_path, family
         for i in range(len(loaded.moe.layers)):  # per-expert weight stacks of the token mixer (JetMoE's MoA)
             fp_stacks, stacks = fp_moe.attn_expert_stacks(i), loaded.moe.attn_expert_stacks(i)
             assert len(stacks) == len(fp_moe.spec.attn_expert_stacks) == len(fp_stacks)
+            for path in fp_moe.spec.attn_routers:  # the attention experts' router stays FP
+                assert torch.equal(get_path(fp_moe.layers[i], path).weight, get_path(loaded.moe.layers[i], path).weight)
             for name, mod in stacks.items():
                 for e in range(mod.weight.shape[0]):
                     w_fp, w_q = fp_stacks[name].weight[e], mod.weight[e]
