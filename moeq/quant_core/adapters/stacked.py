@@ -35,31 +35,33 @@ class StackedExperts:
     def __init__(self, block: nn.Module, stacks: tuple[str, str]) -> None:
         self.module = block
         self.names = stacks  # the records' keys under the block
-        self._gate_up, self._down = (_weight(block, p) for p in stacks)
+        for p in stacks:
+            _weight(block, p)
         self.act_fn = getattr(block, "activation", None)
         if self.act_fn is None:
             raise ModelError(f"{type(block).__name__}: no activation for its parallel experts")
 
     @property
     def num_experts(self) -> int:
-        return int(self._gate_up.shape[0])
+        return int(self.gate_up().shape[0])
 
     def gate_up(self) -> torch.Tensor:
-        return self._gate_up.data
+        """[n, 2I, d] (read on each call: a streamed layer's parameters are replaced when it is loaded)."""
+        return _weight(self.module, self.names[0]).data
 
     def down(self) -> torch.Tensor:
-        return self._down.data
+        return _weight(self.module, self.names[1]).data
 
     def bias(self, which: str) -> None:
         return None
 
     @property
     def hidden_size(self) -> int:
-        return int(self._gate_up.shape[2])
+        return int(self.gate_up().shape[2])
 
     @property
     def intermediate_size(self) -> int:
-        return int(self._down.shape[2])
+        return int(self.down().shape[2])
 
     def up_rows(self) -> torch.Tensor:
         i = self.intermediate_size
