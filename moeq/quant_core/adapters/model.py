@@ -18,7 +18,6 @@ from moeq.contract.family_spec import TOP_K_ATTRS, FamilySpec
 from moeq.contract.errors import ModelError
 from moeq.quant_core.functional.routing import RoutingRule
 from moeq.quant_core.adapters.paths import get_path  # noqa: F401  (re-exported: the adapters' one path helper)
-from moeq.quant_core.adapters.stacked import StackedExperts, sorted_dispatch
 
 EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top_k_weights", "routing_weights"))
 
@@ -123,7 +122,7 @@ class MoEBlock:
     layer: nn.Module
     block: nn.Module
     router: nn.Module
-    experts: ExpertGroup | StackedExperts
+    experts: ExpertGroup  # or its StackedExperts (moeq.quant_core.adapters.stacked)
     shared: nn.Module | None
     shared_gate: nn.Module | None
     spec: FamilySpec
@@ -192,6 +191,8 @@ class MoEBlock:
         if self.spec.expert_call == "scaled_input":
             return self.scaled_input_dispatch(self.router(x))
         if self.spec.expert_call == "sorted":
+            from moeq.quant_core.adapters.stacked import sorted_dispatch
+
             index, weights, _ = sorted_dispatch(self.gating()(x))
             return index, weights
         got: list = []
@@ -273,8 +274,10 @@ class MoEModel:
             raise ModelError(f"{type(self.model).__name__}: no MoE blocks found; moeq needs a Mixture-of-Experts model")
         return out
 
-    def _experts(self, block: nn.Module | None) -> ExpertGroup | StackedExperts | None:
+    def _experts(self, block: nn.Module | None) -> ExpertGroup | None:
         """The routed experts of MLP `block`, or None when it is a dense MLP."""
+        from moeq.quant_core.adapters.stacked import StackedExperts
+
         stacks = self.spec.expert_stacks
         if block is None:
             return None

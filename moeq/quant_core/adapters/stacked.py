@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from moeq.contract.errors import ModelError
+from moeq.quant_core.adapters.model import ExpertGroup
 from moeq.quant_core.adapters.paths import get_path
 
 
@@ -25,20 +26,16 @@ def _weight(block: nn.Module, path: str) -> torch.Tensor:
     return w
 
 
-class StackedExperts:
-    """The same interface as `ExpertGroup`, over the block's two weight stacks (no biases)."""
-
-    concatenated = True
-    has_bias = False
-    transposed = False
+class StackedExperts(ExpertGroup):
+    """`ExpertGroup` over the block's two weight stacks (gate/up concatenated, no biases)."""
 
     def __init__(self, block: nn.Module, stacks: tuple[str, str]) -> None:
         self.module = block
         self.names = stacks  # the records' keys under the block
+        self.transposed, self.concatenated, self.has_bias = False, True, False
         for p in stacks:
             _weight(block, p)
-        self.act_fn = getattr(block, "activation", None)
-        if self.act_fn is None:
+        if getattr(block, "activation", None) is None:
             raise ModelError(f"{type(block).__name__}: no activation for its parallel experts")
 
     @property
@@ -52,31 +49,9 @@ class StackedExperts:
     def down(self) -> torch.Tensor:
         return _weight(self.module, self.names[1]).data
 
-    def bias(self, which: str) -> None:
-        return None
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.gate_up().shape[2])
-
-    @property
-    def intermediate_size(self) -> int:
-        return int(self.down().shape[2])
-
-    def up_rows(self) -> torch.Tensor:
-        i = self.intermediate_size
-        return torch.arange(i, 2 * i)
-
     def apply_gate(self, gate_up_out: torch.Tensor) -> torch.Tensor:
         gate, up = gate_up_out.chunk(2, dim=-1)
-        return self.act_fn(gate) * up
-
-    def intermediate(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        return self.apply_gate(torch.nn.functional.linear(x, self.gate_up()[e].to(x.dtype)))
-
-    def expert_output(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        a = self.intermediate(e, x)
-        return torch.nn.functional.linear(a, self.down()[e].to(a.dtype))
+        return self.module.activation(gate) * up
 
 
 def sorted_dispatch(output: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
