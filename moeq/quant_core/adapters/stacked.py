@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from moeq.contract.errors import ModelError
-from moeq.quant_core.adapters.model import ExpertGroup
+from moeq.quant_core.adapters.experts import ExpertGroup
 from moeq.quant_core.adapters.paths import get_path
 
 
