@@ -97,6 +97,32 @@ def test_a_moqe_run_is_a_run_like_any_other(moeq_home, tmp_path, capsys):
         "MoQE[W2A16 g16 rtn router=fp | W2A16 g16 gptq router=fp | W4A16 g16 rtn router=fp]")
 
 
+@pytest.mark.parametrize("model, variant, message", [
+    ("tiny-jetmoe", {"weights": {"bits": 4, "group_size": 16}, "techniques": ["smooth", "rtn"]},
+     "recipe.moqe.variants[1].techniques: family jetmoe cannot take smoothing: its mixture-of-attention experts"),
+    ("tiny-jetmoe", {"weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"], "activations": {"bits": 8}},
+     "recipe.moqe.variants[1].techniques: family jetmoe cannot take activation quantization"),
+    # a variant without weights takes the recipe defaults (group 128), not the run's: as the worker builds it
+    ("tiny-mixtral", {"techniques": ["rtn"]}, "recipe.moqe.variants[1].weights.group_size: group size 128 does not "
+     "divide hidden_size = 64 of tiny-mixtral; group sizes that fit every width: 64, 32, 16, 8, channel"),
+    # JetMoE's attention experts read kv_channels × num_key_value_heads = 32 wide inputs
+    ("tiny-jetmoe", {"weights": {"bits": 4, "group_size": 64}, "techniques": ["rtn"]},
+     "recipe.moqe.variants[1].weights.group_size: group size 64 does not divide intermediate_size = 32, "
+     "kv_channels × num_key_value_heads (attention experts) = 32 of tiny-jetmoe"),
+])
+def test_each_moqe_variant_is_admitted_like_a_run(moeq_home, tmp_path, capsys, model, variant, message):
+    """A variant the worker would refuse (its family cannot take a technique, its group size does not fit)
+    is refused at admission, in one line naming the variant, before anything is stored or run."""
+    recipe = {**MOQE, "moqe": {**MOQE["moqe"], "variants": [MOQE["moqe"]["variants"][2], variant]}}
+    path = tmp_path / "moqe.json"
+    path.write_text(json.dumps(recipe))
+    assert main(["run", "--model", model, "--recipe", str(path)]) != 0
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not PROGRESS_LINE.match(line)]
+    assert len(err) == 1 and message in err[0], err
+    assert main(["runs", "list"]) == 0
+    assert "(0 of 0)" in capsys.readouterr().out
+
+
 def test_a_bad_moqe_variant_is_rejected_before_anything_runs(moeq_home, tmp_path, capsys):
     bad = {**MOQE, "moqe": {**MOQE["moqe"], "variants": [{"weights": {"bits": 5}}, {"techniques": ["gptq"]}]}}
     path = tmp_path / "moqe.json"

@@ -196,7 +196,7 @@ def check_model_ref(ref: str, model_roots):
 def model_problem(ref: str, model_roots, recipe=None) -> str | None:
     """'model: <why>' when the model reference cannot be used, 'techniques: <why>' when its family
     refuses a technique of `recipe` (a recipe dict; problems of its own are recipe_errors'), else None."""
-    from moeq.contract.coverage import check_recipe_family
+    from moeq.contract.coverage import check_run_family
     from moeq.contract.recipe import parse_recipe
 
     try:
@@ -210,9 +210,9 @@ def model_problem(ref: str, model_roots, recipe=None) -> str | None:
     except MoeqError:
         return None
     try:
-        check_recipe_family(parsed, spec)
-    except RecipeError as exc:
-        return f"techniques: {exc.detail}"
+        check_run_family(parsed, spec)
+    except RecipeError as exc:  # a MoQE variant's refusal names the variant
+        return f"{exc.key if exc.key.startswith('moqe.') else 'techniques'}: {exc.detail}"
     return None
 
 

@@ -45,6 +45,12 @@ def _f(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _peak_memory(run: dict) -> str:
+    """'host 900 MB, GPU 1,204 MB' (GPU '-' on a CPU run)."""
+    host, dev = run.get("peak_host_rss_mb"), run.get("peak_device_mb")
+    return f"host {'-' if host is None else f'{host:,.0f} MB'}, GPU {'-' if dev is None else f'{dev:,.0f} MB'}"
+
+
 def card_html(run: dict) -> str:
     """Summary card: what ran, how it did against FP, per task, and anything to worry about."""
     r = run.get("result") or {}
@@ -55,7 +61,8 @@ def card_html(run: dict) -> str:
             ("created", (run.get("created_at") or "")[:19].replace("T", " ") + " UTC"),
             ("duration", (fmt_duration(duration_s(run)) + (" so far" if run.get("status") in ACTIVE else ""))
              if duration_s(run) is not None else "-"),
-            ("worker", f"{run.get('worker_host') or '-'} ({run.get('device') or '-'}), attempt {run.get('attempts')}")]
+            ("worker", f"{run.get('worker_host') or '-'} ({run.get('device') or '-'}), attempt {run.get('attempts')}"),
+            ("peak memory", _peak_memory(run))]
     if run.get("tags"):
         rows.append(("tags", ", ".join(run["tags"])))
     head = "".join(f"<tr><th>{h(k)}</th><td>{h(v)}</td></tr>" for k, v in rows)

@@ -10,12 +10,12 @@ def nominal(r: dict) -> str | None:
     return r.get("nominal_bits") or nominal_bits(r.get("recipe"))
 
 
-MODEL_LABEL_CHARS = 28  # what the runs table's model column shows without cutting
+MODEL_LABEL_CHARS = 22  # what the runs table's model column shows without cutting (1440 px window)
 
 
 def model_label(ref: str | None, width: int = MODEL_LABEL_CHARS) -> str:
     """A model as a narrow column can show it: zoo names as they are; a path by its end, which is what
-    tells checkpoints apart ('/data/ckpt/mixtral-8x7b-instruct' → '…/ckpt/mixtral-8x7b-instruct'; a last
+    tells checkpoints apart ('/data/ckpt/mixtral-8x7b-it' → '…/ckpt/mixtral-8x7b-it'; a last
     folder longer than `width` keeps its own end). The full reference is in the run card."""
     ref = ref or "-"
     if len(ref) <= width:

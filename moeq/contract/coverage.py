@@ -80,12 +80,21 @@ def recipe_features(recipe) -> list[str]:
     return [f for f in FEATURES if f in used]
 
 
-def check_recipe_family(recipe, spec: FamilySpec) -> None:
-    """One RecipeError line for the first feature of `recipe` that `spec` refuses."""
+def check_recipe_family(recipe, spec: FamilySpec, prefix: str = "") -> None:
+    """One RecipeError line (its key after `prefix`) for the first feature of `recipe` that `spec` refuses."""
     for feature in recipe_features(recipe):
         why = refusal(spec, feature)
         if why is not None:
-            raise RecipeError("router.mode" if feature == "router_align" else "techniques", why)
+            raise RecipeError(prefix + ("router.mode" if feature == "router_align" else "techniques"), why)
+
+
+def check_run_family(recipe, spec: FamilySpec) -> None:
+    """`check_recipe_family` for every recipe the run quantizes with: a MoQE run's recipe variants each
+    (the error keyed `moqe.variants[i].…`), as the worker would refuse them."""
+    from moeq.contract.recipe import quantized_recipes
+
+    for prefix, r in quantized_recipes(recipe):
+        check_recipe_family(r, spec, prefix)
 
 
 DETECTED_ROW = "*any other MoE* (found from the model)"

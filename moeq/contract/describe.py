@@ -137,7 +137,7 @@ def moe_layer_indices(config: dict[str, Any], num_layers: int) -> tuple[int, ...
 
 
 SHARED_EXPERT_KEYS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts", "num_shared_expert",
-                      "shared_expert_intermediate_size")
+                      "shared_expert_intermediate_size", "shared_intermediate_size")
 
 
 def _shared_experts(config: dict[str, Any], family: FamilySpec) -> bool:

@@ -15,6 +15,9 @@ _MLA_INPUTS = ("self_attn.q_proj", "self_attn.q_a_proj", "self_attn.kv_a_proj_wi
 _LINEAR_ATTN = "hybrid linear-attention layers (Gated DeltaNet: in_proj_* read the input norm, not q/k/v)"
 _ZERO_CENTERED = "its RMSNorms scale by (1 + weight), which folding scales into them does not handle"
 _NO_TRANSFORMS = ("smoothing", "rotation", "duquant")
+# GraniteMoE's layout with a shared MLP in the decoder layer (input_linear: fused gate/up, output_linear)
+_GRANITE_SHARED = dict(mlp="block_sparse_moe", router="router", norm_topk_prob=True, shared_experts="shared_mlp",
+                       shared_experts_from="layer", mlp_inputs=("input_linear",), mlp_output="output_linear")
 
 
 def _refuse(features: tuple[str, ...], why: str) -> tuple[tuple[str, str], ...]:
@@ -76,6 +79,29 @@ _SPECS = (
                refuses=_refuse(_NO_TRANSFORMS, "residual and embedding multipliers are not yet checked"),
                notes="softmax over the top-k logits; Granite's parallel experts (fused gate/up), "
                      "residual multipliers"),
+    FamilySpec(name="granitemoeshared", model_types=("granitemoeshared",), **_GRANITE_SHARED,
+               refuses=_refuse(_NO_TRANSFORMS, "residual and embedding multipliers are not yet checked"),
+               notes="GraniteMoE with a layer-level shared MLP (`shared_mlp`, fused gate/up) added to the MoE output"),
+    FamilySpec(name="granitemoe_swa", model_types=("granitemoe_swa",), **_GRANITE_SHARED,
+               refuses=_refuse(_NO_TRANSFORMS, "residual and embedding multipliers are not yet checked"),
+               notes="GraniteMoE-shared with sliding-window / full attention layers and attention sinks"),
+    FamilySpec(name="granitemoehybrid", model_types=("granitemoehybrid",), **_GRANITE_SHARED,
+               token_mixers=("self_attn", "mamba"),
+               refuses=_refuse(_NO_TRANSFORMS, "hybrid Mamba2 layers (in_proj reads the input norm, not q/k/v); "
+                               "residual and embedding multipliers are not yet checked"),
+               notes="GraniteMoE-shared with Mamba2 and attention layers (`layer_types`)"),
+    FamilySpec(name="jetmoe", model_types=("jetmoe",), router="router.layer", gating="router", expert_call="sorted",
+               expert_stacks=("input_linear.weight", "output_linear.weight"), norm_topk_prob=True,
+               token_mixers=("self_attention",), attn_inputs=("self_attention.kv_proj",),
+               attn_expert_stacks=("self_attention.experts.input_linear", "self_attention.experts.output_linear"),
+               attn_routers=("self_attention.experts.router.layer",),
+               refuses=(*_refuse((*_NO_TRANSFORMS, "router_align"), "its mixture-of-attention experts (q / o "
+                                 "projections routed per token) and the blocks' output biases are not modelled"),
+                        ("activations", "its parallel experts run inside the MoE block, where moeq installs no "
+                                        "activation quantization")),
+               notes="parallel-expert MLP (input_linear / output_linear stacks, softmax over the top-k logits, "
+                     "output bias); mixture-of-attention q / o experts quantized per expert as ordinary weights, "
+                     "their router kept FP"),
     FamilySpec(name="phimoe", model_types=("phimoe",), router="router", routing="sparsemixer",
                refuses=(*_refuse(_NO_TRANSFORMS, "its norms are LayerNorms with a bias"),
                         ("router_align", "sparsemixer routing has no full expert distribution to align")),

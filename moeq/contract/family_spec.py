@@ -41,6 +41,9 @@ class FamilySpec:
     router: str = "gate"
     experts: str = "experts"
     shared_experts: str | None = None
+    # "layer": `shared_experts` is a path from the decoder layer, its output added to the MoE block's
+    # (GraniteMoE-shared's `shared_mlp`, which reads the block's input)
+    shared_experts_from: Literal["block", "layer"] = "block"
     shared_gate: str | None = None
     shared_gate_act: Literal["sigmoid"] | None = None
     # dense MLP (first dense layers, shared experts) projection names
@@ -50,8 +53,20 @@ class FamilySpec:
     routing: Literal["softmax_topk", "sigmoid_grouped_topk", "sigmoid_topk", "sparsemixer"] = "softmax_topk"
     # how the block calls its experts: "routed" — transformers' standard experts, handed (tokens, expert
     # ids, gate weights); "scaled_input" — every expert runs on the router's scores times its input
-    # (Llama 4: the gate scales the expert *input*, experts called with the tokens alone)
-    expert_call: Literal["routed", "scaled_input"] = "routed"
+    # (Llama 4: the gate scales the expert *input*, experts called with the tokens alone); "sorted" — the
+    # block's `gating` module returns the dispatch sorted by expert (JetMoE: sorted (token, slot) positions,
+    # token ids, gates, per-expert counts, logits) and the block runs its `expert_stacks` itself
+    expert_call: Literal["routed", "scaled_input", "sorted"] = "routed"
+    gating: str | None = None
+    # (gate/up, down) [n, out, in] weight stacks on the MoE block in place of one fused experts module
+    # (JetMoE's parallel experts `input_linear.weight` / `output_linear.weight`; gate/up concatenated)
+    expert_stacks: tuple[str, str] | None = None
+    # layer-level modules of the token mixer holding a per-expert weight stack `weight` [n, out, in],
+    # called with (tokens sorted by expert, per-expert counts): quantized per expert as ordinary weights
+    # (JetMoE's mixture-of-attention q / o projections)
+    attn_expert_stacks: tuple[str, ...] = ()
+    # layer-level routers inside the token mixer (JetMoE's attention-expert router): kept in full precision
+    attn_routers: tuple[str, ...] = ()
     experts_transposed: bool | None = None  # fused experts stored [n, in, out]; None: the module says
     # buffer added only for expert choice: a path on the router, else on the MoE block
     router_bias: str | None = None
@@ -69,3 +84,15 @@ class FamilySpec:
     @property
     def has_shared_experts(self) -> bool:
         return self.shared_experts is not None
+
+    @property
+    def experts_path(self) -> str:
+        """Path from the decoder layer of the module holding the routed experts' weights."""
+        return self.mlp if self.expert_stacks is not None else f"{self.mlp}.{self.experts}"
+
+    @property
+    def shared_experts_path(self) -> str | None:
+        """Path of the shared expert from the decoder layer."""
+        if self.shared_experts is None or self.shared_experts_from == "layer":
+            return self.shared_experts
+        return f"{self.mlp}.{self.shared_experts}"

@@ -19,9 +19,13 @@ def _int(config: dict, name: str) -> int | None:
 def input_widths(config: dict) -> dict[str, int]:
     """Input width of each kind of quantized linear: {'hidden_size': 4096, 'kv_lora_rank (kv_b_proj)': 512, …}."""
     out: dict[str, int] = {}
-    for name in ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size"):
+    for name in ("hidden_size", "intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size",
+                 "shared_intermediate_size"):
         if _int(config, name):
             out[name] = _int(config, name)
+    if _int(config, "kv_channels") and _int(config, "num_key_value_heads"):  # JetMoE's attention experts (o)
+        out["kv_channels × num_key_value_heads (attention experts)"] = \
+            _int(config, "kv_channels") * _int(config, "num_key_value_heads")
     heads, hidden = _int(config, "num_attention_heads"), _int(config, "hidden_size")
     if _int(config, "kv_lora_rank"):  # MLA (DeepSeek-V2/V3)
         out["kv_lora_rank (kv_b_proj)"] = _int(config, "kv_lora_rank")

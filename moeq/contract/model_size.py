@@ -45,7 +45,7 @@ def model_size(config: dict[str, Any]) -> ModelSize:
     h = info.hidden_size
     dense_i = _size(config, "intermediate_size")
     expert_i = _size(config, "moe_intermediate_size") or dense_i
-    shared_i = _size(config, "shared_expert_intermediate_size")
+    shared_i = _size(config, "shared_expert_intermediate_size") or _size(config, "shared_intermediate_size")
     if not shared_i:
         shared_i = max((_size(config, n, "experts") for n in SHARED_COUNTS if config.get(n)), default=0) * expert_i
     attention = 4 * h * h

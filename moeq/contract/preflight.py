@@ -29,7 +29,8 @@ def routing_words(spec: FamilySpec, config: dict) -> str:
     extra = [w for w, on in (("renormalized top-k weights", norm and spec.routing != "sparsemixer"),
                              ("weights x routed_scaling_factor", spec.scaled_weights),
                              (f"selection bias {spec.router_bias}", spec.router_bias is not None),
-                             ("scores multiply the expert input", spec.expert_call == "scaled_input")) if on]
+                             ("scores multiply the expert input", spec.expert_call == "scaled_input"),
+                             ("tokens handed to the experts sorted by expert", spec.expert_call == "sorted")) if on]
     return words + ("; " + ", ".join(extra) if extra else "")
 
 

@@ -317,6 +317,14 @@ def _check_consistency(recipe: Recipe) -> None:
         raise RecipeError("calibration.source", "EBSS samples from the model itself; leave source as 'auto'")
 
 
+def quantized_recipes(recipe: Recipe) -> list[tuple[str, Recipe]]:
+    """(recipe key prefix, recipe) of every recipe a run quantizes with: the recipe itself, or for a MoQE
+    run each recipe variant, as the worker builds it ('moqe.variants[i].'; saved-model variants are done)."""
+    if recipe.moqe is None:
+        return [("", recipe)]
+    return [(f"moqe.variants[{i}].", v) for i, v in enumerate(moqe_variants(recipe)) if isinstance(v, Recipe)]
+
+
 def moqe_variants(recipe: Recipe) -> list[Recipe | str]:
     """Each MoQE variant as a full recipe — the run's model, calibration, evaluation and seed plus the
     variant's own keys — or, for a 'path:<dir>' variant, the saved model directory. Errors name

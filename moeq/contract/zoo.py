@@ -41,6 +41,10 @@ _MORE_TINY = {
     "minimax_m2": "sigmoid routing with a block-level bias", "granitemoe": "Granite parallel experts",
     "phimoe": "sparsemixer routing", "llama4": "Llama 4 text: scores scale the expert input, interleaved layers", "ernie4_5_moe": "softmax + correction bias, shared experts",
     "hunyuan_v1_moe": "shared MLP, router at gate.wg", "flex_olmo": "OLMoE routing with post-norms",
+    "granitemoeshared": "Granite experts + a layer-level shared MLP",
+    "granitemoe_swa": "Granite shared MLP, sliding-window attention with sinks",
+    "granitemoehybrid": "Granite shared MLP, Mamba2 + attention layers",
+    "jetmoe": "parallel-expert MLP and mixture-of-attention heads",
     "solar_open": "not described: found from the model", "cohere2_moe": "not described: found from the model",
 }
 _ENTRIES = (*_ENTRIES, *(ZooEntry(f"tiny-{f}", "tiny", f, f"random-init {f} ({d})") for f, d in _MORE_TINY.items()))

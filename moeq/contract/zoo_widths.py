@@ -39,4 +39,8 @@ ZOO_WIDTHS = MappingProxyType({
     "tiny-flex_olmo": {**_H64, _I: 32},
     "tiny-solar_open": {**_H64, _I: 128, _MOE: 32},
     "tiny-cohere2_moe": {**_H64, _I: 32},
+    "tiny-granitemoeshared": {**_H64, _I: 32, "shared_intermediate_size": 32},
+    "tiny-granitemoe_swa": {**_H64, _I: 32, "shared_intermediate_size": 32},
+    "tiny-granitemoehybrid": {**_H64, _I: 32, "shared_intermediate_size": 32},
+    "tiny-jetmoe": {**_H64, _I: 32, "kv_channels × num_key_value_heads (attention experts)": 32},
 })

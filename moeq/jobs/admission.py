@@ -23,7 +23,7 @@ from moeq.contract.cost import check_work
 from moeq.contract.errors import ModelError, RecipeError
 from moeq.contract.group_fit import group_problem, widths_problem
 from moeq.contract.model_size import ModelSize, check_fits, model_size
-from moeq.contract.recipe import Recipe, parse_recipe
+from moeq.contract.recipe import Recipe, parse_recipe, quantized_recipes
 from moeq.contract.sources import confine_recipe, inside
 from moeq.contract.zoo import ZOO, zoo_path
 from moeq.contract.zoo_widths import ZOO_WIDTHS
@@ -92,7 +92,7 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     from moeq.contract.describe import describe_config, read_config
     from moeq.contract.checkpoint_check import check_checkpoint_files
 
-    from moeq.contract.coverage import check_recipe_family
+    from moeq.contract.coverage import check_run_family
     from moeq.contract.describe import detected_family, family_for_config
     from moeq.contract.families import FAMILY_BY_NAME
 
@@ -100,7 +100,7 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
     if path is None:  # a zoo model not built yet: its family and widths are known from the catalog
         if recipe.model in ZOO:
             family = ZOO[recipe.model].family
-            check_recipe_family(recipe, FAMILY_BY_NAME.get(family) or detected_family(family))
+            check_run_family(recipe, FAMILY_BY_NAME.get(family) or detected_family(family))
             _check_groups(recipe, lambda group: widths_problem(ZOO_WIDTHS[recipe.model], group, recipe.model))
         return UNBUILT_ZOO_SIZE, 1024
     config = read_config(path)
@@ -108,7 +108,7 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
         raise ModelError(f"{recipe.model} needs trust_remote_code (custom modeling code); refused — an operator "
                          "can allow it with MOEQ_ALLOW_REMOTE_CODE=1")
     hidden = describe_config(config).hidden_size
-    check_recipe_family(recipe, family_for_config(config))
+    check_run_family(recipe, family_for_config(config))
     size = model_size(config)
     check_fits(size, check_checkpoint_files(path), settings.worker_memory_bytes, recipe.model)
     _check_groups(recipe, lambda group: group_problem(config, group, recipe.model))
@@ -116,26 +116,13 @@ def check_model(settings: Settings, recipe: Recipe) -> tuple[ModelSize, int]:
 
 
 def _check_groups(recipe: Recipe, problem_of) -> None:
-    """Every weight grid's group size against the model's widths (`problem_of(group)`: one line or None)."""
-    for key, bits, group in _weight_grids(recipe):
-        if isinstance(bits, int) and bits < 16 and (group is None or isinstance(group, int)):
-            problem = problem_of(group)
+    """Every grid the run quantizes with (MoQE variants each) against the model's widths
+    (`problem_of(group)`: one line or None)."""
+    for prefix, r in quantized_recipes(recipe):
+        if r.weights.bits < 16:
+            problem = problem_of(r.weights.group_size)
             if problem:
-                raise RecipeError(key, problem)
-
-
-def _weight_grids(recipe: Recipe) -> list[tuple[str, int, int | None]]:
-    """(recipe key, bits, group size) of every weight grid the run quantizes with: the recipe's own, or for
-    a MoQE run each recipe variant's (its weights laid over the recipe's; saved-model variants are done)."""
-    if recipe.moqe is None:
-        return [("weights.group_size", recipe.weights.bits, recipe.weights.group_size)]
-    out = []
-    for i, variant in enumerate(recipe.moqe.variants):
-        if isinstance(variant, dict):
-            w = variant.get("weights") if isinstance(variant.get("weights"), dict) else {}
-            out.append((f"moqe.variants[{i}].weights.group_size", w.get("bits", recipe.weights.bits),
-                        w.get("group_size", recipe.weights.group_size)))
-    return out
+                raise RecipeError(f"{prefix}weights.group_size", problem)
 
 
 def check_eval_dependencies(recipe: Recipe, have=importlib.util.find_spec) -> None:

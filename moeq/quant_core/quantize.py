@@ -27,6 +27,7 @@ from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_
 from moeq.quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from moeq.quant_core.algorithms.mlp_pass import MlpPass, capture_mlp_pass, next_inputs
 from moeq.quant_core.algorithms.mlp import quantize_mlp
+from moeq.quant_core.algorithms.stacks import quantize_stacks
 from moeq.quant_core.algorithms.weights import Scheme, quantize_linear
 from moeq.quant_core.apply import apply_function
 from moeq.quant_core.apply.hooks import LayerHooks, MoeInput
@@ -120,7 +121,8 @@ class ModelQuantizer:
     def quantize_layer(self, i: int, layer: nn.Module, batches: list[LayerBatch] | None) -> None:
         prefix = f"{self.layers_path}.{i}"
         attn_path = self.moe.token_mixer(i)
-        attn = _linears_under(get_path(layer, attn_path), attn_path)
+        attn = {k: m for k, m in _linears_under(get_path(layer, attn_path), attn_path).items()
+                if k not in self.moe.spec.attn_routers}
         hess = {}
         if batches is not None:
             main = batches[:self.n_main]
@@ -138,6 +140,10 @@ class ModelQuantizer:
             for key, mod in attn.items():
                 self.state.add(quantize_linear(mod, f"{prefix}.{key}.weight", i, self.other_bits, self.scheme,
                                                hess.get(key)))
+            stacks = self.moe.attn_expert_stacks(i)
+            if stacks:  # per-expert weight stacks of the token mixer (JetMoE's attention experts)
+                quantize_stacks(layer, stacks, None if batches is None else batches[:self.n_main], self.gptq,
+                                self.moe.spec.post_attn_norm, self.other_bits, self.scheme, self.state, prefix, i)
         x = self._capture_mlp_input(layer, batches) if batches is not None else None
         r = self.recipe.router
         self._mean_input = None
@@ -206,22 +212,22 @@ class ModelQuantizer:
                 t_in = h.experts_in(i) or t_in  # per-expert input transforms replace a shared one
         if self.quantize_weights:
             quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
-                                    f"{prefix}.{spec.mlp}.{spec.experts}", down_tf)
+                                    f"{prefix}.{spec.experts_path}", down_tf)
             if block.shared is not None and self.quantize_other:
                 agq = self.gptq and self.scheme.method.affinity and x is not None
                 weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None
                 quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,
-                             self.state, f"{prefix}.{spec.mlp}.{spec.shared_experts}", i, token_weights=weights)
+                             self.state, f"{prefix}.{spec.shared_experts_path}", i, token_weights=weights)
         kernel = None
         if self.use_kernels and spec.expert_call == "routed" and QuantExperts.kernel_compatible(block.experts.module):
-            key = f"{prefix}.{spec.mlp}.{spec.experts}"
+            key = f"{prefix}.{spec.experts_path}"
             kernel = kernel_weights(self.state.records[f"{key}.gate_up_proj"], self.state.records[f"{key}.down_proj"])
         if self.aq.enabled or kernel is not None or t_in is not None:
             self.moe.replace_experts(i, QuantExperts(block.experts.module, self.aq, kernel, self.ctx.kernels,
                                                      t_in, down_tf))
             self.state.quant_experts[i] = asdict(self.aq)
             if block.shared is not None:
-                for key, mod in _linears_under(block.shared, f"{spec.mlp}.{spec.shared_experts}").items():
+                for key, mod in _linears_under(block.shared, spec.shared_experts_path).items():
                     self._attach(f"{prefix}.{key}", mod, self.aq)
 
     def _mean_sequence(self, t_in) -> torch.Tensor | None:

@@ -20,6 +20,8 @@ def quantized_input_dims(moe: MoEModel) -> dict[str, int]:
         for name, mod in attn.named_modules():
             if isinstance(mod, nn.Linear):
                 dims[f"layer {i} attention {name}"] = mod.in_features
+        for name, mod in moe.attn_expert_stacks(i).items():
+            dims[f"layer {i} attention experts {name}"] = int(mod.weight.shape[2])
         block = moe.blocks.get(i)
         if block is None:
             for name, mod in get_path(layer, moe.spec.mlp).named_modules():

@@ -51,8 +51,8 @@ def test_model_paths_show_their_distinguishing_end_in_the_runs_table():
     from moeq.app.tabs.runs import _cell
 
     assert model_label("testbed-mixtral") == "testbed-mixtral"
-    assert model_label("/data/ckpt/mixtral-8x7b-instruct") == "…/ckpt/mixtral-8x7b-instruct"
+    assert model_label("/data/ckpt/mixtral-8x7b-it") == "…/ckpt/mixtral-8x7b-it"
     a, b = (model_label(f"/tmp/nc/model-qwen3-30b-a3b-{v}") for v in ("instruct", "base"))
     assert a != b and a.endswith("instruct") and b.endswith("base")
     assert all(len(model_label(p)) <= MODEL_LABEL_CHARS for p in ("/a/" + "x" * 80, "y" * 90, "/" * 40))
-    assert _cell("model", {"model": "/data/ckpt/mixtral-8x7b-instruct"}) == "…/ckpt/mixtral-8x7b-instruct"
+    assert _cell("model", {"model": "/data/ckpt/mixtral-8x7b-it"}) == "…/ckpt/mixtral-8x7b-it"

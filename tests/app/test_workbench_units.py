@@ -35,6 +35,13 @@ def test_a_missing_model_is_an_error():
     assert model_problem("testbed-mixtral", ()) is None
 
 
+def test_the_launch_page_names_the_moqe_variant_its_family_refuses():
+    variants = [{"techniques": ["rtn"]}, {"techniques": ["smooth", "rtn"]}]
+    problem = model_problem("tiny-jetmoe", (), {"model": "tiny-jetmoe", "moqe": {"variants": variants}})
+    assert problem.startswith("moqe.variants[1].techniques: family jetmoe cannot take smoothing")
+    assert model_problem("tiny-jetmoe", (), {"model": "tiny-jetmoe", "moqe": {"variants": variants[:1] * 2}}) is None
+
+
 RECIPES = [
     {"model": "testbed-mixtral", "weights": {"bits": 3, "group_size": 32, "symmetric": False},
      "techniques": [{"name": "rotation"}, {"name": "gptq", "affinity": True}],
@@ -109,3 +116,10 @@ def test_the_run_card_shows_warnings_and_escapes_text():
            "result": {"warnings": ["90% of the evaluation text is unknown tokens"], "metrics": {}, "tasks": []}}
     html = card_html(run)
     assert "&lt;b&gt;m&lt;/b&gt;" in html and "moeq-warn" in html and "12s" in html
+
+
+def test_the_run_card_shows_peak_memory_the_runs_table_leaves_out():
+    run = {"run_id": "d" * 32, "status": "succeeded", "model": "m", "recipe_summary": "W4", "user": "u",
+           "project": "p", "created_at": "2026-01-01T00:00:00+00:00", "attempts": 1,
+           "peak_host_rss_mb": 1234.4, "peak_device_mb": None, "result": {"metrics": {}, "tasks": []}}
+    assert "host 1,234 MB, GPU -" in card_html(run)

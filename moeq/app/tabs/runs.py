@@ -18,12 +18,12 @@ from moeq.app.services import AppServices
 from moeq.db.repository.queries import SORTABLE, RunFilter
 
 # (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
-# run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without wrapping words.
-COLUMNS = [("run_id", "run", "6%"), ("status", "status", "8%"), ("model", "model", "10%"),
-           ("recipe_summary", "recipe", "18%"), ("avg_weight_bits", "bits (nominal)", "9%"), ("seed", "seed", "4%"),
+# run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without cutting a cell: the
+# model column holds a MODEL_LABEL_CHARS label; memory is on the run card and the Compare page.
+COLUMNS = [("run_id", "run", "7%"), ("status", "status", "9%"), ("model", "model", "18%"),
+           ("recipe_summary", "recipe", "21%"), ("avg_weight_bits", "bits (nominal)", "10%"), ("seed", "seed", "4%"),
            ("avg_accuracy", "acc", "5%"), ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"),
-           ("duration", "duration", "6%"), ("peak_host_rss_mb", "host MB", "5%"), ("peak_device_mb", "GPU MB", "4%"),
-           ("user", "user", "5%"), ("created_at", "created (UTC)", "9%")]
+           ("duration", "time", "5%"), ("user", "user", "5%"), ("created_at", "created", "5%")]
 SHORT_ID = 8
 
 
@@ -55,8 +55,8 @@ def _cell(field: str, r: dict):
         return v[:SHORT_ID]
     if field == "model":
         return model_label(v)
-    if field == "created_at":
-        return v[:16].replace("T", " ")
+    if field == "created_at":  # 'MM-DD HH:MM' UTC (the year and seconds are on the card)
+        return v[5:16].replace("T", " ")
     if isinstance(v, float):
         return round(v, 3) if field != "kl" else round(v, 4)
     return ",".join(v) if isinstance(v, list) else v

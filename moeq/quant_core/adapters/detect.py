@@ -71,7 +71,7 @@ def _shared(block: nn.Module, skip: tuple[str, ...], d: int) -> tuple[str | None
 def _unstandard_experts(layer: nn.Module) -> str | None:
     for name, mod in layer.named_modules():
         if name.rsplit(".", 1)[-1] in ("experts", "mlp", "block_sparse_moe", "feed_forward") and any(
-                p.dim() == 3 for p in mod.parameters(recurse=False)):
+                p.dim() == 3 for p in mod.parameters()):
             return f"{name} ({type(mod).__name__})"
     return None
 

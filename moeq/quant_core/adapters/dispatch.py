@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from moeq.quant_core.adapters.model import MoEModel, expert_call_args
+from moeq.quant_core.adapters.stacked import sorted_dispatch
 
 
 @dataclass
@@ -82,6 +83,18 @@ class DispatchRecorder:
             self._buf[layer].logits.append(self._move(logits).float().reshape(-1, logits.shape[-1]))
         return hook
 
+    def _sorted_gating_hook(self, layer: int):
+        """Sorted-dispatch blocks (JetMoE) hand their expert stacks sorted tokens: read the gating output."""
+        def hook(module, args, output):
+            buf = self._buf[layer]
+            index, weights, logits = sorted_dispatch(output)
+            buf.index.append(self._move(index))
+            buf.weights.append(self._move(weights).float())
+            buf.logits.append(self._move(logits).float())
+            if self.keep_inputs:
+                buf.inputs.append(self._move(args[0]))
+        return hook
+
     def _scaled_input_router_hook(self, layer: int):
         """Scaled-input blocks (Llama 4) never hand their experts ids and weights: read them off the router."""
         block = self.moe.blocks[layer]
@@ -101,6 +114,9 @@ class DispatchRecorder:
             block = self.moe.blocks[i]
             if block.spec.expert_call == "scaled_input":
                 self._handles.append(block.router.register_forward_hook(self._scaled_input_router_hook(i)))
+                continue
+            if block.spec.expert_call == "sorted":
+                self._handles.append(block.gating().register_forward_hook(self._sorted_gating_hook(i)))
                 continue
             self._handles.append(block.experts.module.register_forward_pre_hook(self._experts_hook(i), with_kwargs=True))
             self._handles.append(block.router.register_forward_hook(self._router_hook(i)))

@@ -1,7 +1,8 @@
 """Runtime view over a loaded Hugging Face MoE model, driven by its FamilySpec.
 
 Routed experts are exposed as weight *views* oriented [expert, out, in] into the model's own
-fused 3-D parameters, so that any in-place write lands in the model (never a dropped copy).
+fused 3-D parameters (moeq.quant_core.adapters.experts) or per-expert weight stacks
+(moeq.quant_core.adapters.stacked), so that any in-place write lands in the model (never a dropped copy).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from moeq.contract.families import FAMILIES
 from moeq.contract.family_spec import TOP_K_ATTRS, FamilySpec
 from moeq.contract.errors import ModelError
 from moeq.quant_core.functional.routing import RoutingRule
+from moeq.quant_core.adapters.experts import ExpertGroup
 from moeq.quant_core.adapters.paths import get_path  # noqa: F401  (re-exported: the adapters' one path helper)
+from moeq.quant_core.adapters.stacked import StackedExperts, sorted_dispatch
 
 EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top_k_weights", "routing_weights"))
 
@@ -51,68 +53,6 @@ def set_path(root: nn.Module, dotted: str, value: nn.Module) -> None:
     setattr(parent, name, value)
 
 
-class ExpertGroup:
-    """The routed experts of one MoE block (fused 3-D parameters, as in transformers 5)."""
-
-    def __init__(self, module: nn.Module, transposed: bool | None = None) -> None:
-        if not hasattr(module, "gate_up_proj") or not hasattr(module, "down_proj"):
-            raise ModelError(f"{type(module).__name__}: expected fused gate_up_proj/down_proj experts")
-        self.module = module
-        self.transposed = bool(getattr(module, "is_transposed", False)) if transposed is None else transposed
-        self.concatenated = bool(getattr(module, "is_concatenated", True))
-        self.has_bias = bool(getattr(module, "has_bias", False))
-
-    @property
-    def num_experts(self) -> int:
-        return int(self.module.gate_up_proj.shape[0])
-
-    def gate_up(self) -> torch.Tensor:
-        """[n, 2I, d] view of the gate/up weights (out × in)."""
-        w = self.module.gate_up_proj.data
-        return w.transpose(1, 2) if self.transposed else w
-
-    def down(self) -> torch.Tensor:
-        """[n, d, I] view of the down weights (out × in)."""
-        w = self.module.down_proj.data
-        return w.transpose(1, 2) if self.transposed else w
-
-    def bias(self, which: str) -> torch.Tensor | None:
-        if not self.has_bias:
-            return None
-        return getattr(self.module, f"{which}_bias").data
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.gate_up().shape[2])
-
-    @property
-    def intermediate_size(self) -> int:
-        return int(self.down().shape[2])
-
-    def up_rows(self) -> torch.Tensor:
-        """Row indices of the 'up' half inside gate_up (concatenated or interleaved layout)."""
-        i = self.intermediate_size
-        return torch.arange(i, 2 * i) if self.concatenated else torch.arange(1, 2 * i, 2)
-
-    def apply_gate(self, gate_up_out: torch.Tensor) -> torch.Tensor:
-        """act(gate)·up with the family's own gating (transformers' `_apply_gate`)."""
-        fn = getattr(self.module, "_apply_gate", None)
-        if fn is not None:
-            return fn(gate_up_out)
-        gate, up = gate_up_out.chunk(2, dim=-1)
-        return self.module.act_fn(gate) * up
-
-    def intermediate(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        """Input of expert e's down projection for tokens `x` (routed to e)."""
-        h = F.linear(x, self.gate_up()[e].to(x.dtype), None if not self.has_bias else self.bias("gate_up_proj")[e])
-        return self.apply_gate(h)
-
-    def expert_output(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        a = self.intermediate(e, x)
-        b = None if not self.has_bias else self.bias("down_proj")[e]
-        return F.linear(a, self.down()[e].to(a.dtype), b)
-
-
 @dataclass
 class MoEBlock:
     """One decoder layer's MoE block with its parts resolved."""
@@ -121,7 +61,7 @@ class MoEBlock:
     layer: nn.Module
     block: nn.Module
     router: nn.Module
-    experts: ExpertGroup
+    experts: ExpertGroup  # or StackedExperts
     shared: nn.Module | None
     shared_gate: nn.Module | None
     spec: FamilySpec
@@ -189,6 +129,9 @@ class MoEBlock:
         block's own routing, read where it calls the experts (the pass ends there)."""
         if self.spec.expert_call == "scaled_input":
             return self.scaled_input_dispatch(self.router(x))
+        if self.spec.expert_call == "sorted":
+            index, weights, _ = sorted_dispatch(self.gating()(x))
+            return index, weights
         got: list = []
 
         def hook(module, args, kwargs):
@@ -206,6 +149,13 @@ class MoEBlock:
             raise ModelError(f"layer {self.layer_idx}: the MoE block never called its experts")
         index, weights = got[0]
         return index.reshape(x.shape[0], -1), weights.reshape(x.shape[0], -1)
+
+    def gating(self) -> nn.Module:
+        """The module whose output is the sorted dispatch (expert_call "sorted")."""
+        gating = get_path(self.block, self.spec.gating or "")
+        if gating is None:
+            raise ModelError(f"layer {self.layer_idx}: no gating module at {self.spec.gating}")
+        return gating
 
     def router_weight(self) -> torch.Tensor:
         return self.router.weight.data
@@ -244,7 +194,7 @@ class MoEModel:
         out = {}
         for i, layer in enumerate(self.layers):
             block = get_path(layer, self.spec.mlp)
-            experts = get_path(block, self.spec.experts) if block is not None else None
+            experts = self._experts(block)
             if experts is None:
                 continue
             router = get_path(block, self.spec.router)
@@ -252,8 +202,8 @@ class MoEModel:
                 raise ModelError(f"layer {i}: MoE block without a router at {self.spec.router}")
             out[i] = MoEBlock(
                 layer_idx=i, layer=layer, block=block, router=router,
-                experts=ExpertGroup(experts, self.spec.experts_transposed),
-                shared=get_path(block, self.spec.shared_experts) if self.spec.shared_experts else None,
+                experts=experts,
+                shared=get_path(layer, self.spec.shared_experts_path) if self.spec.shared_experts else None,
                 shared_gate=get_path(block, self.spec.shared_gate) if self.spec.shared_gate else None,
                 spec=self.spec, config=self.model.config,
             )
@@ -261,12 +211,26 @@ class MoEModel:
             raise ModelError(f"{type(self.model).__name__}: no MoE blocks found; moeq needs a Mixture-of-Experts model")
         return out
 
+    def _experts(self, block: nn.Module | None) -> ExpertGroup | None:
+        """The routed experts of MLP `block`, or None when it is a dense MLP."""
+        stacks = self.spec.expert_stacks
+        if block is None:
+            return None
+        if stacks is not None:
+            return StackedExperts(block, stacks) if get_path(block, stacks[0].rpartition(".")[0]) is not None \
+                else None
+        experts = get_path(block, self.spec.experts)
+        return None if experts is None else ExpertGroup(experts, self.spec.experts_transposed)
+
     def moe_blocks(self) -> list[MoEBlock]:
         return list(self.blocks.values())
 
     def replace_experts(self, i: int, module: nn.Module) -> None:
         """Swap layer i's experts module (same call signature and parameters) and update the view."""
         block = self.blocks[i]
+        if self.spec.expert_stacks is not None:
+            raise ModelError(f"family {self.spec.name}: its experts are weight stacks run by the block; "
+                             "they cannot be replaced by a module")
         setattr(block.block, self.spec.experts, module)
         block.experts = ExpertGroup(module, self.spec.experts_transposed)
 
@@ -286,6 +250,11 @@ class MoEModel:
     def attn_inputs(self, i: int) -> dict[str, nn.Linear]:
         layer = self.layers[i]
         return {n: get_path(layer, n) for n in self.spec.attn_inputs if get_path(layer, n) is not None}
+
+    def attn_expert_stacks(self, i: int) -> dict[str, nn.Module]:
+        """Layer i's token-mixer modules holding per-expert weight stacks, keyed by path inside the layer."""
+        layer = self.layers[i]
+        return {p: get_path(layer, p) for p in self.spec.attn_expert_stacks if get_path(layer, p) is not None}
 
     def attn_output(self, i: int) -> dict[str, nn.Linear]:
         return {self.spec.attn_output: get_path(self.layers[i], self.spec.attn_output)}
@@ -312,6 +281,6 @@ class MoEModel:
         out = {**self.attn_inputs(i), **self.attn_output(i), **self.dense_mlp(i)}
         block = self.blocks.get(i)
         if block is not None:
-            prefix = f"{self.spec.mlp}.{self.spec.shared_experts}"
+            prefix = self.spec.shared_experts_path
             out.update({f"{prefix}.{n}": m for n, m in block.shared_linears().items()})
         return out

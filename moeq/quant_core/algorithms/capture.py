@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -235,15 +236,22 @@ class LinearInputCollector:
 def collect_linear_inputs(layer: nn.Module, linears: dict[str, nn.Module], batches: list[LayerBatch],
                           want_hessian: bool = True, stop_at: str | None = None) -> dict[str, InputStats]:
     """One pass of `layer` collecting InputStats for `linears`; ends early at sub-module `stop_at`."""
-    handle = None
-    if stop_at is not None:
-        def stop(mod, args):
-            raise _Stop
-        handle = get_path(layer, stop_at).register_forward_pre_hook(stop)
-    try:
-        with LinearInputCollector(linears, want_hessian) as col:
-            _run_until_stop(layer, batches)
-    finally:
-        if handle is not None:
-            handle.remove()
+    with stop_before(layer, stop_at), LinearInputCollector(linears, want_hessian) as col:
+        _run_until_stop(layer, batches)
     return col.stats
+
+
+@contextmanager
+def stop_before(layer: nn.Module, path: str | None):
+    """Within the block, every pass of `layer` ends where sub-module `path` would run (None: never)."""
+    if path is None:
+        yield
+        return
+
+    def stop(mod, args):
+        raise _Stop
+    handle = get_path(layer, path).register_forward_pre_hook(stop)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -100,7 +100,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
             state.record_fallback(layer, e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
                                   f"{m.min_tokens}", m.fallback)
         H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
-    state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",
+    state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.{group.names[0]}", layer, "experts_gate_up",
                                bits, scheme, H_gu, use_gptq))
     err_gu, norm_gu = _squared_error(group.gate_up(), fp_gu)
     del fp_gu
@@ -111,7 +111,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
 
         H_down = partial(_hessians, down_input, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
     fp_down = group.down().clone()
-    state.add(quantize_stacked(group.down(), f"{key_prefix}.down_proj", layer, "experts_down",
+    state.add(quantize_stacked(group.down(), f"{key_prefix}.{group.names[1]}", layer, "experts_down",
                                bits, scheme, H_down, use_gptq))
     err_down, norm_down = _squared_error(group.down(), fp_down)
     err, norm = err_gu + err_down, norm_gu + norm_down

@@ -70,17 +70,17 @@ class DuQuantHooks(LayerHooks):
         q = self.q
         spec = q.moe.spec
         x = site.x[:site.n_main]
-        experts_path = f"{prefix}.{spec.mlp}.{spec.experts}"
+        experts_path = f"{prefix}.{spec.experts_path}"
         readers = {f"{prefix}.{spec.mlp}.{spec.router}": block.router}
         if self.cfg.moe_input == "expert":  # the router and each shared expert their own; experts: experts_down
             t_router = install_shared(readers, x, self.cfg, q.state, q.handles)
             if block.shared is not None:
-                self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}")
+                self._mlp(block.shared, x, f"{prefix}.{spec.shared_experts_path}")
             site.x_experts, site.t_router = site.x, t_router
             site.x_t = t_router(site.x)
             return
         if block.shared is not None:
-            t_in = self._mlp(block.shared, x, f"{prefix}.{spec.mlp}.{spec.shared_experts}", readers)
+            t_in = self._mlp(block.shared, x, f"{prefix}.{spec.shared_experts_path}", readers)
         else:
             t_in = install_shared(readers, x, self.cfg, q.state, q.handles)
         fold(block.experts.gate_up(), t_in)
@@ -98,12 +98,12 @@ class DuQuantHooks(LayerHooks):
             from moeq.quant_core.algorithms.duquant import MIN_TOKENS, expert_input_transforms
 
             ins = expert_input_transforms(block.experts, xs, x_t, self.cfg)
-            key = f"{prefix}.{q.moe.spec.mlp}.{q.moe.spec.experts}.in"
+            key = f"{prefix}.{q.moe.spec.experts_path}.in"
             q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(ins)})
             self._expert_in[i] = ins
             xs = [t(xe if xe.shape[0] >= MIN_TOKENS else x_t) for t, xe in zip(ins, xs)]
         tfs = expert_down_transforms(block.experts, xs, x_t, self.cfg)
-        key = f"{prefix}.{q.moe.spec.mlp}.{q.moe.spec.experts}.down"
+        key = f"{prefix}.{q.moe.spec.experts_path}.down"
         q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(tfs)})
         return tfs
 

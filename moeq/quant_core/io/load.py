@@ -126,7 +126,7 @@ def install_runtime(moe: MoEModel, meta: dict, kernels: str, records: dict | Non
     use_kernel = records is not None and device is not None and may_use_kernels(kernels, device)
     for i, block in moe.blocks.items():
         fields = meta.get("quant_experts", {}).get(str(i))
-        prefix = f"{moe.spec.layers}.{i}.{moe.spec.mlp}.{moe.spec.experts}"
+        prefix = f"{moe.spec.layers}.{i}.{moe.spec.experts_path}"
         kernel = None
         if use_kernel and f"{prefix}.gate_up_proj" in records and moe.spec.expert_call == "routed" \
                 and QuantExperts.kernel_compatible(block.experts.module):

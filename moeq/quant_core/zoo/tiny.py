@@ -63,6 +63,9 @@ def build_tiny(family: str, out_dir: Path, seed: int = 0) -> Path:
                 b = getattr(module, name, None)
                 if isinstance(b, torch.Tensor):
                     b.copy_(torch.randn_like(b) * 0.02)
+            block_bias = getattr(module, "bias", None)
+            if type(module).__name__.endswith(("MoE", "MoA")) and isinstance(block_bias, torch.Tensor):
+                block_bias.copy_(torch.randn_like(block_bias) * 0.02)  # exercise an output bias (JetMoE)
             router_bias = getattr(module, "bias", None)
             if type(module).__name__.endswith("TopKRouter") and isinstance(router_bias, torch.Tensor):
                 router_bias.copy_(torch.randn_like(router_bias) * 0.1)  # exercise a router bias (gpt-oss)
