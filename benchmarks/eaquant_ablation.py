@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from common import context, headline, run_recipe, standard_args, write_json
-from preset_variants import full_recipe, outcomes, paired_to, preset_variant
+from preset_variants import exceeds_spread, full_recipe, outcomes, paired_to, preset_variant
 
 PRESET, DUQUANT = "EAQuant preset", "DuQuant preset"
 ROUTER_W8A8 = {"mode": "quantize", "bits": 8, "act_bits": 8, "symmetric": False}
@@ -51,12 +51,20 @@ def summarize(values: list[float]) -> dict:
 
 
 def table_row(setting: str, name: str, rows: list[dict], done: dict) -> dict:
-    """Mean ± std per metric, and in how many seeds the paired KL / accuracy difference from the
-    reference variant lies outside its 95 % interval."""
+    """Mean ± std per metric; against the reference variant, the difference of means and whether it
+    exceeds the spread, and in how many seeds the paired KL / accuracy difference lies outside its
+    95 % interval."""
     out = {"setting": setting, "variant": name, "seeds": [r["seed"] for r in rows],
            **{k: summarize([r[k] for r in rows]) for k in METRICS}}
     if name != REFERENCE[name]:
         refs = [(done.get((setting, REFERENCE[name], r["seed"])), r) for r in rows]
+        ref = [x for x, _ in refs if x]
+        if len(ref) == len(rows):
+            for k in ("kl", "avg_accuracy"):
+                base = summarize([x[k] for x in ref])
+                out[k + "_vs_reference"] = {"delta": out[k]["mean"] - base["mean"],
+                                            "exceeds_spread": exceeds_spread(base["mean"], base["std"], out[k]["mean"],
+                                                                              out[k]["std"])}
         diffs = [paired_to(ref["outcomes"], r["outcomes"]) for ref, r in refs if ref and "outcomes" in ref]
         out["reference"] = REFERENCE[name]
         out["paired"] = diffs
@@ -69,12 +77,18 @@ def print_table(model: str, seeds: list[int], runs: list[dict], table: list[dict
     print(f"\n# EAQuant ablation on {model} (seeds {seeds}; mean ± std)")
     fp_acc = next((r["fp_avg_accuracy"] for r in runs if r.get("fp_avg_accuracy") is not None), None)
     print(f"FP avg accuracy {fp_acc}")
-    print("| setting | variant | KL | avg acc | top-k agree | paired vs reference: KL / acc outside 95 % (seeds) |")
+    print("| setting | variant | KL | avg acc | top-k agree | vs reference |")
     print("|---|---|---|---|---|---|")
     for t in table:
         cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['std']:{f}}"  # noqa: E731
-        paired = (f"{t['kl_outside_noise']} / {t['acc_outside_noise']} of {len(t['paired'])} vs {t['reference']}"
-                  if "reference" in t else "reference")
+        paired = "reference"
+        if "reference" in t:
+            d = t.get("kl_vs_reference")
+            mark = "" if d is None else f"ΔKL {d['delta']:+.4f}{' (> spread)' if d['exceeds_spread'] else ''}; "
+            a = t.get("avg_accuracy_vs_reference")
+            mark += "" if a is None else f"Δacc {a['delta']:+.3f}{' (> spread)' if a['exceeds_spread'] else ''}; "
+            paired = (f"{mark}paired outside 95 %: KL {t['kl_outside_noise']}, acc {t['acc_outside_noise']} "
+                      f"of {len(t['paired'])} seeds (vs {t['reference']})")
         print(f"| {t['setting']} | {t['variant']} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
               f"{cell('mean_topk_agreement', '.3f')} | {paired} |")
 

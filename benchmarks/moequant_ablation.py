@@ -18,7 +18,7 @@ import statistics
 import time
 
 from common import context, headline, print_table, run_recipe, standard_args, write_json
-from preset_variants import full_recipe, outcomes, paired_to, preset_variant
+from preset_variants import exceeds_spread, full_recipe, outcomes, paired_to, preset_variant
 
 PRESET = "MoEQuant preset"
 VARIANTS = {
@@ -52,6 +52,18 @@ def base_recipe(model: str, bits: int, samples: int, limit: int, seed: int) -> d
     return {"model": model, "seed": seed, "weights": {"bits": bits},
             "calibration": {"samples": samples, "seq_len": 256, "ebss": {"width": 4}},
             "eval": {"tasks": ["testbed"], "limit": limit, "ppl_windows": 16, "seq_len": 256}}
+
+
+def against_preset(rows: list[dict]) -> None:
+    """Each step's difference of means from the preset at the same bits, and whether it exceeds the spread."""
+    preset = {r["bits"]: r for r in rows if r["variant"] == PRESET}
+    for r in rows:
+        p = preset.get(r["bits"])
+        if p is None or r is p:
+            continue
+        for k in ("kl", "avg_accuracy"):
+            r[k + "_delta"] = r[k] - p[k]
+            r[k + "_exceeds_spread"] = exceeds_spread(p[k], p[k + "_std"] or 0.0, r[k], r[k + "_std"] or 0.0)
 
 
 def summarize(bits: int, name: str, runs: list[dict]) -> dict:
@@ -102,10 +114,13 @@ def main() -> None:
                 per_seed.append(done[key])
             runs.extend(per_seed)
             rows.append(summarize(bits, name, per_seed))
+    against_preset(rows)
     print(f"# MoEQuant ablation on {args.model} (mean ± std over {args.seeds} seeds)")
     print_table(rows, [("bits", "bits", ""), ("variant", "variant", ""), ("avg acc", "avg_accuracy", ".3f"),
                        ("± std", "avg_accuracy_std", ".3f"), ("KL", "kl", ".5f"), ("± std", "kl_std", ".5f"),
                        ("top-k agree", "mean_topk_agreement", ".3f"), ("± std", "mean_topk_agreement_std", ".3f"),
+                       ("ΔKL vs preset", "kl_delta", "+.5f"), ("> spread", "kl_exceeds_spread", ""),
+                       ("Δacc vs preset", "avg_accuracy_delta", "+.3f"), ("> spread", "avg_accuracy_exceeds_spread", ""),
                        ("KL paired ≠ 0 (seeds)", "kl_paired_outside_noise", ""),
                        ("acc paired ≠ 0 (seeds)", "acc_paired_outside_noise", ""),
                        ("sample s", "sample_s", ".1f"), ("quantize s", "quantize_s", ".1f")])

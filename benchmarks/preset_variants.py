@@ -40,3 +40,8 @@ def paired_to(reference: dict, run: dict) -> dict:
     diff = paired_differences(reference, run)
     keep = ("delta", "low", "high", "within_noise", "paired")
     return {k: {f: diff[k].get(f) for f in keep} for k in ("kl", "avg_accuracy")}
+
+
+def exceeds_spread(mean_a: float, std_a: float, mean_b: float, std_b: float) -> bool:
+    """The rule RESULTS.md applies: a difference of seed means counts when it exceeds both rows' seed std."""
+    return abs(mean_b - mean_a) > max(std_a, std_b)
