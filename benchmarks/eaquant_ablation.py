@@ -68,8 +68,10 @@ def table_row(setting: str, name: str, rows: list[dict], done: dict) -> dict:
         diffs = [paired_to(ref["outcomes"], r["outcomes"]) for ref, r in refs if ref and "outcomes" in ref]
         out["reference"] = REFERENCE[name]
         out["paired"] = diffs
-        out["kl_outside_noise"] = sum(1 for d in diffs if d["kl"]["within_noise"] is False)
-        out["acc_outside_noise"] = sum(1 for d in diffs if d["avg_accuracy"]["within_noise"] is False)
+        for k, short in (("kl", "kl"), ("avg_accuracy", "acc")):  # seeds whose interval excludes 0, by sign
+            outside = [d[k]["delta"] for d in diffs if d[k]["within_noise"] is False]
+            out[short + "_outside_noise"] = {"higher": sum(1 for v in outside if v > 0),
+                                             "lower": sum(1 for v in outside if v < 0)}
     return out
 
 
@@ -87,8 +89,9 @@ def print_table(model: str, seeds: list[int], runs: list[dict], table: list[dict
             mark = "" if d is None else f"ΔKL {d['delta']:+.4f}{' (> spread)' if d['exceeds_spread'] else ''}; "
             a = t.get("avg_accuracy_vs_reference")
             mark += "" if a is None else f"Δacc {a['delta']:+.3f}{' (> spread)' if a['exceeds_spread'] else ''}; "
-            paired = (f"{mark}paired outside 95 %: KL {t['kl_outside_noise']}, acc {t['acc_outside_noise']} "
-                      f"of {len(t['paired'])} seeds (vs {t['reference']})")
+            kl, acc = t["kl_outside_noise"], t["acc_outside_noise"]
+            paired = (f"{mark}paired ≠ 0 (higher/lower): KL {kl['higher']}/{kl['lower']}, acc {acc['higher']}/"
+                      f"{acc['lower']} of {len(t['paired'])} seeds (vs {t['reference']})")
         print(f"| {t['setting']} | {t['variant']} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
               f"{cell('mean_topk_agreement', '.3f')} | {paired} |")
 
