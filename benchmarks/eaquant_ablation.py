@@ -34,7 +34,15 @@ VARIANTS = {
     "DuQuant preset (all readers)": preset_variant("duquant", options={"smooth": {"readers": "all"}},
                                                   router=ROUTER_W8A8),
 }
-REFERENCE = {name: (DUQUANT if name.startswith("DuQuant preset (") else PRESET) for name in VARIANTS}
+# diagnostics, run only when named in --variants: the released fixed clip 0.8 against no clip / the search
+EXTRA_VARIANTS = {
+    "DuQuant preset (clip 1.0)": preset_variant("duquant", router=ROUTER_W8A8, weights={"clip_ratio": 1.0}),
+    "DuQuant preset (clip search)": preset_variant("duquant", router=ROUTER_W8A8, weights={"clip_ratio": 1.0},
+                                                   options={"rtn": {"clip_search": True, "clip_steps": 101}}),
+    "DuQuant preset (router FP)": preset_variant("duquant"),
+}
+ALL_VARIANTS = {**VARIANTS, **EXTRA_VARIANTS}
+REFERENCE = {name: (DUQUANT if name.startswith("DuQuant preset (") else PRESET) for name in ALL_VARIANTS}
 METRICS = ("kl", "avg_accuracy", "mean_topk_agreement")
 
 
@@ -42,7 +50,7 @@ def recipe(model: str, wbits: int, abits: int, name: str, samples: int, limit: i
     base = {"model": model, "seed": seed, "weights": {"bits": wbits}, "activations": {"bits": abits},
             "calibration": {"samples": samples, "seq_len": 256},
             "eval": {"tasks": ["testbed"], "limit": limit, "ppl_windows": 16, "seq_len": 256}}
-    return full_recipe(base, VARIANTS[name])
+    return full_recipe(base, ALL_VARIANTS[name])
 
 
 def summarize(values: list[float]) -> dict:
