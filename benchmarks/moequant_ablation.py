@@ -122,7 +122,8 @@ def main() -> None:
                        ("± std", "avg_accuracy_std", ".3f"), ("KL", "kl", ".5f"), ("± std", "kl_std", ".5f"),
                        ("top-k agree", "mean_topk_agreement", ".3f"), ("± std", "mean_topk_agreement_std", ".3f"),
                        ("ΔKL vs preset", "kl_delta", "+.5f"), ("> spread", "kl_exceeds_spread", ""),
-                       ("Δacc vs preset", "avg_accuracy_delta", "+.3f"), ("> spread", "avg_accuracy_exceeds_spread", ""),
+                       ("Δacc vs preset", "avg_accuracy_delta", "+.3f"),
+                       ("> spread", "avg_accuracy_exceeds_spread", ""),
                        ("KL paired ≠ 0 (seeds)", "kl_paired_outside_noise", ""),
                        ("acc paired ≠ 0 (seeds)", "acc_paired_outside_noise", ""),
                        ("sample s", "sample_s", ".1f"), ("quantize s", "quantize_s", ".1f")])

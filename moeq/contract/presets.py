@@ -22,9 +22,9 @@ PRESETS = MappingProxyType({
     # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
     # EAQuant as released (darren-fzq1/EAQuant 37c4509, run.sh 0fe98b3): `max` merge without the router's
     # factor, per-row asymmetric weights with the squared-error search over 101 ratios in [0.35, 1]
-    # (per_channel_tensor), every reader's weight in the smoothing factors (`get_scale` over q/k/v and over each
-    # expert's gate+up, quantize/smooth.py), the router asymmetric 8-bit with one KL-chosen ratio on the mean calibration
-    # sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
+    # (per_channel_tensor), every reader's weight in the smoothing factors (`get_scale` over q/k/v and over
+    # each expert's gate+up, quantize/smooth.py), the router asymmetric 8-bit with one KL-chosen ratio on the
+    # mean calibration sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
     "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True,
                                 "include_router": False, "v_o": True},
                                {"name": "duquant", "moe_input": "expert"},
