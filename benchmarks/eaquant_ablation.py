@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 from common import context, headline, run_recipe, standard_args, write_json
-from preset_variants import exceeds_spread, full_recipe, outcomes, paired_to, preset_variant
+from preset_variants import exceeds_spread, full_recipe, outcomes, outside_noise, paired_to, preset_variant
 
 PRESET, DUQUANT = "EAQuant preset", "DuQuant preset"
 ROUTER_W8A8 = {"mode": "quantize", "bits": 8, "act_bits": 8, "symmetric": False}
@@ -76,10 +76,8 @@ def table_row(setting: str, name: str, rows: list[dict], done: dict) -> dict:
         diffs = [paired_to(ref["outcomes"], r["outcomes"]) for ref, r in refs if ref and "outcomes" in ref]
         out["reference"] = REFERENCE[name]
         out["paired"] = diffs
-        for k, short in (("kl", "kl"), ("avg_accuracy", "acc")):  # seeds whose interval excludes 0, by sign
-            outside = [d[k]["delta"] for d in diffs if d[k]["within_noise"] is False]
-            out[short + "_outside_noise"] = {"higher": sum(1 for v in outside if v > 0),
-                                             "lower": sum(1 for v in outside if v < 0)}
+        out["kl_outside_noise"] = outside_noise(diffs, "kl")
+        out["acc_outside_noise"] = outside_noise(diffs, "avg_accuracy")
     return out
 
 

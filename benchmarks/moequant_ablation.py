@@ -18,7 +18,7 @@ import statistics
 import time
 
 from common import context, headline, print_table, run_recipe, standard_args, write_json
-from preset_variants import exceeds_spread, full_recipe, outcomes, paired_to, preset_variant
+from preset_variants import exceeds_spread, full_recipe, outcomes, outside_noise, paired_to, preset_variant
 
 PRESET = "MoEQuant preset"
 VARIANTS = {
@@ -74,8 +74,9 @@ def summarize(bits: int, name: str, runs: list[dict]) -> dict:
         row[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else None
     if name != PRESET:
         diffs = [r["vs_preset"] for r in runs if r.get("vs_preset")]
-        row["kl_paired_outside_noise"] = sum(1 for d in diffs if d["kl"]["within_noise"] is False)
-        row["acc_paired_outside_noise"] = sum(1 for d in diffs if d["avg_accuracy"]["within_noise"] is False)
+        kl, acc = outside_noise(diffs, "kl"), outside_noise(diffs, "avg_accuracy")
+        row["kl_paired_outside_noise"] = f"{kl['higher']}/{kl['lower']}"
+        row["acc_paired_outside_noise"] = f"{acc['higher']}/{acc['lower']}"
     return row
 
 
@@ -124,8 +125,8 @@ def main() -> None:
                        ("ΔKL vs preset", "kl_delta", "+.5f"), ("> spread", "kl_exceeds_spread", ""),
                        ("Δacc vs preset", "avg_accuracy_delta", "+.3f"),
                        ("> spread", "avg_accuracy_exceeds_spread", ""),
-                       ("KL paired ≠ 0 (seeds)", "kl_paired_outside_noise", ""),
-                       ("acc paired ≠ 0 (seeds)", "acc_paired_outside_noise", ""),
+                       ("KL paired ≠ 0 (seeds ↑/↓)", "kl_paired_outside_noise", ""),
+                       ("acc paired ≠ 0 (seeds ↑/↓)", "acc_paired_outside_noise", ""),
                        ("sample s", "sample_s", ".1f"), ("quantize s", "quantize_s", ".1f")])
     payload = {"model": args.model, "samples": args.samples, "limit": args.limit, "ablation": rows, "runs": runs}
     if not args.skip_timing:

@@ -45,3 +45,9 @@ def paired_to(reference: dict, run: dict) -> dict:
 def exceeds_spread(mean_a: float, std_a: float, mean_b: float, std_b: float) -> bool:
     """The rule RESULTS.md applies: a difference of seed means counts when it exceeds both rows' seed std."""
     return abs(mean_b - mean_a) > max(std_a, std_b)
+
+
+def outside_noise(diffs: list[dict], metric: str) -> dict:
+    """Over per-seed `paired_to` results: how many seeds' 95 % interval of `metric` excludes 0, by sign."""
+    outside = [d[metric]["delta"] for d in diffs if d[metric]["within_noise"] is False]
+    return {"higher": sum(1 for v in outside if v > 0), "lower": sum(1 for v in outside if v < 0)}
