@@ -1,8 +1,11 @@
-"""EAQuant ablation on the DuQuant base (docs/methods.md): baseline = SmoothQuant-style smoothing
-(α 0.6) → DuQuant transforms → RTN with clip search, per-token activations, router W8A8 plain RTN;
-then + expert-aware smoothing aggregation (with down_proj), + router alignment (paper's loss), +
-calibration balance (r = 2), and all three — at each weight/activation setting, over seeds (the seed
-changes the calibration sample and the evaluation windows), reported as mean ± half-range.
+"""EAQuant ablation on the trained testbeds: the `eaquant` preset (as released, docs/methods.md "EAQuant")
+and the preset with one part removed at a time — without expert-aware aggregation (every reader's
+SmoothQuant maximum), without router alignment (the router RTN-quantized, same 8-bit asymmetric grid),
+without balanced calibration — plus the `duquant` preset (the base EAQuant is built on) at equal bits
+(router W8A8 RTN like EAQuant's), and the `duquant` preset with moeq's all-readers smoothing factors
+(issue 26: the released q_proj / up_proj sources against every reader). Over seeds (the seed changes
+the calibration sample and the evaluation windows; mean ± sample std), and per seed the paired
+difference of each step from its reference (95 % bootstrap interval; moeq/contract/stats.py).
 
     python benchmarks/eaquant_ablation.py --model testbed-outliers --settings W4A4,W3A4,W2A4 \
         --seeds 0,1,2 --out benchmarks/results/eaquant-outliers.json
@@ -17,36 +20,86 @@ import json
 import statistics
 from pathlib import Path
 
-from common import context, standard_args, headline, run_recipe, write_json
+from common import context, headline, run_recipe, standard_args, write_json
+from preset_variants import exceeds_spread, full_recipe, outcomes, outside_noise, paired_to, preset_variant
 
-BASE_SMOOTH = {"name": "smooth", "aggregate": "all", "alpha": 0.6}
-EXPERT_SMOOTH = {"name": "smooth", "aggregate": "expert", "alpha": 0.6, "down_proj": True}
-DUQUANT = {"name": "duquant"}
-QUAROT = {"name": "rotation"}
+PRESET, DUQUANT = "EAQuant preset", "DuQuant preset"
+ROUTER_W8A8 = {"mode": "quantize", "bits": 8, "act_bits": 8, "symmetric": False}
 VARIANTS = {
-    "DuQuant baseline": {"pre": [BASE_SMOOTH, DUQUANT], "router": "quantize", "balance": None},
-    "+aggregation": {"pre": [EXPERT_SMOOTH, DUQUANT], "router": "quantize", "balance": None},
-    "+alignment": {"pre": [BASE_SMOOTH, DUQUANT], "router": "align", "balance": None},
-    "+balance": {"pre": [BASE_SMOOTH, DUQUANT], "router": "quantize", "balance": {"r": 2.0}},
-    "all three (EAQuant)": {"pre": [EXPERT_SMOOTH, DUQUANT], "router": "align", "balance": {"r": 2.0}},
-    # the order question (issue 17): the previous base rotated the residual stream first (QuaRot,
-    # norm weights folded) and smoothed the rotated channels afterwards
-    "QuaRot→smooth (old base)": {"pre": [QUAROT, BASE_SMOOTH], "router": "quantize", "balance": None},
-    "QuaRot→smooth +aggregation": {"pre": [QUAROT, EXPERT_SMOOTH], "router": "quantize", "balance": None},
+    PRESET: preset_variant("eaquant"),
+    "− aggregation": preset_variant("eaquant", options={"smooth": {"aggregate": "all"}}),
+    "− alignment": preset_variant("eaquant", router={"mode": "quantize"}),
+    "− balance": preset_variant("eaquant", calibration={"balance": None}),
+    DUQUANT: preset_variant("duquant", router=ROUTER_W8A8),
+    "DuQuant preset (all readers)": preset_variant("duquant", options={"smooth": {"readers": "all"}},
+                                                  router=ROUTER_W8A8),
 }
+# diagnostics, run only when named in --variants: the released fixed clip 0.8 against no clip / the search
+EXTRA_VARIANTS = {
+    "DuQuant preset (clip 1.0)": preset_variant("duquant", router=ROUTER_W8A8, weights={"clip_ratio": 1.0}),
+    "DuQuant preset (clip search)": preset_variant("duquant", router=ROUTER_W8A8, weights={"clip_ratio": 1.0},
+                                                   options={"rtn": {"clip_search": True, "clip_steps": 101}}),
+    "DuQuant preset (router FP)": preset_variant("duquant"),
+}
+ALL_VARIANTS = {**VARIANTS, **EXTRA_VARIANTS}
+REFERENCE = {name: (DUQUANT if name.startswith("DuQuant preset (") else PRESET) for name in ALL_VARIANTS}
+METRICS = ("kl", "avg_accuracy", "mean_topk_agreement")
 
 
-def recipe(model: str, wbits: int, abits: int, v: dict, samples: int, limit: int, seed: int) -> dict:
-    return {"model": model, "seed": seed, "weights": {"bits": wbits, "group_size": None, "symmetric": False},
-            "activations": {"bits": abits},
-            "router": {"mode": v["router"], "bits": 8, "act_bits": 8},
-            "calibration": {"samples": samples, "seq_len": 256, "balance": v["balance"]},
-            "techniques": [*v["pre"], {"name": "rtn", "clip_search": True}],
+def recipe(model: str, wbits: int, abits: int, name: str, samples: int, limit: int, seed: int) -> dict:
+    base = {"model": model, "seed": seed, "weights": {"bits": wbits}, "activations": {"bits": abits},
+            "calibration": {"samples": samples, "seq_len": 256},
             "eval": {"tasks": ["testbed"], "limit": limit, "ppl_windows": 16, "seq_len": 256}}
+    return full_recipe(base, ALL_VARIANTS[name])
 
 
 def summarize(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "half_range": (max(values) - min(values)) / 2, "values": values}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def table_row(setting: str, name: str, rows: list[dict], done: dict) -> dict:
+    """Mean ± std per metric; against the reference variant, the difference of means and whether it
+    exceeds the spread, and in how many seeds the paired KL / accuracy difference lies outside its
+    95 % interval."""
+    out = {"setting": setting, "variant": name, "seeds": [r["seed"] for r in rows],
+           **{k: summarize([r[k] for r in rows]) for k in METRICS}}
+    if name != REFERENCE[name]:
+        refs = [(done.get((setting, REFERENCE[name], r["seed"])), r) for r in rows]
+        ref = [x for x, _ in refs if x]
+        if len(ref) == len(rows):
+            for k in ("kl", "avg_accuracy"):
+                base = summarize([x[k] for x in ref])
+                out[k + "_vs_reference"] = {"delta": out[k]["mean"] - base["mean"],
+                                            "exceeds_spread": exceeds_spread(base["mean"], base["std"], out[k]["mean"],
+                                                                              out[k]["std"])}
+        diffs = [paired_to(ref["outcomes"], r["outcomes"]) for ref, r in refs if ref and "outcomes" in ref]
+        out["reference"] = REFERENCE[name]
+        out["paired"] = diffs
+        out["kl_outside_noise"] = outside_noise(diffs, "kl")
+        out["acc_outside_noise"] = outside_noise(diffs, "avg_accuracy")
+    return out
+
+
+def print_table(model: str, seeds: list[int], runs: list[dict], table: list[dict]) -> None:
+    print(f"\n# EAQuant ablation on {model} (seeds {seeds}; mean ± std)")
+    fp_acc = next((r["fp_avg_accuracy"] for r in runs if r.get("fp_avg_accuracy") is not None), None)
+    print(f"FP avg accuracy {fp_acc}")
+    print("| setting | variant | KL | avg acc | top-k agree | vs reference |")
+    print("|---|---|---|---|---|---|")
+    for t in table:
+        cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['std']:{f}}"  # noqa: E731
+        paired = "reference"
+        if "reference" in t:
+            d = t.get("kl_vs_reference")
+            mark = "" if d is None else f"ΔKL {d['delta']:+.4f}{' (> spread)' if d['exceeds_spread'] else ''}; "
+            a = t.get("avg_accuracy_vs_reference")
+            mark += "" if a is None else f"Δacc {a['delta']:+.3f}{' (> spread)' if a['exceeds_spread'] else ''}; "
+            kl, acc = t["kl_outside_noise"], t["acc_outside_noise"]
+            paired = (f"{mark}paired ≠ 0 (higher/lower): KL {kl['higher']}/{kl['lower']}, acc {acc['higher']}/"
+                      f"{acc['lower']} of {len(t['paired'])} seeds (vs {t['reference']})")
+        print(f"| {t['setting']} | {t['variant']} | {cell('kl', '.4f')} | {cell('avg_accuracy', '.3f')} | "
+              f"{cell('mean_topk_agreement', '.3f')} | {paired} |")
 
 
 def main() -> None:
@@ -61,47 +114,33 @@ def main() -> None:
     args = ap.parse_args()
     ctx = context()
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs, table = [], []
+    paths = [*args.merge, *([args.out] if args.resume and args.out is not None and args.out.is_file() else [])]
     done = {}
-    if args.resume and args.out is not None and args.out.is_file():  # rows of an interrupted run
-        done = {(r["setting"], r["variant"], r["seed"]): r for r in json.loads(args.out.read_text())["runs"]}
-    for path in args.merge:
+    for path in paths:  # rows of interrupted or split runs
         done.update({(r["setting"], r["variant"], r["seed"]): r for r in json.loads(path.read_text())["runs"]})
+    runs, table = [], []
     for setting in args.settings.split(","):
         wbits, abits = (int(x) for x in setting[1:].split("A"))
         for name in args.variants.split(","):
             per_seed = []
             for seed in seeds:
-                if (setting, name, seed) in done:
-                    runs.append(done[(setting, name, seed)])
-                    per_seed.append(done[(setting, name, seed)])
-                    continue
-                if args.table_only:
-                    continue
-                result, seconds = run_recipe(recipe(args.model, wbits, abits, VARIANTS[name], args.samples,
-                                                    args.limit, seed), ctx)
-                row = {"setting": setting, "variant": name, "seed": seed, **headline(result), "seconds": seconds}
-                runs.append(row)
-                per_seed.append(row)
-                print(f"{setting} {name} seed {seed}: KL {row['kl']:.4f} acc {row['avg_accuracy']:.3f} "
-                      f"top-k {row['mean_topk_agreement']:.3f} ({seconds:.0f} s)", flush=True)
-                write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples,
-                                      "limit": args.limit, "runs": runs, "partial": True})
-            if not per_seed:
-                continue
-            table.append({"setting": setting, "variant": name, "seeds": [r["seed"] for r in per_seed],
-                          **{k: summarize([r[k] for r in per_seed]) for k in ("kl", "avg_accuracy",
-                                                                              "mean_topk_agreement")}})
-    print(f"\n# EAQuant ablation on {args.model} (seeds {seeds}; mean ± half-range)")
-    fp_acc = next((r["fp_avg_accuracy"] for r in runs if r.get("fp_avg_accuracy") is not None), None)
-    print(f"FP avg accuracy {fp_acc}")
-    print("| setting | variant | seeds | KL | avg acc | top-k agree |")
-    print("|---|---|---|---|---|---|")
-    for t in table:
-        cell = lambda k, f: f"{t[k]['mean']:{f}} ± {t[k]['half_range']:{f}}"  # noqa: E731
-        seeds_cell = ",".join(map(str, t["seeds"]))
-        print(f"| {t['setting']} | {t['variant']} | {seeds_cell} | {cell('kl', '.4f')} | "
-              f"{cell('avg_accuracy', '.3f')} | {cell('mean_topk_agreement', '.3f')} |")
+                key = (setting, name, seed)
+                if key not in done and not args.table_only:
+                    result, seconds = run_recipe(recipe(args.model, wbits, abits, name, args.samples, args.limit,
+                                                        seed), ctx)
+                    done[key] = {"setting": setting, "variant": name, "seed": seed, **headline(result),
+                                 "seconds": seconds, "outcomes": outcomes(result)}
+                    r = done[key]
+                    print(f"{setting} {name} seed {seed}: KL {r['kl']:.4f} acc {r['avg_accuracy']:.3f} "
+                          f"top-k {r['mean_topk_agreement']:.3f} ({seconds:.0f} s)", flush=True)
+                    write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples,
+                                          "limit": args.limit, "runs": [*runs, *per_seed, r], "partial": True})
+                if key in done:
+                    per_seed.append(done[key])
+            runs.extend(per_seed)
+            if per_seed:
+                table.append(table_row(setting, name, per_seed, done))
+    print_table(args.model, seeds, runs, table)
     write_json(args.out, {"model": args.model, "seeds": seeds, "samples": args.samples, "limit": args.limit,
                           "runs": runs, "table": table})
 

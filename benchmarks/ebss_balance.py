@@ -4,10 +4,12 @@ same generator with the balance term off (τ → ∞), and plain corpus windows 
 and length, over several seeds (mean ± std).
 
     OMP_NUM_THREADS=1 python benchmarks/ebss_balance.py --model testbed-mixtral --seeds 3 --out benchmarks/results/ebss_balance.json
+    (likewise --model testbed-outliers; the file keeps one entry per model)
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 
 import torch
@@ -67,8 +69,10 @@ def main() -> None:
     print("| set | σ of routed-token counts per expert (mean ± std over seeds) |\n| --- | --- |")
     for r in out:
         print(f"| {r['set']} | {r['sigma_mean']:.1f} ± {r['sigma_std']:.1f} |")
-    if args.out:
-        write_json(args.out, {"model": args.model, "sequences": args.sequences, "length": args.length, "rows": out})
+    if args.out:  # one entry per model: runs on other models already in the file are kept
+        models = json.loads(args.out.read_text()).get("models", {}) if args.out.is_file() else {}
+        models[args.model] = {"sequences": args.sequences, "length": args.length, "seeds": args.seeds, "rows": out}
+        write_json(args.out, {"models": models})
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ PRESETS = MappingProxyType({
     # DuQuant (the base of EAQuant's tables): smoothing first, then online per-linear block rotation +
     # zigzag permutation + block rotation; see docs/methods.md
     # weights as released (Hsu1023/DuQuant 1b425e8, run.sh: no --symmetric, --swc 0.8): per-channel
-    # asymmetric with the fixed clip 0.8; v→o and down_proj smoothing; the q/k/v and gate/up factor sources
-    # are still moeq's (docs/methods.md "DuQuant")
+    # asymmetric with the fixed clip 0.8; v→o and down_proj smoothing; the q/k/v factor from q_proj's
+    # weight, the gate/up factor from the up projections' (quantize/duquant.py `pairs`; docs/methods.md "DuQuant")
     "duquant": {"techniques": [{"name": "smooth", "aggregate": "all", "alpha": DUQUANT_ALPHA, "down_proj": True,
-                                "v_o": True}, {"name": "duquant"},
+                                "v_o": True, "readers": "q_up"}, {"name": "duquant"},
                                {"name": "rtn"}],
                 "weights": {"group_size": None, "symmetric": False, "clip_ratio": 0.8}},
     # what `duquant` used to be: QuaRot-style residual Hadamard rotation, then SmoothQuant, RTN
@@ -22,8 +22,9 @@ PRESETS = MappingProxyType({
     # EAQuant on the DuQuant base, in the authors' order (aggregation before the transforms)
     # EAQuant as released (darren-fzq1/EAQuant 37c4509, run.sh 0fe98b3): `max` merge without the router's
     # factor, per-row asymmetric weights with the squared-error search over 101 ratios in [0.35, 1]
-    # (per_channel_tensor), the router asymmetric 8-bit with one KL-chosen ratio on the mean calibration
-    # sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
+    # (per_channel_tensor), every reader's weight in the smoothing factors (`get_scale` over q/k/v and over
+    # each expert's gate+up, quantize/smooth.py), the router asymmetric 8-bit with one KL-chosen ratio on the
+    # mean calibration sequence (per_channel_kl_top0), expert tokens capped at int(k/n · seq_len · 2) first-come
     "eaquant": {"techniques": [{"name": "smooth", "aggregate": "expert", "alpha": EAQUANT_ALPHA, "down_proj": True,
                                 "include_router": False, "v_o": True},
                                {"name": "duquant", "moe_input": "expert"},

@@ -376,7 +376,7 @@ def recipe_summary(recipe: Recipe) -> str:
         d = technique_to_dict(t)
         extra = [k for k in ("clip_search", "affinity", "down_proj") if d.get(k)]
         if d["name"] == "smooth":
-            extra.insert(0, d["aggregate"])
+            extra[:0] = [d["aggregate"]] + ([d["readers"]] if d.get("readers", "all") != "all" else [])
         return d["name"] + (f"({','.join(extra)})" if extra else "")
     names = "+".join(label(t) for t in recipe.techniques) or "fp"
     a = recipe.allocation

@@ -67,10 +67,16 @@ class SmoothConfig:
     the per-router-only smoothing EAQuant improves on.
     aggregate="expert": EAQuant expert-aware aggregation (max over per-expert factors computed
     from each expert's routed tokens, plus the router term unless include_router is false).
+    readers="all": the weight maximum of a factor is taken over every linear reading the smoothed
+    input (moeq's; EAQuant's released code). readers="q_up": DuQuant's released code — the attention
+    factor from q_proj's weight alone, the MoE-side factor from the up_proj weights alone (each routed
+    expert's up rows, each shared expert's up_proj; the router, gate_proj and the shared-expert gate
+    excluded). Only the factor's source changes: every reader is still scaled by it.
     """
 
     alpha: float = SMOOTHQUANT_ALPHA
     aggregate: Literal["all", "router", "expert"] = "all"
+    readers: Literal["all", "q_up"] = "all"
     include_router: bool = True
     attention: bool = True
     down_proj: bool = False

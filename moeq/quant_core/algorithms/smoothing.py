@@ -4,6 +4,7 @@ Attention side: one factor per channel from the attention input and the attentio
 MoE side, aggregate="all": SmoothQuant over all tokens and all consumers (router, experts,
 shared experts); aggregate="router": the router's factor alone. aggregate="expert" (EAQuant): per expert, factors from the tokens routed to it
 and its own gate/up columns, plus the router (all tokens) and shared experts, aggregated by max.
+readers="q_up" (DuQuant as released): the weight maxima come from q_proj and the up projections only.
 Optional per-expert smoothing of down_proj folds 1/s into the expert's up rows.
 Equations and deviations from the authors' code: docs/methods.md ("SmoothQuant", "EAQuant").
 """
@@ -37,8 +38,10 @@ def smooth_attention(moe: MoEModel, i: int, stats: dict[str, InputStats], cfg: S
     keys = [k for k in stats if k in readers]
     if not keys:
         return stats
-    act = torch.stack([stats[k].absmax for k in keys]).amax(0)
-    s = smooth_scales(act, column_absmax(*[m.weight.data for m in readers.values()]), cfg.alpha)
+    sources = list(readers) if cfg.readers == "all" else list(readers)[:1]  # q_proj: the family's first reader
+    act = torch.stack([stats[k].absmax for k in keys if k in sources] or
+                      [stats[k].absmax for k in keys]).amax(0)
+    s = smooth_scales(act, column_absmax(*[readers[k].weight.data for k in sources]), cfg.alpha)
     norm = moe.input_norm(i)
     norm.weight.data.copy_((norm.weight.data.float() / s).to(norm.weight.dtype))
     for m in readers.values():
@@ -86,6 +89,22 @@ def _moe_consumers(block: MoEBlock, spec) -> list[torch.Tensor]:
     return out
 
 
+def _shared_inputs(block: MoEBlock, spec, readers: str) -> list[torch.Tensor]:
+    """The shared experts' input-projection weights the factor reads: all of them, or up_proj alone
+    (the last of the family's MLP input projections)."""
+    if block.shared is None:
+        return []
+    names = spec.mlp_inputs if readers == "all" else spec.mlp_inputs[-1:]
+    return [get_path(block.shared, n).weight.data for n in names]
+
+
+def _factor_weights(block: MoEBlock, spec, readers: str) -> list[torch.Tensor]:
+    """aggregate="all": the weights whose column maxima enter the shared factor."""
+    if readers == "all":
+        return _moe_consumers(block, spec)
+    return [block.experts.gate_up()[:, block.experts.up_rows()], *_shared_inputs(block, spec, readers)]
+
+
 @torch.no_grad()
 def _expert_inputs(block: MoEBlock, x: torch.Tensor, tokens: RoutedTokens | None) -> list[torch.Tensor]:
     """Each expert's calibration inputs: its (balanced) token set when given, else all tokens routed to it."""
@@ -100,10 +119,12 @@ def moe_smoothing_factors(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, s
     """The per-channel factor shared by the post-attention norm and all of its consumers."""
     act_all = x.abs().amax(0).float()
     if cfg.aggregate == "all":
-        return smooth_scales(act_all, column_absmax(*_moe_consumers(block, spec)), cfg.alpha)
+        return smooth_scales(act_all, column_absmax(*_factor_weights(block, spec, cfg.readers)), cfg.alpha)
     if cfg.aggregate == "router":
         return smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha)
     gu = block.experts.gate_up()
+    if cfg.readers == "q_up":
+        gu = gu[:, block.experts.up_rows()]
     terms = []
     for e, xe in enumerate(_expert_inputs(block, x, tokens)):
         if xe.shape[0]:
@@ -111,8 +132,7 @@ def moe_smoothing_factors(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, s
     if cfg.include_router or not terms:
         terms.append(smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha))
     if block.shared is not None:
-        shared_w = [get_path(block.shared, n).weight.data for n in spec.mlp_inputs]
-        terms.append(smooth_scales(act_all, column_absmax(*shared_w), cfg.alpha))
+        terms.append(smooth_scales(act_all, column_absmax(*_shared_inputs(block, spec, cfg.readers)), cfg.alpha))
     return torch.stack(terms).amax(0)
 
 
@@ -126,7 +146,7 @@ def smooth_moe(moe: MoEModel, block: MoEBlock, x: torch.Tensor, cfg: SmoothConfi
     norm.weight.data.copy_((norm.weight.data.float() / s).to(norm.weight.dtype))
     for w in _moe_consumers(block, moe.spec):
         _scale_columns(w, s)
-    diag = {"moe": _summary(s), "aggregate": cfg.aggregate}
+    diag = {"moe": _summary(s), "aggregate": cfg.aggregate, "readers": cfg.readers}
     if cfg.down_proj:
         scaled = None if tokens is None else RoutedTokens((tokens.x.float() / s).to(tokens.x.dtype), tokens.index,
                                                           tokens.weights, tokens.selection)
