@@ -114,7 +114,7 @@ def test_select_compare_rerun_and_screenshots(server):  # noqa: F811
         assert "from recipe" in page.locator("#launch-problem").inner_text()  # ppl_windows etc. kept
         page.get_by_role("tab", name="Team").click()
         _shot(page, "team")
-        page.goto(f"{server}/?run={second}")  # the link in the Launch tab's "queued" message
+        page.goto(f"{entry(server)}?run={second}")  # the link in the Launch tab's "queued" message
         page.locator(f"#run-card[data-run='{second}']").wait_for(timeout=60_000)
 
         # archive the run from its card: it leaves the runs table (and is listed under status "archived")

@@ -20,10 +20,10 @@ from moeq.db.repository.queries import SORTABLE, RunFilter
 # (field of the run dict, column header, width); ids are shown as their first 8 characters, which every
 # run box of the app accepts (a unique prefix). Sized to fit a 1440 px window without cutting a cell: the
 # model column holds a MODEL_LABEL_CHARS label; memory is on the run card and the Compare page.
-COLUMNS = [("run_id", "run", "7%"), ("status", "status", "9%"), ("model", "model", "18%"),
-           ("recipe_summary", "recipe", "21%"), ("avg_weight_bits", "bits (nominal)", "10%"), ("seed", "seed", "4%"),
+COLUMNS = [("run_id", "run", "7%"), ("status", "status", "9%"), ("model", "model", "16%"),
+           ("recipe_summary", "recipe", "20%"), ("avg_weight_bits", "bits (nominal)", "10%"), ("seed", "seed", "4%"),
            ("avg_accuracy", "acc", "5%"), ("kl", "KL", "6%"), ("mean_topk_agreement", "agree", "5%"),
-           ("duration", "time", "5%"), ("user", "user", "5%"), ("created_at", "created", "5%")]
+           ("duration", "time", "5%"), ("user", "user", "5%"), ("created_at", "created", "8%")]
 SHORT_ID = 8
 
 
