@@ -42,6 +42,13 @@ class RoutedTokens:
             out.append((pos // k, flat_w[pos]))
         return out
 
+    def for_experts(self, e0: int, e1: int) -> "RoutedTokens":
+        """The same tokens as seen by experts [e0, e1) alone, renumbered 0..e1-e0-1 (other slots -1):
+        each expert keeps the very tokens, order and gate weights it has in the whole layer."""
+        inside = (self.index >= e0) & (self.index < e1)
+        index = torch.where(inside, self.index - e0, torch.full_like(self.index, -1))
+        return RoutedTokens(self.x, index, self.weights, None if self.selection is None else self.selection[e0:e1])
+
     def routed_counts(self, num_experts: int) -> list[int]:
         return torch.bincount(self.index.reshape(-1), minlength=num_experts).tolist()
 
