@@ -78,8 +78,13 @@ def full_count(module: nn.Module) -> int:
     return getattr(module, FULL_COUNT)
 
 
-def _per_expert_params(module: nn.Module, n: int) -> list[str]:
-    return [name for name, p in module.named_parameters(recurse=False) if p.dim() and p.shape[0] == n]
+def _resize(module: nn.Module, n: int) -> None:
+    """The module's per-expert parameters as empty meta tensors for `n` experts (same dtype)."""
+    for name, p in list(module.named_parameters(recurse=False)):
+        if p.dim() and p.shape[0] == module.num_experts:
+            setattr(module, name, nn.Parameter(torch.empty(n, *p.shape[1:], dtype=p.dtype, device="meta"),
+                                               requires_grad=False))
+    module.num_experts = n
 
 
 @torch.no_grad()
@@ -91,10 +96,7 @@ def load_experts(sk: SkeletonModel, i: int, e0: int, e1: int, source: LayerSourc
     n, c = full_count(module), e1 - e0
     if not 0 <= e0 < e1 <= n:
         raise ValueError(f"expert chunk {e0}-{e1 - 1} outside layer {i}'s {n} experts")
-    for name in _per_expert_params(module, module.num_experts):
-        shape = getattr(module, name).shape
-        setattr(module, name, nn.Parameter(torch.empty(c, *shape[1:], device="meta"), requires_grad=False))
-    module.num_experts = c
+    _resize(module, c)
     names = [x for x in source.layers[i] if (e := expert_of(x)) is not None and e0 <= e < e1]
     tensors = {EXPERT_INDEX.sub(lambda m: f".experts.{int(m.group(1)) - e0}.", k, count=1): v
                for k, v in source.read(names).items()}
@@ -111,8 +113,5 @@ def release_experts(sk: SkeletonModel, i: int) -> None:
     """Layer i's experts module back on meta at its full size."""
     module = sk.moe.blocks[i].experts.module
     n = full_count(module)
-    for name in _per_expert_params(module, module.num_experts):
-        shape = getattr(module, name).shape
-        setattr(module, name, nn.Parameter(torch.empty(n, *shape[1:], device="meta"), requires_grad=False))
-    module.num_experts = n
+    _resize(module, n)
     return_freed_memory()

@@ -16,7 +16,7 @@ import torch
 from moeq.quant_core.algorithms.allocation import expert_bits
 from moeq.quant_core.algorithms.capture import capture_first_layer_inputs
 from moeq.quant_core.algorithms.experts import quantize_routed_experts
-from moeq.quant_core.algorithms.mixed_precision import Allocator
+from moeq.quant_core.algorithms.mixed_precision import Allocator, neuron_variance
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.quantize import ModelQuantizer
 from moeq.quant_core.quantized import QuantState
@@ -70,7 +70,10 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
         layer, chunks = layers.load(i)
         if allocator is not None and i in moe.blocks:
-            bits[i] = allocator.layer(i)
+            variance = None  # router_norm's variance guard reads every expert's gate rows: by chunks
+            if chunks is not None and allocator.needs_expert_weights:
+                variance = layers.per_expert(i, chunks, lambda: neuron_variance(moe, i))
+            bits[i] = allocator.layer(i, variance)
         quantizer.routed_experts_fn = (quantize_routed_experts if chunks is None
                                        else ChunkedExpertQuantizer(layers, writer, chunks))
         quantizer.quantize_layer(i, layer, batches)
