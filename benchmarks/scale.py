@@ -6,7 +6,8 @@ inside a cgroup whose memory limit is checkpoint_size / ratio (the kernel enforc
 counts against it), with no streaming flag (`stream: auto` decides). Records checkpoint size, the
 cgroup's peak charge, the run's peak RSS (overall and per stage), the expert chunks it chose, wall
 and CPU time, throughput, and per-layer costs for extrapolation. `--compare` also runs each method
-with no limit (in memory) and records whether the metrics are equal.
+with no limit (in memory, concurrently with the limited run) and records whether the metrics are
+equal.
 
 Two shapes: `--shape thin` (default: many small float32 layers, d=512) and `--shape fat` (few
 large bfloat16 layers: d=1024, I=3584, 8 experts, 169 MB a layer, three layers a shard — the
@@ -27,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,13 +95,14 @@ def main() -> None:
                                          "stream_chunk_experts": chunk,
                                          "zoo_dir": str(args.work / "zoo"), "cache_dir": str(args.work / "cache"),
                                          "save_dir": str(args.work / f"saved-{method}")}))
+        unlimited = _start_unlimited(args, recipe, method, env) if args.compare else None  # runs beside it
         t, cpu0, load0 = time.perf_counter(), _child_cpu(), os.getloadavg()[0]
         res = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], limit, 36000, env=env)
         wall, cpu, load1 = time.perf_counter() - t, _child_cpu() - cpu0, os.getloadavg()[0]
         if res.returncode != 0:
             sys.exit(f"{method} failed (rc {res.returncode}) under {limit / 2**30:.2f} GiB: {res.stderr[-2000:]}")
         r = json.loads(out.read_text())
-        unlimited = _unlimited(args, recipe, method, env) if args.compare else None
+        unlimited = _finish_unlimited(*unlimited, method) if unlimited is not None else None
         params = spec.params_per_layer * layers
         row = {"method": method, "checkpoint_bytes": size, "limit_bytes": limit, "layers": layers,
                "params": params, "cgroup_peak_bytes": res.max_usage_bytes, "limit_hits": res.failcnt,
@@ -136,15 +139,22 @@ def main() -> None:
               f"{r['quantize_s_per_layer']:.2f} | {r.get('metrics_equal_unlimited', '-')} |")
 
 
-def _unlimited(args, recipe: dict, method: str, env: dict) -> dict:
-    """The same run with no memory limit (`stream: auto` then keeps the model in memory)."""
+def _start_unlimited(args, recipe: dict, method: str, env: dict):
+    """The same run with no memory limit (`stream: auto` then keeps the model in memory), started in
+    the background beside the limited one (outside its cgroup: neither is charged for the other)."""
     out = args.work / f"result-{method}-unlimited.json"
     spec_file = args.work / f"run-{method}-unlimited.json"
     spec_file.write_text(json.dumps({"recipe": recipe, "out": str(out), "stream": "auto",
                                      "zoo_dir": str(args.work / "zoo"), "cache_dir": str(args.work / "cache-unlimited")}))
-    res = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], None, 36000, env=env)
-    if res.returncode != 0:
-        sys.exit(f"{method} without a limit failed (rc {res.returncode}): {res.stderr[-2000:]}")
+    proc = subprocess.Popen([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, out
+
+
+def _finish_unlimited(proc, out: Path, method: str) -> dict:
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"{method} without a limit failed (rc {proc.returncode}): {err[-2000:]}")
     return json.loads(out.read_text())
 
 
