@@ -13,6 +13,7 @@ from moeq.quant_core.api import run
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.io.load import check_probe, load_quantized
 from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+from tests.conftest import FAMILIES
 
 SPEC = SyntheticSpec(hidden=64, intermediate=64, layers=2, experts=8, top_k=3)
 EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32, "kl_tokens": 64}
@@ -101,3 +102,17 @@ def test_bad_chunk_setting_is_one_clear_error(model, tmp_path, bad):
     with pytest.raises(RecipeError) as err:
         _run(_recipe(model, "rtn"), tmp_path, "on", bad)
     assert "stream_chunk_experts" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow  # ~40 s a family on a busy 2-core box
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_chunked_equals_in_memory(tiny_zoo, tmp_path, family):
+    """Shared experts, group routing, routing biases, sliding windows: chunks of 2 experts give the
+    in-memory numbers, or the layer is loaded whole with its reason recorded."""
+    recipe = {"model": f"tiny-{family}", "weights": {"bits": 4, "group_size": 16}, "techniques": ["gptq"],
+              "calibration": CALIB, "eval": EVAL}
+    runs = {mode: run(recipe, RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / mode, stream=mode,
+                                         stream_chunk_experts=2)) for mode in ("off", "on")}
+    assert runs["on"]["metrics"] == runs["off"]["metrics"] and runs["on"]["expert_stats"] == runs["off"]["expert_stats"]
+    record = runs["on"]["streaming"]["expert_chunks"]["quantize"]
+    assert record["chunked_layers"] and record["experts_per_chunk"] == [2], record
