@@ -77,9 +77,11 @@ def _squared_error(q: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
-                            state: QuantState, key_prefix: str, down_transforms: list | None = None) -> None:
+                            state: QuantState, key_prefix: str, down_transforms: list | None = None,
+                            first_expert: int = 0) -> None:
     """Quantize gate_up then down of every expert of `block` in place; record tokens/fallbacks/errors.
-    `down_transforms[e]` (DuQuant) maps expert e's down input to the basis its weights were folded into."""
+    `down_transforms[e]` (DuQuant) maps expert e's down input to the basis its weights were folded into.
+    `first_expert`: the layer's number of the block's expert 0 (a streamed chunk), for the fallbacks."""
     group = block.experts
     n = group.num_experts
     layer = block.layer_idx
@@ -104,7 +106,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
                 xs[e], cs[e] = tokens.x, torch.ones(tokens.x.shape[0], device=tokens.x.device)
             use_gptq[:] = True
         for e in torch.nonzero(~enough).reshape(-1).tolist():
-            state.record_fallback(layer, e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
+            state.record_fallback(layer, first_expert + e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
                                   f"{m.min_tokens}", m.fallback)
         H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.gate_up_proj", layer, "experts_gate_up",

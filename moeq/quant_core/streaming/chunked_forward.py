@@ -57,6 +57,16 @@ def add_expert_outputs(module: nn.Module, calls: list[Call], outputs: list[torch
             out.index_add_(0, tok, y.to(out.dtype))
 
 
+def _kept(out):
+    """A router output as recorded: tensors cloned (the block may scale them in place; pass 3 must
+    hand it the very values pass 1 saw)."""
+    if isinstance(out, torch.Tensor):
+        return out.detach().clone()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_kept(o) for o in out)
+    return out
+
+
 @torch.no_grad()
 def record_expert_calls(layer: nn.Module, router: nn.Module, experts: nn.Module,
                         batches: list[LayerBatch]) -> tuple[list[Call], list]:
@@ -69,7 +79,7 @@ def record_expert_calls(layer: nn.Module, router: nn.Module, experts: nn.Module,
         calls.append(tuple(t.detach() for t in expert_call_args(args, kwargs)))
         raise _Stop
 
-    handles = [router.register_forward_hook(lambda module, args, out: routed.append(out)),
+    handles = [router.register_forward_hook(lambda module, args, out: routed.append(_kept(out))),
                experts.register_forward_pre_hook(on_experts, with_kwargs=True)]
     try:
         _run_until_stop(layer, batches)

@@ -130,7 +130,7 @@ class ChunkedExpertQuantizer:
             module = load_experts(sk, i, e0, e1, device=self.layers.device)
             part = QuantState()
             quantize_routed_experts(block, None if tokens is None else tokens.for_experts(e0, e1), bits[e0:e1],
-                                    scheme, part, key_prefix)
+                                    scheme, part, key_prefix, first_expert=e0)
             self.writer.write_expert_chunk(i, e0, module, key_prefix, part)
             del module
             release_experts(sk, i)
@@ -140,7 +140,7 @@ class ChunkedExpertQuantizer:
 
 def join_chunks(state: QuantState, layer: int, parts: list[tuple[int, QuantState]]) -> None:
     """Add the chunks' records (tensors already written: shapes only) and statistics to `state` as
-    one layer's, experts numbered from each chunk's first."""
+    one layer's."""
     for key, first in parts[0][1].records.items():
         recs = [p.records[key] for _, p in parts]
         meta = lambda ts: torch.empty(sum(t.shape[0] for t in ts), *ts[0].shape[1:], dtype=ts[0].dtype,  # noqa: E731
@@ -149,9 +149,8 @@ def join_chunks(state: QuantState, layer: int, parts: list[tuple[int, QuantState
                              torch.cat([r.params.bits.reshape(-1) for r in recs]), first.params.group_size,
                              first.params.symmetric)
         state.add(WeightRecord(key, first.role, first.layer, meta([r.codes for r in recs]), params))
-    for e0, part in parts:
-        for fb in part.fallbacks:
-            state.fallbacks.append({**fb, "expert": fb["expert"] + e0})
+    for _, part in parts:
+        state.fallbacks.extend(part.fallbacks)  # numbered in the layer already
     if layer in parts[0][1].tokens_per_expert:
         state.tokens_per_expert[layer] = [c for _, p in parts for c in p.tokens_per_expert[layer]]
     state.expert_error[layer] = [x for _, p in parts for x in p.expert_error[layer]]
