@@ -76,7 +76,8 @@ def test_limit_below_one_layer_streams_experts_by_chunks(tmp_path):
     spec_file = tmp_path / "run.json"
     spec_file.write_text(json.dumps({"recipe": recipe, "out": str(tmp_path / "streamed.json"),
                                      "zoo_dir": str(tmp_path / "zoo"), "cache_dir": str(tmp_path / "cache-s")}))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    # the child's intra-op threads as this process's: another thread count may round matmuls differently
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     limited = run_limited([sys.executable, "-m", "moeq.quant_core.streaming.child", str(spec_file)], limit, 1700, env=env)
     assert limited.returncode == 0, limited.stderr[-3000:]
     assert limited.max_usage_bytes <= limit
