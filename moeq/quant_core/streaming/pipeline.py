@@ -139,6 +139,8 @@ def run_streamed(recipe: Recipe, ctx: RunContext) -> dict:
     finally:
         writer.discard()  # no-op once published
     result.update(stages.overall())
+    if device.type == "cuda":  # CUDA's max allocated was reset per stage: the run's is the largest stage's
+        result["peak_memory_mb"] = result["peak_device_mb"]
     result["streaming"]["stage_peaks"] = stages.stages
     ctx.progress("done", 1.0)
     return result
