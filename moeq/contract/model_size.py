@@ -23,7 +23,10 @@ BF16_BYTES = 2  # the dtype a worker loads a model in
 class ModelSize:
     total: int  # parameters in all
     active: int  # parameters one token passes through (top-k experts)
-    largest_layer: int  # parameters of the largest decoder layer (what a streamed run holds at once)
+    largest_layer: int  # parameters of the largest decoder layer
+    # parameters a streamed run must hold at once at the least: a layer without its routed experts
+    # (attention, router, shared experts) plus one routed expert — it reads the experts by chunks
+    largest_unit: int | None = None
 
     def bytes(self, params: int) -> int:
         return params * BF16_BYTES
@@ -57,9 +60,11 @@ def model_size(config: dict[str, Any]) -> ModelSize:
     n_moe = len(info.moe_layers)
     n_dense = info.num_layers - n_moe
     embeddings = 2 * info.vocab_size * h
+    moe_unit = attention + info.num_experts * h + shared + expert
     return ModelSize(total=n_moe * moe_layer + n_dense * dense_layer + embeddings,
                      active=n_moe * moe_active + n_dense * dense_layer + embeddings,
-                     largest_layer=max(moe_layer if n_moe else 0, dense_layer if n_dense else 0))
+                     largest_layer=max(moe_layer if n_moe else 0, dense_layer if n_dense else 0),
+                     largest_unit=max(moe_unit if n_moe else 0, dense_layer if n_dense else 0))
 
 
 def _gb(n: int | float) -> str:
@@ -69,15 +74,16 @@ def _gb(n: int | float) -> str:
 def check_fits(size: ModelSize, checkpoint_bytes: int, memory_bytes: int, model: str,
                memory: str = "a worker's memory", setting: str = "; the operator sets it with MOEQ_WORKER_MEMORY_GB") \
         -> None:
-    """ModelError when the config claims more than a worker can hold: its largest decoder layer (held
-    whole even by a streamed run) above half the worker's memory, or the whole model above that memory
+    """ModelError when the config claims more than a worker can hold: the least a streamed run holds
+    at once (the largest layer without its routed experts, plus one expert) above half the worker's
+    memory, or the whole model above that memory
     while its safetensors files are too small to back it (a worker streams a model from disk only when
     the files are large; an in-memory run would allocate what the config says)."""
-    layer = size.bytes(size.largest_layer)
-    if layer > memory_bytes // 2:
-        raise ModelError(f"{model}: config.json describes decoder layers of ~{size.largest_layer:.3g} parameters "
-                         f"({_gb(layer)} in bf16: experts × hidden × intermediate), more than half {memory} "
-                         f"({_gb(memory_bytes)}{setting})")
+    unit = size.largest_layer if size.largest_unit is None else size.largest_unit
+    if size.bytes(unit) > memory_bytes // 2:
+        raise ModelError(f"{model}: config.json describes decoder layers of which the part a streamed run holds at "
+                         f"once (attention, router, shared experts and one routed expert) is ~{unit:.3g} parameters "
+                         f"({_gb(size.bytes(unit))} in bf16), more than half {memory} ({_gb(memory_bytes)}{setting})")
     whole = size.bytes(size.total)
     if whole > memory_bytes and checkpoint_bytes < size.total:
         raise ModelError(f"{model}: config.json describes ~{size.total:.3g} parameters ({_gb(whole)} in bf16), more "

@@ -40,6 +40,7 @@ class RunContext:
     task_roots: tuple[Path, ...] | None = None
     saved_roots: tuple[Path, ...] | None = None
     stream: str = "auto"  # "auto" | "on" | "off": stream layers from disk (see moeq.quant_core.streaming)
+    stream_chunk_experts: int | str = "auto"  # routed experts a streamed layer loads at a time ("auto": from memory)
 
     def with_progress(self, progress: ProgressFn) -> "RunContext":
         return replace(self, progress=progress)

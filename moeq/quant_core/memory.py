@@ -4,6 +4,7 @@ allows) and device memory (CUDA's max allocated; None on CPU runs — no device 
 from __future__ import annotations
 
 import resource
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,6 +36,31 @@ def peak_host_rss_mb() -> float:
 def peaks(device: torch.device) -> dict:
     dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"peak_host_rss_mb": round(peak_host_rss_mb(), 1), "peak_device_mb": None if dev is None else round(dev, 1)}
+
+
+class StagePeaks:
+    """Peak host RSS and device memory of each stage of a run: the high-water marks are reset when
+    a stage starts and read when it ends (where the kernel cannot reset VmHWM, a stage's figure is
+    the peak so far). `overall` is the largest of them, the run's peak."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stages: dict[str, dict] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        reset_peaks(self.device)
+        try:
+            yield
+        finally:
+            self.stages[name] = peaks(self.device)
+
+    def overall(self) -> dict:
+        out = {}
+        for key in ("peak_host_rss_mb", "peak_device_mb"):
+            seen = [p[key] for p in self.stages.values() if p[key] is not None]
+            out[key] = max(seen) if seen else None
+        return out
 
 
 def _libc():

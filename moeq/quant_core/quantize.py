@@ -77,6 +77,8 @@ class ModelQuantizer:
         self.reuse_attention = False  # run() sets it: keep each layer's MLP pass to make its outputs
         self.mlp_pass: MlpPass | None = None
         self._mean_input: tuple | None = None  # (layer, mean calibration sequence) for the single router search
+        # quantizes a block's routed experts; a streamed run loading experts by chunks puts its own here
+        self.routed_experts_fn = quantize_routed_experts
 
     @property
     def layers_path(self) -> str:
@@ -211,8 +213,8 @@ class ModelQuantizer:
             for h in self.hooks:
                 t_in = h.experts_in(i) or t_in  # per-expert input transforms replace a shared one
         if self.quantize_weights:
-            quantize_routed_experts(block, tokens, self.expert_bits[i], self.scheme, self.state,
-                                    f"{prefix}.{spec.experts_path}", down_tf)
+            self.routed_experts_fn(block, tokens, self.expert_bits[i], self.scheme, self.state,
+                                   f"{prefix}.{spec.experts_path}", down_tf)
             if block.shared is not None and self.quantize_other:
                 agq = self.gptq and self.scheme.method.affinity and x is not None
                 weights = block.shared_gate_weight(x).reshape(-1) if agq and block.shared_gate is not None else None

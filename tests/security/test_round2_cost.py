@@ -58,8 +58,11 @@ def _settings(tmp_path, config: dict, **env):
 
 
 CONFIGS = {
+    # a streamed run holds a layer's experts a chunk at a time: what must fit is the rest plus one expert
     "65,536 experts x 4,096 layers": ({**MIXTRAL, "num_local_experts": 65_536, "num_hidden_layers": 4096},
-                                      "decoder layers of"),
+                                      "the config does not match the weights"),
+    "hidden_size 65,536 (one layer's attention alone is 34 GB)": ({**MIXTRAL, "hidden_size": 65_536},
+                                                                  "decoder layers of"),
     "same, tiny layers (each fits, the whole does not)": (
         {**MIXTRAL, "num_local_experts": 65_536, "num_hidden_layers": 4096, "hidden_size": 64,
          "intermediate_size": 96}, "the config does not match the weights"),

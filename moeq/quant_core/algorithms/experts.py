@@ -42,6 +42,13 @@ class RoutedTokens:
             out.append((pos // k, flat_w[pos]))
         return out
 
+    def for_experts(self, e0: int, e1: int) -> "RoutedTokens":
+        """The same tokens as seen by experts [e0, e1) alone, renumbered 0..e1-e0-1 (other slots -1):
+        each expert keeps the very tokens, order and gate weights it has in the whole layer."""
+        inside = (self.index >= e0) & (self.index < e1)
+        index = torch.where(inside, self.index - e0, torch.full_like(self.index, -1))
+        return RoutedTokens(self.x, index, self.weights, None if self.selection is None else self.selection[e0:e1])
+
     def routed_counts(self, num_experts: int) -> list[int]:
         return torch.bincount(self.index.reshape(-1), minlength=num_experts).tolist()
 
@@ -70,9 +77,11 @@ def _squared_error(q: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
-                            state: QuantState, key_prefix: str, down_transforms: list | None = None) -> None:
+                            state: QuantState, key_prefix: str, down_transforms: list | None = None,
+                            first_expert: int = 0) -> None:
     """Quantize gate_up then down of every expert of `block` in place; record tokens/fallbacks/errors.
-    `down_transforms[e]` (DuQuant) maps expert e's down input to the basis its weights were folded into."""
+    `down_transforms[e]` (DuQuant) maps expert e's down input to the basis its weights were folded into.
+    `first_expert`: the layer's number of the block's expert 0 (a streamed chunk), for the fallbacks."""
     group = block.experts
     n = group.num_experts
     layer = block.layer_idx
@@ -97,7 +106,7 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
                 xs[e], cs[e] = tokens.x, torch.ones(tokens.x.shape[0], device=tokens.x.device)
             use_gptq[:] = True
         for e in torch.nonzero(~enough).reshape(-1).tolist():
-            state.record_fallback(layer, e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
+            state.record_fallback(layer, first_expert + e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
                                   f"{m.min_tokens}", m.fallback)
         H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
     state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.{group.names[0]}", layer, "experts_gate_up",

@@ -150,7 +150,13 @@ class Allocator:
         self.diag: dict[str, list[dict]] = {}
         self.counts: dict[int, int] = {}
 
-    def layer(self, i: int) -> torch.Tensor:
+    @property
+    def needs_expert_weights(self) -> bool:
+        return self.spec.method != "random"
+
+    def layer(self, i: int, variance: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer i's bits; `variance` (per expert, as `neuron_variance`) when the caller computed it
+        without the experts loaded (a streamed run reads them a chunk at a time)."""
         spec, n = self.spec, self.moe.blocks[i].num_experts
         self.counts = tier_counts(n, spec)
         var = score = None
@@ -158,7 +164,7 @@ class Allocator:
             order = torch.randperm(n, generator=self.gen).tolist()
         else:
             score = layer_score(self.moe, i, self.init)
-            var = neuron_variance(self.moe, i)
+            var = neuron_variance(self.moe, i) if variance is None else variance
             order = guarded_ranking(score, var, spec.zeta)
         bits = _assign(order, self.counts)
         rank = {e: r for r, e in enumerate(order)}

@@ -86,7 +86,8 @@ def load_quantized(path: Path, device: str | torch.device = "cpu", kernels: str 
     tokenizer = AutoTokenizer.from_pretrained(path)
     tensors = load_file(str(path / CODES_FILE))
     for shard in meta.get("codes_shards", []):  # streamed runs write one codes file per layer
-        tensors.update(load_file(str(path / shard)))
+        for key, value in load_file(str(path / shard)).items():  # or per chunk of experts: joined in order
+            tensors[key] = torch.cat([tensors[key], value]) if key in tensors else value
     moe = MoEModel(model)
     records: dict[str, WeightRecord] = {}
     for key, info in meta["records"].items():

@@ -118,6 +118,14 @@ class Checkpoint:
                     raise ModelError(f"checkpoint shard {shard} does not contain tensor {key} listed in {INDEX_FILE}")
         return cls(model_dir, entries, shards)
 
+    @classmethod
+    def of_shards(cls, model_dir: Path, shards: list[str]) -> "Checkpoint":
+        """The tensors of just these shard files of `model_dir` (no index needed)."""
+        entries: dict[str, TensorEntry] = {}
+        for shard in shards:
+            entries.update(_shard_header(Path(model_dir) / shard, shard))
+        return cls(Path(model_dir), entries, tuple(shards))
+
     @property
     def total_bytes(self) -> int:
         return sum((self.dir / s).stat().st_size for s in self.shards)

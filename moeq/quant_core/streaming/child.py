@@ -1,6 +1,6 @@
 """`python -m moeq.quant_core.streaming.child RUN.json`: one run in a fresh process (used under a memory
 cgroup by the memory test and the scale benchmark). RUN.json holds recipe, out, zoo_dir, cache_dir,
-save_dir, stream; the result dict is written to `out` as JSON. `--baseline` only imports what a run
+save_dir, stream, stream_chunk_experts; the result dict is written to `out` as JSON. `--baseline` only imports what a run
 imports (and, given a model directory, builds its weightless skeleton)
 and exits, to measure the interpreter's own footprint."""
 
@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
         return 0
     spec = json.loads(Path(argv[0]).read_text())
     ctx = RunContext(zoo_dir=Path(spec["zoo_dir"]), cache_dir=Path(spec["cache_dir"]), stream=spec.get("stream", "auto"),
-                     save_dir=Path(spec["save_dir"]) if spec.get("save_dir") else None, device=spec.get("device", "auto"))
+                     save_dir=Path(spec["save_dir"]) if spec.get("save_dir") else None, device=spec.get("device", "auto"),
+                     stream_chunk_experts=spec.get("stream_chunk_experts", "auto"))
     t0 = time.perf_counter()
     result = run(spec["recipe"], ctx)
     result["wall_s"] = round(time.perf_counter() - t0, 2)

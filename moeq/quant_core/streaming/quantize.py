@@ -1,7 +1,9 @@
 """Calibrate and quantize a skeleton model layer by layer, writing each layer out as it is done.
 
 The same per-layer machinery as the in-memory path (`ModelQuantizer.quantize_layer`, `run_layer`)
-runs on one loaded layer at a time; calibration activations and a one-window probe batch are
+runs on one loaded layer at a time — its routed experts read, quantized, written and released a
+chunk of experts at a time where `ChunkedLayers` allows, then read back by chunks to make the
+layer's outputs; calibration activations and a one-window probe batch are
 carried from layer to layer, so the probe logits of the finished model come out of the same pass.
 """
 
@@ -12,12 +14,14 @@ import logging
 import torch
 
 from moeq.quant_core.algorithms.allocation import expert_bits
-from moeq.quant_core.algorithms.capture import capture_first_layer_inputs, run_layer
-from moeq.quant_core.algorithms.mixed_precision import Allocator
+from moeq.quant_core.algorithms.capture import capture_first_layer_inputs
+from moeq.quant_core.algorithms.experts import quantize_routed_experts
+from moeq.quant_core.algorithms.mixed_precision import Allocator, neuron_variance
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.quantize import ModelQuantizer
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.recipe import Recipe
+from moeq.quant_core.streaming.chunked_layers import ChunkedExpertQuantizer, ChunkedLayers, run_reason
 from moeq.quant_core.streaming.runner import StreamRunner
 from moeq.quant_core.streaming.skeleton import SkeletonModel
 from moeq.quant_core.streaming.writer import StagedWriter
@@ -28,8 +32,9 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunContext, device: torch.device,
-                      writer: StagedWriter, probe_ids: torch.Tensor) -> tuple[QuantState, dict, torch.Tensor]:
-    """Returns (state, calibration info, probe logits of the quantized model)."""
+                      writer: StagedWriter, probe_ids: torch.Tensor
+                      ) -> tuple[QuantState, dict, torch.Tensor, ChunkedLayers]:
+    """Returns (state, calibration info, probe logits of the quantized model, the layer loader used)."""
     from moeq.quant_core.pipeline import TOKENS_PER_CALIB_BATCH, calibration_windows
 
     moe = sk.moe
@@ -58,21 +63,27 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         if reserve is not None and reserve.shape[0]:
             batches += capture_first_layer_inputs(moe, reserve, batch, device)
     probe = capture_first_layer_inputs(moe, probe_ids, probe_ids.shape[0], device)
+    layers = ChunkedLayers(sk, ctx.stream_chunk_experts, device, hessians=quantizer.gptq, run_reason=run_reason(quantizer))
     n = len(moe.layers)
     for i in range(n):
         ctx.check_cancel()
         ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
-        layer = sk.load_layer(i, device=device)
+        layer, chunks = layers.load(i)
         if allocator is not None and i in moe.blocks:
-            bits[i] = allocator.layer(i)
+            variance = None  # router_norm's variance guard reads every expert's gate rows: by chunks
+            if chunks is not None and allocator.needs_expert_weights:
+                variance = layers.per_expert(i, chunks, lambda: neuron_variance(moe, i))
+            bits[i] = allocator.layer(i, variance)
+        quantizer.routed_experts_fn = (quantize_routed_experts if chunks is None
+                                       else ChunkedExpertQuantizer(layers, writer, chunks))
         quantizer.quantize_layer(i, layer, batches)
-        if batches is not None:
-            batches = run_layer(layer, batches)
-        probe = run_layer(layer, probe)
+        carried = (batches or []) + probe  # the quantized layer's outputs: its chunks are read back as written
+        out = layers.forward(i, layer, carried, chunks, writer.layer_source(i) if chunks else None)
+        batches, probe = (None if batches is None else out[:len(batches)]), out[len(carried) - len(probe):]
         writer.write_layer(i, state)
         sk.release_layer(i)
     if allocator is not None:
         allocator.record(state, bits)
     ctx.progress("quantize: done", 1.0)
     logits = StreamRunner(sk, sk.source, device).head(probe[0].hidden).float().cpu()
-    return state, calib_info, logits
+    return state, calib_info, logits, layers

@@ -4,7 +4,8 @@
 batches through it, releases it, loads layer 1, ... and finally applies the final norm and the
 head, handing each batch's logits to `consume` in order. Batches whose hidden states would exceed
 `max_state_bytes` together are split into several passes (each pass reads the layers again).
-The arithmetic per batch is the model's own forward, so the logits equal an in-memory run's.
+The arithmetic per batch is the model's own forward, so the logits equal an in-memory run's; a
+layer's routed experts may be read a chunk at a time (`ChunkedLayers`), with the same outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import torch
 
 from moeq.quant_core.algorithms.capture import LayerBatch, capture_first_layer_inputs, run_layer
+from moeq.quant_core.streaming.chunked_layers import ChunkedLayers
 from moeq.quant_core.evaluate.forward import Consume
 from moeq.quant_core.streaming.skeleton import LayerSource, SkeletonModel
 
@@ -28,8 +30,9 @@ def state_bytes(ids: torch.Tensor, hidden: int, itemsize: int) -> int:
 
 class StreamRunner:
     def __init__(self, sk: SkeletonModel, source: LayerSource, device: torch.device,
-                 max_state_bytes: int = 2 * 2**30, check_cancel=None) -> None:
+                 max_state_bytes: int = 2 * 2**30, check_cancel=None, layers: ChunkedLayers | None = None) -> None:
         self.sk, self.source, self.device = sk, source, device
+        self.layers = layers  # loads layers, routed experts by chunks where it can; None: every layer whole
         self.check_cancel = check_cancel  # called before each layer (a run can be cancelled mid-pass)
         self.max_state_bytes = max_state_bytes
         self.passes = 0
@@ -68,8 +71,11 @@ class StreamRunner:
             for i in range(len(moe.layers)):
                 if self.check_cancel is not None:
                     self.check_cancel()
-                layer = self.sk.load_layer(i, self.source, self.device)
-                states = run_layer(layer, states)
+                if self.layers is None:
+                    states = run_layer(self.sk.load_layer(i, self.source, self.device), states)
+                else:
+                    layer, chunks = self.layers.load(i, self.source)
+                    states = self.layers.forward(i, layer, states, chunks, self.source)
                 self.sk.release_layer(i)
             for j, st in zip(chunk, states):
                 consume(j, self.head(st.hidden))

@@ -2,7 +2,9 @@
 
 Each decoder layer, once quantized, goes to `model-layer-NNNNN.safetensors` (dequantized grid
 weights under the checkpoint's on-disk names) and `moeq_quant-layer-NNNNN.safetensors` (its
-integer codes, scales, zero points, bits), after which the layer's records keep only their shapes
+integer codes, scales, zero points, bits) — a layer whose routed experts were processed by chunks
+also gets `…-NNNNN-eEEEEE.safetensors` pairs, one per chunk (first expert EEEEE), whose code
+tensors the loader joins along the expert dimension — after which the layer's records keep only their shapes
 (the tensors are on disk). `finish` adds the embeddings/norm/head shard, the index, config,
 tokenizer, `moeq_quant.safetensors` (probe), `moeq.json` (listing the code shards) and checksums,
 and renames the staging directory into place — the same layout `load_quantized` reads and a
@@ -25,7 +27,7 @@ from moeq.contract.errors import ArtifactError
 from moeq.quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.recipe import Recipe
-from moeq.quant_core.streaming.checkpoint import INDEX_FILE, flush_and_drop
+from moeq.quant_core.streaming.checkpoint import INDEX_FILE, Checkpoint, flush_and_drop
 from moeq.quant_core.streaming.skeleton import SkeletonModel
 
 OUTER_FILE = "model-outer.safetensors"
@@ -37,6 +39,11 @@ def layer_file(i: int) -> str:
 
 def codes_file(i: int) -> str:
     return f"moeq_quant-layer-{i:05d}.safetensors"
+
+
+def chunk_suffix(name: str, e0: int) -> str:
+    """The file of one chunk of a layer's routed experts, first expert e0."""
+    return name.replace(".safetensors", f"-e{e0:05d}.safetensors")
 
 
 def _on_disk(model, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -62,6 +69,7 @@ class StagedWriter:
         self.dir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
         self.weight_map: dict[str, str] = {}
         self.code_shards: list[str] = []
+        self.layer_files: dict[int, list[str]] = {}  # per layer: its weight files (whole, or one per chunk)
 
     def _guard(self, fn, *args):
         try:
@@ -77,12 +85,35 @@ class StagedWriter:
         self._guard(self._write_layer, i, state)
 
     def _write_layer(self, i: int, state: QuantState) -> None:
+        """Layer i's loaded tensors (routed experts written by chunks are on meta by now) and codes."""
         prefix = f"{self.sk.layers_path}.{i}."
         layer = self.sk.moe.layers[i]
-        dense = _on_disk(self.sk.model, {prefix + k: v for k, v in layer.state_dict().items()})
-        save_file(dense, str(self.dir / layer_file(i)), metadata={"format": "pt"})
-        flush_and_drop(self.dir / layer_file(i))
-        self.weight_map.update({k: layer_file(i) for k in dense})
+        self._write(i, layer_file(i), codes_file(i), {prefix + k: v for k, v in layer.state_dict().items()
+                                                      if not v.is_meta}, state, prefix)
+
+    def write_expert_chunk(self, i: int, e0: int, module, key: str, state: QuantState) -> None:
+        """Experts e0.. of layer i, held by `module` (at `key`) as 0..: their weights under their
+        own on-disk names, and their codes (`state`: this chunk's records alone)."""
+        self._guard(self._write_expert_chunk, i, e0, module, key, state)
+
+    def _write_expert_chunk(self, i, e0, module, key, state) -> None:
+        from moeq.quant_core.streaming.expert_chunks import EXPERT_INDEX
+
+        dense = {key + "." + k: v for k, v in module.state_dict().items()}
+        dense = {EXPERT_INDEX.sub(lambda m: f".experts.{int(m.group(1)) + e0}.", k, count=1): v
+                 for k, v in _on_disk(self.sk.model, dense).items()}
+        self._write(i, chunk_suffix(layer_file(i), e0), chunk_suffix(codes_file(i), e0), dense, state, key + ".",
+                    converted=True)
+
+    def _write(self, i: int, weights_name: str, codes_name: str, tensors: dict, state: QuantState, prefix: str,
+               converted: bool = False) -> None:
+        dense = tensors if converted else _on_disk(self.sk.model, tensors)
+        if dense:
+            save_file(dense, str(self.dir / weights_name), metadata={"format": "pt"})
+            flush_and_drop(self.dir / weights_name)
+            self.weight_map.update({k: weights_name for k in dense})
+            self.layer_files.setdefault(i, []).append(weights_name)
+        del dense
         codes = {}
         for key, rec in state.records.items():
             if key.startswith(prefix) and not rec.codes.is_meta:
@@ -92,9 +123,17 @@ class StagedWriter:
                 codes[f"{key}.bits"] = rec.params.bits.reshape(-1).cpu().clone()
                 _spill(rec)
         if codes:
-            save_file(codes, str(self.dir / codes_file(i)))
-            flush_and_drop(self.dir / codes_file(i))
-            self.code_shards.append(codes_file(i))
+            save_file(codes, str(self.dir / codes_name))
+            flush_and_drop(self.dir / codes_name)
+            self.code_shards.append(codes_name)
+
+    def layer_source(self, i: int):
+        """Layer i's tensors written so far, readable as a checkpoint (its chunks reloaded after
+        quantization to make the layer's outputs)."""
+        from moeq.quant_core.streaming.skeleton import LayerSource
+
+        ckpt = Checkpoint.of_shards(self.dir, self.layer_files.get(i, []))
+        return LayerSource(ckpt, len(self.sk.moe.layers), None, self.sk.dtype)
 
     def write_index(self) -> None:
         """Index of everything written so far (the layers can then be read back as a checkpoint)."""
