@@ -67,8 +67,9 @@ def _saved_run(settings, store, user, project):
 def test_moqe_saved_variants_only_from_runs_the_user_may_read(team):
     settings, store = team
     rid, saved = _saved_run(settings, store, "alice", "p1")
-    own = {**BASE, "moqe": {"variants": [f"path:{saved}", {"techniques": ["rtn"]}]}}
-    by_id = {**BASE, "moqe": {"variants": [f"run:{rid[:8]}", {"techniques": ["rtn"]}]}}
+    rtn = {"techniques": ["rtn"], "weights": {"bits": 4, "group_size": 16}}  # a group the tiny widths take
+    own = {**BASE, "moqe": {"variants": [f"path:{saved}", rtn]}}
+    by_id = {**BASE, "moqe": {"variants": [f"run:{rid[:8]}", rtn]}}
     for recipe in (own, by_id):
         with pytest.raises(RecipeError, match="matches no run"):
             admit(settings, store, recipe, ("p2",))  # bob

@@ -74,7 +74,7 @@ def test_bad_grid_point_is_refused_before_anything_is_queued(moeq_home, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "grid point 2 of 2" in err[0] and "weights.bits" in err[0]
     assert main(["study", "list"]) == 0 and "(0 studies)" in capsys.readouterr().out
-    assert main(["submit", "--model", "tiny-mixtral", "--seeds", "0,0"]) != 0
+    assert main(["submit", "--model", "tiny-mixtral", "--bits", "W4A16g16", "--seeds", "0,0"]) != 0
     assert "seeds must be distinct" in capsys.readouterr().err
 
 
