@@ -20,7 +20,8 @@ def make_context(settings: Settings, progress: ProgressFn | None = None, should_
     return RunContext(zoo_dir=settings.zoo_dir, cache_dir=settings.cache_dir, model_roots=settings.model_roots,
                       allow_remote_code=settings.allow_remote_code, device=settings.device,
                       kernels=settings.kernels, save_dir=save_dir, data_roots=settings.data_roots,
-                      task_roots=settings.task_roots, saved_roots=saved_roots(settings), **kwargs)
+                      task_roots=settings.task_roots, saved_roots=saved_roots(settings), stream=settings.stream,
+                      stream_chunk_experts=settings.stream_chunk_experts, **kwargs)
 
 
 def saved_roots(settings: Settings) -> tuple[Path, ...] | None:

@@ -27,6 +27,7 @@ class SettingsError(MoeqError):
 
 
 KERNEL_MODES = ("auto", "torch", "triton")
+STREAM_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     root_path: str = ""  # with logins: the workbench lives under this path (its cookies scoped to it)
     max_body_mb: float = 16.0  # the largest request body with credentials (moeq.app.body_limit)
+    # streamed runs (docs/streaming.md): whether to stream layers from disk, and how many routed experts
+    # a streamed layer holds at once ("auto": sized from the memory this worker may still use)
+    stream: str = "auto"
+    stream_chunk_experts: int | str = "auto"
 
     @property
     def team(self) -> bool:
@@ -127,6 +132,22 @@ def _root_path(value: str) -> str:
     if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
         raise SettingsError(f"MOEQ_ROOT_PATH: expected a path like /moeq (letters, digits, . _ ~ -), got {value[:80]!r}")
     return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SettingsError(f"{name}: must be one of {', '.join(choices)}, got {value[:80]!r}")
+    return value
+
+
+def _chunk(value: str) -> int | str:
+    """MOEQ_STREAM_CHUNK_EXPERTS: 'auto' or a positive whole number."""
+    value = value.strip()
+    if value == "auto":
+        return value
+    if not re.fullmatch(r"[0-9]{1,6}", value) or int(value) < 1:
+        raise SettingsError(f"MOEQ_STREAM_CHUNK_EXPERTS: must be 'auto' or a positive whole number, got {value[:80]!r}")
+    return int(value)
 
 
 def _list(value: str | None) -> tuple[str, ...]:
@@ -197,6 +218,8 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         allowed_hosts=tuple(h.lower() for h in _list(get("MOEQ_ALLOWED_HOSTS", "allowed_hosts"))),
         root_path=_root_path(get("MOEQ_ROOT_PATH", "root_path", "")),
         max_body_mb=_number("MOEQ_MAX_BODY_MB", get("MOEQ_MAX_BODY_MB", "max_body_mb", "16")),
+        stream=_choice("MOEQ_STREAM", get("MOEQ_STREAM", "stream", "auto"), STREAM_MODES),
+        stream_chunk_experts=_chunk(get("MOEQ_STREAM_CHUNK_EXPERTS", "stream_chunk_experts", "auto")),
     )
 
 
