@@ -66,7 +66,7 @@ class ChunkedLayers:
 
     def _whole(self, i: int, reason: str) -> None:
         self.whole[i] = reason
-        n = full_count(self.sk.moe.blocks[i].experts.module)
+        n = self.sk.moe.blocks[i].experts.num_experts  # loaded whole: its shapes are the full count
         if chunk_experts(self.setting, n, self._per_expert_bytes(i), self.device) < n:
             msg = (f"layer {i} loaded whole ({reason}) although the memory budget asks for chunks of fewer "
                    f"than its {n} experts")
