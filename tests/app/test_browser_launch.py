@@ -111,3 +111,43 @@ def test_a_page_that_says_not_launchable_cannot_launch(server):  # noqa: F811
         assert "✓" not in text
         assert "not valid JSON" in _launch_refused(page)
         browser.close()
+
+
+def test_a_json_edit_of_fields_in_a_closed_accordion_launches_as_typed(server):  # noqa: F811
+    """The JSON edit fills the form, fields in the closed "mixed precision" accordion included; nothing
+    rewrites the JSON with a stale form (each filled field's change once ran the form → JSON sync with
+    the old tiers, so the page said valid while Launch found form [2, 4] and JSON [2, 3, 4])."""
+    from playwright.sync_api import sync_playwright
+    from sqlalchemy import select
+
+    from moeq.db.models import Run
+    from moeq.db.store import Store
+    from moeq.jobs.settings import load_settings
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                     "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(entry(server))
+        page.locator("#launch-button").wait_for(timeout=60_000)
+        _wait_problem(page, "valid")
+        shown = json.loads(page.locator("#launch-recipe .cm-content").inner_text())
+        shown["weights"]["bits"] = 3
+        shown["allocation"] = {"method": "router_norm", "avg_bits": 3.0, "tiers": [2, 4]}
+        shown["calibration"]["samples"] = 4
+        _set_json(page, json.dumps(shown))
+        page.wait_for_function("document.querySelector('#launch-wbits input').value === '3'", timeout=30_000)
+        time.sleep(3)  # every change the fill caused has run
+        assert json.loads(page.locator("#launch-recipe .cm-content").inner_text())["allocation"]["tiers"] == [2, 4]
+        assert "✓ recipe is valid" in _wait_problem(page, "valid")
+        page.locator("#launch-button").click()
+        page.wait_for_function("document.querySelector('#launch-result').innerText.includes('queued run')",
+                               timeout=30_000)
+        store = Store(load_settings().database_url)
+        try:
+            with store.session() as s:
+                run = s.scalars(select(Run).order_by(Run.created_at.desc())).first()
+                assert run.recipe["allocation"]["tiers"] == [2, 4] and run.recipe["weights"]["bits"] == 3
+        finally:
+            store.dispose()
+        browser.close()

@@ -117,8 +117,13 @@ def build(svc: AppServices) -> dict:
         return (*new_values, new_overrides, verdict(check, new_overrides, request))
 
     render_inputs = [*form_inputs, kept, recipe_json]
+    # `.input`, not `.change`: only a person's edit of a field rewrites the JSON. The form updates that
+    # on_json (a JSON edit) and "Re-run with edits" make must not: each changed field's `.change` would
+    # run `render` with whatever the page held for the other fields at that moment (a field in a closed
+    # accordion may still hold its old value), rewriting the JSON the person just typed with a stale
+    # form. "Re-run with edits" and the page load call `render` themselves once the form is filled.
     for comp in form_inputs:
-        comp.change(render, render_inputs, [recipe_json, problem], trigger_mode="always_last")
+        comp.input(render, render_inputs, [recipe_json, problem], trigger_mode="always_last")
     recipe_json.input(on_json, [recipe_json, *form_inputs, kept], [*form_inputs, kept, problem],
                       trigger_mode="always_last")  # the last edit wins, never an earlier one
     model.change(lambda ref: h(svc.describe(ref)), model, model_info)
