@@ -10,6 +10,7 @@ MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
 MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB, MOEQ_TRUSTED_PROXIES, MOEQ_ALLOWED_ORIGINS,
 MOEQ_ALLOWED_HOSTS (comma-separated), MOEQ_MAX_BODY_MB (request bodies with credentials),
+MOEQ_MAX_STREAMS_PER_CLIENT (open Gradio streams per signed-in client),
 MOEQ_ROOT_PATH (with logins: the path the workbench lives under). See
 docs/security.md for what the roots and switches guarantee.
 """
@@ -68,6 +69,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     root_path: str = ""  # with logins: the workbench lives under this path (its cookies scoped to it)
     max_body_mb: float = 16.0  # the largest request body with credentials (moeq.app.body_limit)
+    max_streams_per_client: int = 32  # open Gradio API streams per signed-in client (moeq.app.session_gate)
 
     @property
     def team(self) -> bool:
@@ -203,6 +205,8 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         allowed_hosts=tuple(h.lower() for h in _list(get("MOEQ_ALLOWED_HOSTS", "allowed_hosts"))),
         root_path=_root_path(get("MOEQ_ROOT_PATH", "root_path", "")),
         max_body_mb=_number("MOEQ_MAX_BODY_MB", get("MOEQ_MAX_BODY_MB", "max_body_mb", "16")),
+        max_streams_per_client=int(_number("MOEQ_MAX_STREAMS_PER_CLIENT", get(
+            "MOEQ_MAX_STREAMS_PER_CLIENT", "max_streams_per_client", "32"))),
     )
 
 
