@@ -58,8 +58,11 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
     if settings.auth:
         from moeq.app.session_gate import SessionGate
 
+        from moeq.app.known_device import load_key
+
         throttle = LoginThrottle(settings.login_max_failures, settings.login_lock_s)
-        app.add_middleware(LoginGuardMiddleware, throttle=throttle, sessions=svc.sessions)
+        app.add_middleware(LoginGuardMiddleware, throttle=throttle, sessions=svc.sessions,
+                           device_key=load_key(settings.home))
         app.add_middleware(SessionGate, user_of=_session_user(svc), max_streams=settings.max_streams_per_client)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
                        allow_methods=["GET", "POST"], allow_headers=["*"])
