@@ -67,7 +67,9 @@ class LoginThrottle:
         waits = [0.0]
         for key, limit in limits.items():
             waits.append(self._locked_until.get(key, 0.0) - now)
-            q = self._fails[key]
+            q = self._fails.get(key)
+            if not q:
+                continue
             while q and now - q[0][0] > WINDOW_S:
                 q.popleft()
             if len(q) >= limit:  # failures and attempts in flight
@@ -95,10 +97,12 @@ class LoginThrottle:
             for key, limit in limits.items():
                 q = self._fails[key]
                 if outcome != "failed":
-                    self._fails[key] = deque(e for e in q if e[1] != attempt)
+                    q = self._fails[key] = deque(e for e in q if e[1] != attempt)
                 elif not key.startswith("user:") and len(q) >= limit:
                     self._locked_until[key] = now + self.lock_s
                     q.clear()
+                if not q:
+                    self._fails.pop(key, None)
             if outcome == "ok":
                 for key in limits:
                     if not key.startswith(("user:", "addr:")):
