@@ -13,13 +13,13 @@ than a few streams open (ASGI middleware of `moeq serve`, inside the RequestGuar
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 
 from starlette.concurrency import run_in_threadpool
 
 from moeq.app.login_guard import get_route_path
+from moeq.app.web_guard import refuse
 
 ANONYMOUS_PATHS = ("", "/", "/login", "/logout", "/theme.css", "/favicon.ico")
 ANONYMOUS_PREFIXES = ("/assets/", "/static/")
@@ -47,7 +47,7 @@ class SessionGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         user = await run_in_threadpool(self.user_of, scope, headers)
         if user is None:
-            return await _refuse(scope, receive, send, 401, "sign in first (this server needs a login)")
+            return await refuse(scope, receive, send, 401, "sign in first (this server needs a login)")
         streaming = scope["type"] == "websocket" or (scope.get("method") == "GET" and path.startswith(STREAM_PREFIX))
         if not streaming:
             return await self.app(scope, receive, send)
@@ -59,7 +59,7 @@ class SessionGate:
                 full = False
                 self._open[key] += 1
         if full:
-            return await _refuse(scope, receive, send, 429, f"too many open streams from this client "
+            return await refuse(scope, receive, send, 429, f"too many open streams from this client "
                                                             f"(at most {self.max_streams}: MOEQ_MAX_STREAMS_PER_CLIENT)")
         try:
             return await self.app(scope, receive, send)
@@ -69,13 +69,3 @@ class SessionGate:
                 if self._open[key] <= 0:
                     del self._open[key]
 
-
-async def _refuse(scope, receive, send, code: int, detail: str) -> None:
-    if scope["type"] == "websocket":
-        await receive()  # websocket.connect
-        await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
-        return
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
