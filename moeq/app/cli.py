@@ -65,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin discovery chatter is not progress
+    from moeq.jobs.private_paths import check_home
     from moeq.jobs.settings import load_settings
 
     try:
         settings = load_settings()
+        check_home(settings.home)  # before any command reads or writes there
         rc = int(args.handler(args, settings) or 0)
         sys.stdout.flush()
         return rc

@@ -137,7 +137,7 @@ def _drop(recipe: dict, key: str) -> bool:
     return False
 
 
-def _without_run_refs(recipe: dict) -> dict:
+def without_run_refs(recipe: dict) -> dict:
     """`recipe` as the parser sees it after admission: a MoQE `run:<id>` variant becomes the run's saved
     model (`path:`) there, so here it stands in as one; whether the run exists and may be read is
     admission's answer, shown on Launch."""
@@ -158,7 +158,7 @@ def recipe_problems(recipe) -> list[MoeqError]:
         except MoeqError as exc:
             return [exc]
         return []
-    work, out = _without_run_refs(copy.deepcopy(recipe)), []
+    work, out = without_run_refs(copy.deepcopy(recipe)), []
     for _ in range(MAX_RECIPE_ERRORS):
         try:
             parse_recipe(work)

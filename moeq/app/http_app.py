@@ -4,7 +4,8 @@ export download route, and the Gradio workbench mounted at `/`; served by uvicor
 Order of the middleware, outermost first: BodyLimit (request bodies: small without credentials,
 MOEQ_MAX_BODY_MB with them), RequestGuard (Host, Origin, uploads, URL token), the
 CORS allow-list (Starlette's CORSMiddleware: only MOEQ_ALLOWED_ORIGINS get an answer they may read;
-with it present Gradio does not add its own), then the login guard (team mode). Uvicorn believes
+with it present Gradio does not add its own), then with logins the session gate (moeq.app.session_gate:
+only the login page without a session; streams per client capped) and the login guard. Uvicorn believes
 X-Forwarded-For only from MOEQ_TRUSTED_PROXIES (none by default: the client address is the socket's).
 """
 
@@ -55,8 +56,14 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
                                                          "cache-control": "no-store"})
 
     if settings.auth:
+        from moeq.app.session_gate import SessionGate
+
+        from moeq.app.known_device import load_key
+
         throttle = LoginThrottle(settings.login_max_failures, settings.login_lock_s)
-        app.add_middleware(LoginGuardMiddleware, throttle=throttle, sessions=svc.sessions)
+        app.add_middleware(LoginGuardMiddleware, throttle=throttle, sessions=svc.sessions,
+                           device_key=load_key(settings.home))
+        app.add_middleware(SessionGate, user_of=_session_user(svc), max_streams=settings.max_streams_per_client)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins), allow_credentials=True,
                        allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts(settings, host),
@@ -84,21 +91,31 @@ def _user_of(svc: AppServices, cookies: dict) -> str | None:
     return owner if owner and svc.session_valid(token, owner) else None
 
 
-def _credentials_check(svc: AppServices, token: str | None):
-    """For the body limit: does a request carry the secret (no logins) or a live session (logins)?"""
+def _session_user(svc: AppServices):
+    """(scope, headers) -> the user of the live session in the request's cookies, or None."""
     from http.cookies import SimpleCookie
 
-    from moeq.app.web_guard import has_secret
-
-    def check(scope, headers: dict) -> bool:
-        if token is not None:
-            return has_secret(scope, headers, token)
+    def user(scope, headers: dict) -> str | None:
         jar = SimpleCookie()
         try:
             jar.load(headers.get("cookie", ""))
         except Exception:  # a malformed Cookie header is no session
-            return False
-        return _user_of(svc, {k: m.value for k, m in jar.items()}) is not None
+            return None
+        return _user_of(svc, {k: m.value for k, m in jar.items()})
+
+    return user
+
+
+def _credentials_check(svc: AppServices, token: str | None):
+    """For the body limit: does a request carry the secret (no logins) or a live session (logins)?"""
+    from moeq.app.web_guard import has_secret
+
+    session_user = _session_user(svc)
+
+    def check(scope, headers: dict) -> bool:
+        if token is not None:
+            return has_secret(scope, headers, token)
+        return session_user(scope, headers) is not None
 
     return check
 

@@ -1,5 +1,5 @@
-"""Login throttling (per user and address, per address, a slowdown per user) and session revocation
-for `moeq serve`.
+"""Login throttling (per user and address, per address, a budget per user name, known devices) and
+session revocation for `moeq serve`.
 
 Gradio calls the auth function with only (username, password), so the per-address part and the
 lock-out answer live in a small ASGI middleware in front of POST /login; it also records each
@@ -18,7 +18,7 @@ a removed user), is refused — for good.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
 import re
 import threading
@@ -28,80 +28,113 @@ from collections import defaultdict, deque
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from moeq.app import known_device
 from moeq.app.body_limit import replaying
 
 WINDOW_S = 900.0  # failures older than this are forgotten
 ADDRESS_FACTOR = 4  # an address may fail this many times more often than with one user name
-USER_DELAY_S = 0.25  # the first slowdown of a name that failed from anywhere max_failures times
-USER_DELAY_MAX_S = 5.0  # ... doubling per further failure up to this; never a lock
+NAME_FACTOR = 4  # a name may fail this many times more often, from all unknown browsers together
 
 
 class LoginThrottle:
-    """Failed logins, counted three ways within WINDOW_S:
+    """Failed logins within WINDOW_S, counted when the attempt *starts* (a reservation, given back if
+    the password was right), so parallel guesses cannot run past a limit:
 
-    - per (user name, address): `max_failures` lock that name *from that address* for `lock_s` —
-      brute force from one address is stopped;
+    - per (user name, address): `max_failures` lock that name *from that address* for `lock_s`;
     - per address: ADDRESS_FACTOR × as many (any names) lock the address — spraying names from it;
-    - per user name, from every address together: past `max_failures`, each further login for the
-      name waits (USER_DELAY_S, doubling, at most USER_DELAY_MAX_S) but is never refused — so
-      nobody can lock a user out by failing in their name, and guessing from many addresses is slow.
+    - per user name, from every address together: NAME_FACTOR × as many; beyond that, logins for
+      the name are refused until old failures leave the window — guessing from many addresses is
+      bounded, not just slowed;
+    - a known device (a browser that signed in as that name before: moeq.app.known_device) counts
+      only its own failures (`max_failures` lock it) and is exempt from the three above — so failing
+      in a name, or from a shared address, never locks out a user returning on their own browser.
     """
 
     def __init__(self, max_failures: int = 5, lock_s: float = 300.0, clock=time.monotonic) -> None:
         self.max_failures, self.lock_s, self.clock = max_failures, lock_s, clock
-        self._fails: dict[str, deque] = defaultdict(deque)
+        self._fails: dict[str, deque] = defaultdict(deque)  # key -> [time, attempt id]
         self._locked_until: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._ids = itertools.count()
 
-    def _limit(self, key: str) -> int | None:
-        if key.startswith("user:"):
-            return None  # slowed down, never locked
-        return self.max_failures * (ADDRESS_FACTOR if key.startswith("addr:") else 1)
+    def _limits(self, user: str, address: str, device: str | None) -> dict[str, int]:
+        m = self.max_failures
+        if device is not None:
+            return {f"dev:{user}\0{device}": m}
+        return {f"pair:{user}\0{address}": m, f"addr:{address}": m * ADDRESS_FACTOR, f"user:{user}": m * NAME_FACTOR}
 
-    def retry_after(self, user: str, address: str) -> float:
-        """Seconds until a login for (user, address) may be tried; 0 when it may be tried now."""
+    def _wait(self, limits: dict[str, int], now: float) -> float:
+        waits = [0.0]
+        for key, limit in limits.items():
+            waits.append(self._locked_until.get(key, 0.0) - now)
+            q = self._fails.get(key)
+            if not q:
+                continue
+            while q and now - q[0][0] > WINDOW_S:
+                q.popleft()
+            if len(q) >= limit:  # failures and attempts in flight
+                waits.append(WINDOW_S - (now - q[0][0]) if key.startswith("user:") else 1.0)
+        return max(waits)
+
+    def begin(self, user: str, address: str, device: str | None = None) -> tuple[tuple | None, float]:
+        """(ticket, 0) with the attempt counted as a failure until `end`, or (None, seconds to wait)."""
+        now = self.clock()
+        limits = self._limits(user, address, device)
+        with self._lock:
+            wait = self._wait(limits, now)
+            if wait > 0:
+                return None, wait
+            attempt = next(self._ids)
+            for key in limits:
+                self._fails[key].append((now, attempt))
+        return (attempt, limits), 0.0
+
+    def end(self, ticket: tuple, outcome: str) -> None:
+        """`outcome`: "ok" (right password), "failed" (wrong credentials) or "other" (no verdict)."""
+        attempt, limits = ticket
         now = self.clock()
         with self._lock:
-            return max([0.0] + [self._locked_until.get(k, 0.0) - now for k in _keys(user, address)[:2]])
-
-    def delay(self, user: str) -> float:
-        """Seconds a login for `user` waits before it is checked (0 below max_failures failures)."""
-        now = self.clock()
-        with self._lock:
-            q = self._fails.get(f"user:{user}", ())
-            recent = sum(1 for t in q if now - t <= WINDOW_S)
-        if recent < self.max_failures:
-            return 0.0
-        return min(USER_DELAY_MAX_S, USER_DELAY_S * 2 ** (recent - self.max_failures))
-
-    def failed(self, user: str, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            for key in _keys(user, address):
+            for key, limit in limits.items():
                 q = self._fails[key]
-                q.append(now)
-                while q and now - q[0] > WINDOW_S:
-                    q.popleft()
-                limit = self._limit(key)
-                if limit is not None and len(q) >= limit:
+                if outcome != "failed":
+                    q = self._fails[key] = deque(e for e in q if e[1] != attempt)
+                elif not key.startswith("user:") and len(q) >= limit:
                     self._locked_until[key] = now + self.lock_s
                     q.clear()
+                if not q:
+                    self._fails.pop(key, None)
+            if outcome == "ok":
+                for key in limits:
+                    if not key.startswith(("user:", "addr:")):
+                        self._fails.pop(key, None)
+
+    def retry_after(self, user: str, address: str, device: str | None = None) -> float:
+        """Seconds until a login for (user, address[, device]) may be tried; 0 when it may be tried now."""
+        with self._lock:
+            return self._wait(self._limits(user, address, device), self.clock())
+
+    def failed(self, user: str, address: str, device: str | None = None) -> None:
+        """Record one failure (counted even past a limit)."""
+        now = self.clock()
+        limits = self._limits(user, address, device)
+        with self._lock:
+            attempt = next(self._ids)
+            for key in limits:
+                self._fails[key].append((now, attempt))
+        self.end((attempt, limits), "failed")
 
     def succeeded(self, user: str, address: str) -> None:
         with self._lock:
             self._fails.pop(f"pair:{user}\0{address}", None)
 
 
-def _keys(user: str, address: str) -> tuple[str, str, str]:
-    return f"pair:{user}\0{address}", f"addr:{address}", f"user:{user}"
-
-
 class LoginGuardMiddleware:
-    """ASGI middleware: refuses POST /login with 429 while the (user, address) pair or the address
-    is locked, slows down a user name that keeps failing, and feeds every answer back."""
+    """ASGI middleware: reserves an attempt with the throttle before the password is checked (429
+    when a limit is reached), gives it back on success, and sets the known-device cookie then."""
 
-    def __init__(self, app, throttle: LoginThrottle, sessions: "SessionRegistry | None" = None) -> None:
-        self.app, self.throttle, self.sessions = app, throttle, sessions
+    def __init__(self, app, throttle: LoginThrottle, sessions: "SessionRegistry | None" = None,
+                 device_key: bytes | None = None) -> None:
+        self.app, self.throttle, self.sessions, self.device_key = app, throttle, sessions, device_key
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or get_route_path(scope).rstrip("/") != "/login":
@@ -120,14 +153,14 @@ class LoginGuardMiddleware:
         if problem:
             return await _answer(send, 400, problem)
         address = (scope.get("client") or ("?", 0))[0]  # the socket's, unless uvicorn trusts a proxy
-        wait = self.throttle.retry_after(user, address)
-        if wait > 0:
-            return await _answer(send, 429, f"too many failed logins; try again in {wait:.0f} s")
-        slow = self.throttle.delay(user)
-        if slow > 0:
-            await asyncio.sleep(slow)
+        cookies = b"; ".join(v for k, v in scope.get("headers", []) if k.lower() == b"cookie").decode("latin-1")
+        device = known_device.device_of(self.device_key, cookies, user) if self.device_key else None
+        ticket, wait = self.throttle.begin(user, address, device)
+        if ticket is None:
+            return await _answer(send, 429, f"too many failed logins; try again in {max(wait, 1):.0f} s")
         status: dict = {"tokens": []}
         https = scope.get("scheme") == "https"  # as the client sees it (a trusted proxy's X-Forwarded-Proto)
+        root = scope.get("root_path") or "/"
 
         async def watch(message):
             if message["type"] == "http.response.start":
@@ -139,19 +172,22 @@ class LoginGuardMiddleware:
                         if https and cookie_name.startswith(b"access-token-unsecure"):
                             continue  # over https only the Secure cookie: never sent over http, to any port
                         status["tokens"].append((cookie_name.decode(), rest.split(b";", 1)[0].decode()))
-                        value = _scoped(value, scope.get("root_path") or "/")
+                        value = _scoped(value, root)
                     headers.append((name, value))
+                if status["code"] == 200 and self.device_key is not None:
+                    value = known_device.issue(self.device_key, user)
+                    headers.append((b"set-cookie", known_device.set_cookie(value, root, https)))
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, replay, watch)
-        if status.get("code") == 200:
-            self.throttle.succeeded(user, address)
-            if self.sessions is not None:
-                for cookie_name, token in status["tokens"]:
-                    self.sessions.issued(token, user, cookie_name)
-        elif status.get("code") == 400:
-            self.throttle.failed(user, address)
+        try:
+            await self.app(scope, replay, watch)
+        finally:
+            code = status.get("code")
+            self.throttle.end(ticket, "ok" if code == 200 else "failed" if code == 400 else "other")
+        if status.get("code") == 200 and self.sessions is not None:
+            for cookie_name, token in status["tokens"]:
+                self.sessions.issued(token, user, cookie_name)
 
 
 SAMESITE = re.compile(rb";\s*samesite=[a-z]+", re.IGNORECASE)

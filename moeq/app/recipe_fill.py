@@ -31,8 +31,11 @@ def _canonical(recipe: dict) -> dict:
 
 
 def recipe_to_form(recipe: dict) -> tuple[LaunchForm, dict[str, object]]:
-    """(form values, overrides the form cannot express: dotted key → value from the recipe)."""
-    full = _canonical(recipe)
+    """(form values, overrides the form cannot express: dotted key → value from the recipe). A MoQE
+    `run:<id>` variant (admission resolves it) is kept as written."""
+    from moeq.app.form_check import without_run_refs
+
+    full = _canonical(without_run_refs(copy.deepcopy(recipe)))
     w, cal, ev = full["weights"], full["calibration"], full["eval"]
     alloc = full.get("allocation")
     router = full["router"]["mode"] if isinstance(full["router"], dict) else full["router"]
@@ -47,7 +50,10 @@ def recipe_to_form(recipe: dict) -> tuple[LaunchForm, dict[str, object]]:
         tiers=",".join(str(t) for t in alloc["tiers"]) if alloc else "2,3,4",
         eval_tasks=",".join(ev["tasks"]), eval_limit=ev["limit"] or 0, seed=full["seed"], moqe_variants="")
     if full.get("moqe"):  # variants are kept whole; the form's MoQE box cannot say every variant recipe
-        return form, {"moqe": full["moqe"], **_diff(_canonical(form_to_recipe(form)), full, skip=("moqe",))}
+        written = (recipe.get("moqe") or {}).get("variants") or []
+        variants = [w if isinstance(w, str) and w.startswith("run:") else v
+                    for v, w in zip(full["moqe"]["variants"], written)]
+        return form, {"moqe": {**full["moqe"], "variants": variants}, **_diff(_canonical(form_to_recipe(form)), full, skip=("moqe",))}
     return form, _diff(_canonical(form_to_recipe(form)), full)
 
 

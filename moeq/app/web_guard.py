@@ -69,7 +69,7 @@ class RequestGuard:
         if refusal is not None:
             code, detail = refusal
             log.info("refused %s %s: %s", method, _shown_path(scope.get("path", ""), self.prefix), detail)
-            return await _refuse(scope, receive, send, code, detail)
+            return await refuse(scope, receive, send, code, detail)
         return await self.app(scope, receive, send)
 
     def refusal(self, scope, headers: dict, method: str) -> tuple[int, str] | None:
@@ -141,7 +141,8 @@ async def _redirect(send, target: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _refuse(scope, receive, send, code: int, detail: str) -> None:
+async def refuse(scope, receive, send, code: int, detail: str) -> None:
+    """Answer `code` with a one-line JSON detail (a WebSocket is closed with 1008 instead)."""
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})

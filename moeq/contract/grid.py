@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 from moeq.contract.errors import MoeqError
 from moeq.contract.limits import MAX_SEED
@@ -40,6 +41,8 @@ def parse_axis(text: str) -> tuple[str, list]:
     """`bits=W3A16,W4A16` → ("bits", ["W3A16", "W4A16"]); numbers and null are parsed as JSON."""
     name, sep, values = (text or "").partition("=")
     name = name.strip()
+    if values.count(",") >= MAX_POINTS:  # counted before anything is split or parsed
+        raise MoeqError(f"--grid {name}: more than {MAX_POINTS} values; a study may queue at most {MAX_POINTS} runs")
     vals = [_value(v.strip()) for v in values.split(",") if v.strip()]
     if not sep or not name or not vals:
         raise MoeqError(f"--grid: expected NAME=V1,V2 (e.g. bits=W3A16,W4A16 or techniques=gptq,rotation+gptq), "
@@ -51,8 +54,16 @@ def parse_axis(text: str) -> tuple[str, list]:
 
 def grid_points(axes: dict[str, list]) -> list[dict]:
     """Every combination of the axes' values, in axis order (the last axis varies fastest)."""
+    check_size(axes)
     names = list(axes)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
-    if len(points) > MAX_POINTS:
-        raise MoeqError(f"the grid has {len(points)} runs; a study may queue at most {MAX_POINTS}")
-    return points
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def check_size(axes: dict[str, list]) -> int:
+    """The number of grid points (the product of the axis lengths), refused over MAX_POINTS before
+    a single point is built."""
+    size = math.prod(len(v) for v in axes.values())
+    if size > MAX_POINTS:
+        shape = " × ".join(f"{len(v)} {n}" for n, v in axes.items())
+        raise MoeqError(f"the grid has {size} runs ({shape}); a study may queue at most {MAX_POINTS}")
+    return size

@@ -44,3 +44,19 @@ def regular_file(path: str | Path, *, follow: bool = True) -> Iterator[tuple[Bin
     fd, st = open_regular(path, follow=follow)
     with os.fdopen(fd, "rb") as f:
         yield f, st
+
+
+class TooLarge(OSError):
+    """The file is larger than the caller reads."""
+
+
+def read_limited(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them: a FIFO or device is refused
+    without blocking, a larger file (by fstat, and by what is actually read) with TooLarge."""
+    with regular_file(path) as (f, st):
+        if st.st_size > limit:
+            raise TooLarge(f"{path} is {st.st_size} bytes; at most {limit} are read")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{path} is larger than {limit} bytes")
+    return data

@@ -49,8 +49,8 @@ def check_lm_eval_name(name: str, key: str) -> str:
 
 
 def _label(roots_name: str) -> str:
-    return {"data": "MOEQ_DATA_ROOTS", "task": "MOEQ_TASK_ROOTS", "model": "MOEQ_MODEL_ROOTS"}.get(roots_name,
-                                                                                               roots_name)
+    return {"data": "MOEQ_DATA_ROOTS", "task": "MOEQ_TASK_ROOTS", "model": "MOEQ_MODEL_ROOTS",
+            "saved model": "MOEQ_MODEL_ROOTS; a run's saved model is named run:<id>"}.get(roots_name, roots_name)
 
 
 def inside(path: Path, roots: tuple[Path, ...]) -> bool:

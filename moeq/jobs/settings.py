@@ -1,11 +1,16 @@
 """Settings from environment variables (and an optional moeq.toml), validated once at start-up.
 
+The settings file is $MOEQ_CONFIG if set (it must exist), else $MOEQ_HOME/moeq.toml (default
+~/.moeq/moeq.toml) if present — never one in the current folder. It is read only if it and its folder
+belong to you (or root) and nobody else may write them (moeq.jobs.private_paths); else one line.
+
 The frozen `Settings` object is created by the entry point and passed down; nothing reads the
 environment later. Variables: MOEQ_HOME, MOEQ_DATABASE_URL, MOEQ_BROKER_URL, MOEQ_RESULT_BACKEND,
 MOEQ_MODEL_ROOTS, MOEQ_DATA_ROOTS, MOEQ_TASK_ROOTS (os.pathsep-separated), MOEQ_ALLOW_REMOTE_CODE,
 MOEQ_KERNELS, MOEQ_AUTH, MOEQ_ALLOW_UNAUTHENTICATED, MOEQ_DEVICE, MOEQ_LOGIN_MAX_FAILURES,
 MOEQ_LOGIN_LOCK_S, MOEQ_WORK_BUDGET, MOEQ_WORKER_MEMORY_GB, MOEQ_TRUSTED_PROXIES, MOEQ_ALLOWED_ORIGINS,
 MOEQ_ALLOWED_HOSTS (comma-separated), MOEQ_MAX_BODY_MB (request bodies with credentials),
+MOEQ_MAX_STREAMS_PER_CLIENT (open Gradio streams per signed-in client),
 MOEQ_ROOT_PATH (with logins: the path the workbench lives under). See
 docs/security.md for what the roots and switches guarantee.
 """
@@ -14,12 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from moeq.contract.errors import MoeqError
+from moeq.jobs.private_paths import check_home, read_settings_file
 
 
 class SettingsError(MoeqError):
@@ -69,6 +74,7 @@ class Settings:
     # a streamed layer holds at once ("auto": sized from the memory this worker may still use)
     stream: str = "auto"
     stream_chunk_experts: int | str = "auto"
+    max_streams_per_client: int = 32  # open Gradio API streams per signed-in client (moeq.app.session_gate)
 
     @property
     def team(self) -> bool:
@@ -158,12 +164,14 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
     """Read settings from `env` (default os.environ) over an optional moeq.toml ([moeq] table)."""
     env = dict(os.environ if env is None else env)
     file_values: dict = {}
-    path = toml_path or (Path(env["MOEQ_CONFIG"]) if env.get("MOEQ_CONFIG") else Path("moeq.toml"))
-    if path.is_file():
-        try:
-            file_values = tomllib.loads(path.read_text()).get("moeq", {})
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    if toml_path is None and env.get("MOEQ_CONFIG"):
+        toml_path = Path(env["MOEQ_CONFIG"]).expanduser()
+        if not toml_path.exists():
+            raise SettingsError(f"MOEQ_CONFIG: no such file {toml_path}")
+    if toml_path is None:  # never the current folder: anyone may have written a moeq.toml there
+        toml_path = Path(env.get("MOEQ_HOME") or Path.home() / ".moeq").expanduser() / "moeq.toml"
+    if toml_path.exists() or toml_path.is_symlink():
+        file_values = read_settings_file(toml_path)
 
     def get(name: str, key: str, default: str | None = None) -> str | None:
         if name in env:
@@ -220,12 +228,16 @@ def load_settings(env: Mapping[str, str] | None = None, toml_path: Path | None =
         max_body_mb=_number("MOEQ_MAX_BODY_MB", get("MOEQ_MAX_BODY_MB", "max_body_mb", "16")),
         stream=_choice("MOEQ_STREAM", get("MOEQ_STREAM", "stream", "auto"), STREAM_MODES),
         stream_chunk_experts=_chunk(get("MOEQ_STREAM_CHUNK_EXPERTS", "stream_chunk_experts", "auto")),
+        max_streams_per_client=int(_number("MOEQ_MAX_STREAMS_PER_CLIENT", get(
+            "MOEQ_MAX_STREAMS_PER_CLIENT", "max_streams_per_client", "32"))),
     )
 
 
 def ensure_home(settings: Settings) -> Settings:
     """Create the home directories the embedded mode writes to (the home 0700 when created here; the
-    SQLite database is created 0600 by moeq.db.engine.private_sqlite_file, whoever opens it first)."""
+    SQLite database is created 0600 by moeq.db.engine.private_sqlite_file, whoever opens it first).
+    An existing home that another user owns, or that group or others may write, is refused."""
+    check_home(settings.home)
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private to its owner when we create it
     for d in (settings.home, settings.zoo_dir, settings.artifacts_dir, settings.cache_dir):
         d.mkdir(parents=True, exist_ok=True)

@@ -88,8 +88,8 @@ def wait_until(cond, timeout: float, what: str, step: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def moeq(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "moeq.app.cli", *args], env=subprocess_env(env), cwd=ROOT,
+def moeq(*args: str, env: dict, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moeq.app.cli", *args], env=subprocess_env(env), cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 

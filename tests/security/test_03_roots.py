@@ -13,6 +13,7 @@ from moeq.jobs.local import make_context
 from moeq.contract.errors import RecipeError
 
 BASE = {"model": "tiny-mixtral", "weights": {"bits": 4, "group_size": 16}, "techniques": ["rtn"]}
+VARIANT = {"techniques": ["rtn"], "weights": {"bits": 4, "group_size": 16}}  # a grid that divides tiny-mixtral
 
 
 @pytest.mark.parametrize("key", ["calibration", "eval"])
@@ -67,16 +68,15 @@ def _saved_run(settings, store, user, project):
 def test_moqe_saved_variants_only_from_runs_the_user_may_read(team):
     settings, store = team
     rid, saved = _saved_run(settings, store, "alice", "p1")
-    rtn = {"techniques": ["rtn"], "weights": {"bits": 4, "group_size": 16}}  # a group the tiny widths take
-    own = {**BASE, "moqe": {"variants": [f"path:{saved}", rtn]}}
-    by_id = {**BASE, "moqe": {"variants": [f"run:{rid[:8]}", rtn]}}
+    own = {**BASE, "moqe": {"variants": [f"path:{saved}", VARIANT]}}
+    by_id = {**BASE, "moqe": {"variants": [f"run:{rid[:8]}", VARIANT]}}
     for recipe in (own, by_id):
         with pytest.raises(RecipeError, match="matches no run"):
             admit(settings, store, recipe, ("p2",))  # bob
         parsed = admit(settings, store, recipe, ("p1",))  # alice
         assert parsed.moqe.variants[0] == f"path:{saved.resolve()}"
     with pytest.raises(RecipeError, match="outside the allowed saved model roots"):
-        admit(settings, store, {**BASE, "moqe": {"variants": ["path:/etc", {"techniques": ["rtn"]}]}}, ("p1",))
+        admit(settings, store, {**BASE, "moqe": {"variants": ["path:/etc", VARIANT]}}, ("p1",))
 
 
 def test_a_symlink_swapped_in_after_the_check_is_not_followed(tmp_path):

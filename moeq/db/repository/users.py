@@ -11,6 +11,7 @@ from moeq.db.models import Project, ProjectMember, User
 from moeq.contract.errors import MoeqError
 
 LOCAL_USER = "local"
+MAX_LOGIN_NAME = 128  # characters a login name may have (checked before any database query)
 DEFAULT_PROJECT = "default"
 
 
@@ -61,7 +62,7 @@ def _dummy_hash() -> str:
 
 def verify_user(s: Session, name: str, password: str) -> bool:
     """True for the right password; unknown or password-less users take as long as known ones."""
-    user = get_user(s, name)
+    user = get_user(s, name) if plausible_name(name) else None
     if user is None or not user.password_hash:
         check_password(password, _dummy_hash())
         return False
@@ -70,6 +71,12 @@ def verify_user(s: Session, name: str, password: str) -> bool:
     if _hasher().check_needs_rehash(user.password_hash):  # parameters were raised since it was stored
         user.password_hash = hash_password(password)
     return True
+
+
+def plausible_name(name) -> bool:
+    """A login name the database may be asked about: text, printable (no NUL or control characters),
+    1 to MAX_LOGIN_NAME characters. Anything else is an unknown user without a query."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_LOGIN_NAME and name.isprintable()
 
 
 def ensure_project(s: Session, name: str) -> Project:
