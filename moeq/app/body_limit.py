@@ -30,7 +30,9 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         declared = headers.get("content-length")
-        chunked = declared is None and "chunked" in headers.get("transfer-encoding", "").lower()
+        if declared is not None and "transfer-encoding" in headers:  # which one the server reads is not ours to
+            return await _too_large(send, 400, "a request carries either Content-Length or Transfer-Encoding, not both")
+        chunked = declared is None and "transfer-encoding" in headers  # counted while it streams, whatever coding
         if declared is None and not chunked:
             return await self.app(scope, receive, send)
         if declared is not None and not declared.strip().isdigit():

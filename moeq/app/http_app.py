@@ -73,7 +73,9 @@ def build_app(svc: AppServices, demo, host: str, port: int, token: str | None):
                        has_credentials=_credentials_check(svc, token))
     from moeq.app.ui import TITLE
 
-    auth = svc.authenticate if settings.auth else None
+    from moeq.app.password_checks import threaded_auth
+
+    auth = threaded_auth(svc.authenticate) if settings.auth else None
     return gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=port, auth=auth,
                                auth_message=f"{TITLE}: sign in" if auth else None, show_error=True,
                                max_file_size=1)

@@ -80,9 +80,10 @@ class RequestGuard:
         if origin is not None:
             if origin.rstrip("/").lower() not in self._origins(scope, host):
                 return 403, "cross-origin request refused (set MOEQ_ALLOWED_ORIGINS to allow an origin)"
-        if headers.get("sec-fetch-site") in ("cross-site", "same-site") and not _navigation(method, headers):
-            return 403, "cross-site request refused"
         path = scope.get("path", "")
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site") and (
+                not _navigation(method, headers) or path.rstrip("/").endswith(STATE_CHANGING_NAVIGATIONS)):
+            return 403, "cross-site request refused"
         if scope["type"] == "http" and path.rstrip("/") in UPLOAD_PATHS:
             return 404, "uploads are disabled on this server"
         return None
@@ -91,6 +92,11 @@ class RequestGuard:
         """The page's own origin: its Host under either scheme (a TLS proxy in front changes the scheme
         the server sees, not the name), and the operator's allow-list."""
         return self.allowed_origins | {f"http://{host}".lower(), f"https://{host}".lower()}
+
+# GET routes that change state (Gradio's /logout ends every session of the user): a link on another site
+# or another port must not reach them, so they take no cross-site navigation either
+STATE_CHANGING_NAVIGATIONS = ("/logout",)
+
 
 def _navigation(method: str, headers: dict) -> bool:
     """A person following a link or typing the address (allowed from anywhere), as opposed to a

@@ -20,21 +20,29 @@ def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(t) for t in (text or "").split(",") if t.strip()]
     except ValueError:
-        raise MoeqError(f"--seeds: expected comma-separated integers like 0,1,2, got {text!r}") from None
+        raise MoeqError(f"--seeds: expected comma-separated integers like 0,1,2, got {_shown(text)}") from None
     if not seeds:
         raise MoeqError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
     if len(seeds) > MAX_SEEDS:
         raise MoeqError(f"--seeds: {len(seeds)} seeds; one launch may repeat a recipe over at most {MAX_SEEDS}")
     if any(not 0 <= s <= MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
-        raise MoeqError(f"--seeds: seeds must be distinct integers in [0, {MAX_SEED}], got {text!r}")
+        raise MoeqError(f"--seeds: seeds must be distinct integers in [0, {MAX_SEED}], got {_shown(text)}")
     return seeds
+
+
+def _shown(text: str, width: int = 40) -> str:
+    """The input as a message may quote it: at most `width` characters (a 5,000-digit seed is not echoed)."""
+    text = text or ""
+    return repr(text) if len(text) <= width else f"{text[:width]!r}… ({len(text)} characters)"
 
 
 def _value(text: str):
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError:  # not JSON (a name such as W4A16), or a number of more than 4300 digits
         return text
+    except RecursionError:
+        raise MoeqError(f"--grid: a value is nested too deeply ({text[:20]}…)") from None
 
 
 def parse_axis(text: str) -> tuple[str, list]:

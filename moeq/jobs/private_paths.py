@@ -50,7 +50,7 @@ def read_settings_file(path: Path) -> dict:
         raise UnsafePath(f"settings file {path}: larger than {MAX_SETTINGS_BYTES} bytes")
     try:
         values = tomllib.loads(data.decode("utf-8")).get("moeq", {})
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise UnsafePath(f"settings file {path}: not valid TOML: {exc}") from None
     if not isinstance(values, dict):
         raise UnsafePath(f"settings file {path}: [moeq] must be a table")

@@ -58,7 +58,7 @@ def add_recipe_args(p) -> None:
 
 def build_recipe_dict(args) -> dict:
     """Recipe dict from --recipe plus overriding flags (validated later by parse_recipe)."""
-    from moeq.contract.limits import MAX_RECIPE_BYTES
+    from moeq.contract.limits import MAX_RECIPE_BYTES, loads
     from moeq.contract.presets import expand, merge
     from moeq.contract.recipe import parse_bits
     from moeq.contract.safe_open import read_limited
@@ -66,11 +66,9 @@ def build_recipe_dict(args) -> dict:
     recipe: dict = {}
     if args.recipe is not None:
         try:
-            recipe = json.loads(read_limited(args.recipe, MAX_RECIPE_BYTES))
+            recipe = loads(read_limited(args.recipe, MAX_RECIPE_BYTES))  # depth and digits bounded: one line
         except OSError as exc:
             raise RecipeError("<file>", f"cannot read {args.recipe}: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise RecipeError("<file>", f"{args.recipe} is not valid JSON: {exc}") from None
         if not isinstance(recipe, dict):
             raise RecipeError("<root>", f"{args.recipe} must hold a JSON object")
     if args.model:

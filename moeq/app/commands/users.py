@@ -28,9 +28,13 @@ def register(sub) -> None:
 
 
 def handle_add(args, settings) -> int:
-    from moeq.db.repository.users import add_member, ensure_user
+    from moeq.db.repository.users import MAX_LOGIN_NAME, add_member, ensure_user, plausible_name
     from moeq.db.store import Store
 
+    for kind, name in [("user", args.name), *(("project", p) for p in args.project)]:
+        if not plausible_name(name):  # the same rule the login applies: a name that can sign in
+            raise MoeqError(f"{kind} name {name[:40]!r}{'…' if len(name) > 40 else ''}: 1 to {MAX_LOGIN_NAME} "
+                            "printable characters (no tabs, newlines or control characters)")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     elif not sys.stdin.isatty():

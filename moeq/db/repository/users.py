@@ -11,7 +11,7 @@ from moeq.db.models import Project, ProjectMember, User
 from moeq.contract.errors import MoeqError
 
 LOCAL_USER = "local"
-MAX_LOGIN_NAME = 128  # characters a login name may have (checked before any database query)
+MAX_LOGIN_NAME = 64  # characters a login name may have (the users.name column; checked before any query)
 DEFAULT_PROJECT = "default"
 
 
