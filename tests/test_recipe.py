@@ -82,3 +82,14 @@ def test_moqe_variants_are_checked_when_the_recipe_is_parsed():
         parse_recipe({"model": "m", "moqe": {"variants": [ok, "/saved"]}})
     with pytest.raises(RecipeError, match=r"moqe.variants\[0\]: a variant takes the run's model"):
         parse_recipe({"model": "m", "moqe": {"variants": [{**ok, "model": "other"}, ok]}})
+
+
+def test_a_preset_inside_a_recipe_says_it_is_a_preset():
+    """Not 'unknown technique 'moequant' — did you mean 'moequant'?' (the fourth attack run's note)."""
+    from moeq.contract.errors import RecipeError
+    from moeq.contract.recipe import parse_recipe
+
+    for item in ("moequant", {"name": "moequant", "clip": True}):
+        with pytest.raises(RecipeError) as err:
+            parse_recipe({"model": "m", "techniques": [item]})
+        assert "is a preset, not a technique" in str(err.value) and "did you mean" not in str(err.value)

@@ -244,6 +244,10 @@ def _parse_technique(item: Any, key: str) -> Any:
         from moeq.contract.suggest import did_you_mean
 
         known = sorted([*TECHNIQUES, *ALIASES])
+        if name in PRESETS:  # presets are expanded by the CLI and the form, never inside a recipe
+            raise RecipeError(f"{key}.name", f"{name!r} is a preset, not a technique: choose it with "
+                              f"`--techniques {name}` or the Launch form's preset field, which write its "
+                              "techniques and settings into the recipe")
         raise RecipeError(f"{key}.name", f"unknown technique {name!r}{did_you_mean(name, [*known, *PRESETS])} "
                           f"(techniques: {', '.join(known)}; presets: {', '.join(sorted(PRESETS))})")
     return build(TECHNIQUES[name], opts, key)
