@@ -48,6 +48,16 @@ def server(tmp_path, monkeypatch):
     cleanup()
 
 
+def open_launch_page(p, server: str):
+    """Chromium at 1440×900 on the server's Launch tab, ready: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                 "--no-first-run", "--disable-sync"])
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(entry(server))
+    page.locator("#launch-button").wait_for(timeout=60_000)
+    return browser, page
+
+
 def entry(server: str) -> str:
     """The first address the browser opens: the secret path `moeq serve` wrote for this server's owner."""
     token = (Path(os.environ["MOEQ_HOME"]) / "serve-token").read_text().strip()

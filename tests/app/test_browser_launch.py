@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.app.test_browser import CHROMIUM, entry, server  # noqa: F401  (the fixture)
+from tests.app.test_browser import open_launch_page, server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -77,11 +77,7 @@ def test_a_page_that_says_not_launchable_cannot_launch(server):  # noqa: F811
 
     build_zoo_model(load_settings(), "tiny-mixtral")  # built: admission can check its widths (hidden 64)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                     "--no-first-run", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(entry(server))
-        page.locator("#launch-button").wait_for(timeout=60_000)
+        browser, page = open_launch_page(p, server)
         _wait_problem(page, "valid")
 
         # a JSON edit appears in the form
@@ -125,11 +121,7 @@ def test_a_json_edit_of_fields_in_a_closed_accordion_launches_as_typed(server): 
     from moeq.jobs.settings import load_settings
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                     "--no-first-run", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.goto(entry(server))
-        page.locator("#launch-button").wait_for(timeout=60_000)
+        browser, page = open_launch_page(p, server)
         _wait_problem(page, "valid")
         shown = json.loads(page.locator("#launch-recipe .cm-content").inner_text())
         shown["weights"]["bits"] = 3
