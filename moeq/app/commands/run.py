@@ -66,9 +66,14 @@ def build_recipe_dict(args) -> dict:
     recipe: dict = {}
     if args.recipe is not None:
         try:
-            recipe = loads(read_limited(args.recipe, MAX_RECIPE_BYTES))  # depth and digits bounded: one line
+            text = read_limited(args.recipe, MAX_RECIPE_BYTES)
         except OSError as exc:
             raise RecipeError("<file>", f"cannot read {args.recipe}: {exc.strerror or exc}") from None
+        try:
+            recipe = loads(text)  # depth and digits bounded: one line
+        except RecipeError as exc:  # 'not valid JSON: …', 'JSON nested too deeply', …, with the file named
+            joint = " is " if exc.detail.startswith("not valid JSON") else ": "
+            raise RecipeError("<file>", f"{args.recipe}{joint}{exc.detail}") from None
         if not isinstance(recipe, dict):
             raise RecipeError("<root>", f"{args.recipe} must hold a JSON object")
     if args.model:
