@@ -174,13 +174,18 @@ class AppServices:
 
     def _cancellable(self, user: str, run_id: str) -> dict:
         """The run, if `user` may cancel it: its author or an admin (other members may only read it)."""
+        return self._launcher_or_admin(user, run_id, lambda run: MoeqError(
+            f"only {run.get('user')!r} (who launched it) or an admin may cancel this run"))
+
+    def _launcher_or_admin(self, user: str, run_id: str, refusal) -> dict:
+        """The run `user` may read, if they launched it or are an admin; else `refusal(run)` is raised."""
         run = self.run(user, run_id)
         if self.settings.auth:
             with self.store.session() as s:
                 require_access(s, user, run["project"])
                 account = get_user(s, user)
                 if run.get("user") != user and not (account is not None and account.is_admin):
-                    raise MoeqError(f"only {run.get('user')!r} (who launched it) or an admin may cancel this run")
+                    raise refusal(run)
         return run
 
     def cancel_message(self, user: str, run_id: str) -> str:
@@ -204,17 +209,10 @@ class AppServices:
     @one_line_errors
     def delete(self, user: str, run_id: str) -> str:
         """Delete a run: the user who launched it, or an admin (a project member may only archive it)."""
-        from moeq.db.repository.users import get_user
         from moeq.jobs.removal import delete
 
-        run = self.run(user, run_id)
-        if self.settings.auth:
-            with self.store.session() as s:
-                require_access(s, user, run["project"])
-                me = get_user(s, user)
-                if run["user"] != user and not (me is not None and me.is_admin):
-                    raise AuthError(f"only {run['user']} (who launched run {run['run_id'][:8]}) or an admin may "
-                                    "delete it; archive it instead")
+        run = self._launcher_or_admin(user, run_id, lambda run: AuthError(
+            f"only {run['user']} (who launched run {run['run_id'][:8]}) or an admin may delete it; archive it instead"))
         return delete(self.settings, self.store, run["run_id"])
 
     def progress(self, user: str, run_id: str) -> dict:
