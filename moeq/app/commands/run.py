@@ -196,19 +196,22 @@ def _execute(settings, recipe, save: Path | None, user: str | None, project: str
     from moeq.jobs.interrupt import sigterm_interrupts
     from moeq.jobs.submit import create_and_execute
 
-    view = make_progress(quiet, floor=_eta_floor(settings, recipe, save is not None))
+    from moeq.db.store import Store
+
+    store = Store(settings.database_url)  # one store for the ETA floor and the run
+    view = make_progress(quiet, floor=_eta_floor(store, recipe, save is not None))
     try:
         with sigterm_interrupts():  # Ctrl-C and SIGTERM end the run as interrupted, not "running" forever
-            return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view)
+            return create_and_execute(settings, recipe, user=user, project=project, save_dir=save, progress=view,
+                                      store=store)
     finally:
         view.close()
 
 
-def _eta_floor(settings, recipe, save_model: bool):
+def _eta_floor(store, recipe, save_model: bool):
     """The measured cost of the stages ahead, from the last succeeded run of this model and techniques."""
     from moeq.contract.vocabulary import recipe_tags
     from moeq.db.repository.eta import stage_floor
-    from moeq.db.store import Store
 
-    with Store(settings.database_url).session() as s:
+    with store.session() as s:
         return stage_floor(s, recipe.model, recipe_tags(recipe), save_model, recipe.moqe is not None)
