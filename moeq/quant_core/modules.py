@@ -102,6 +102,7 @@ class QuantExperts(nn.Module):
         self.kernel = kernel if down_transforms is None and not per_expert else None  # (gate_up, down), or None
         self.backend = backend
         self.ran = {"torch": 0, "triton": 0}  # forward calls per backend (reported in the result JSON)
+        self.first_expert = 0  # the layer's number of this module's expert 0 (a streamed run's chunk)
 
     def release_dense(self) -> None:
         """Drop the dequantized expert weights: the packed copy in `kernel` replaces them. Only when every forward
@@ -135,14 +136,50 @@ class QuantExperts(nn.Module):
     def _bias(self, name: str, e: int) -> torch.Tensor | None:
         return getattr(self, f"{name}_bias")[e] if self.has_bias else None
 
+    def prepare(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The experts' input as every expert reads it: the shared transform and quantization applied
+        once to all tokens (per-expert transforms are applied per expert in `accumulate`)."""
+        if isinstance(self.in_transform, (list, tuple)):
+            return hidden_states
+        if self.in_transform is not None:
+            hidden_states = self.in_transform(hidden_states)
+        return self.aq(hidden_states)
+
+    def accumulate(self, x: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor,
+                   out: torch.Tensor) -> None:
+        """Add to `out` the terms of the experts this module holds — the layer's experts
+        `first_expert` .. `first_expert + num_experts - 1` (all of them, or a streamed chunk) — each
+        on its routed tokens in the same order, so chunk after chunk adds exactly what one call does."""
+        first, k = self.first_expert, top_k_index.shape[1]
+        flat = top_k_index.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=first + self.num_experts).tolist()
+        token_of, slot_of = order // k, order % k
+        start = sum(counts[:first])
+        per_expert = isinstance(self.in_transform, (list, tuple))
+        for local in range(self.num_experts):
+            e = first + local
+            c = counts[e]
+            if c == 0:
+                continue
+            tok = token_of[start:start + c]
+            slot = slot_of[start:start + c]
+            start += c
+            xe = self.aq(self.in_transform[e](x[tok])) if per_expert else x[tok]
+            h = F.linear(xe, self._weight("gate_up_proj", local), self._bias("gate_up_proj", local))
+            a = self._apply_gate(h)
+            if self.down_transforms is not None:
+                a = self.down_transforms[e](a)
+            a = self.aq(a)
+            y = F.linear(a, self._weight("down_proj", local), self._bias("down_proj", local))
+            y = y * top_k_weights[tok, slot, None].to(y.dtype)
+            out.index_add_(0, tok, y.to(out.dtype))
+
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
                 top_k_weights: torch.Tensor) -> torch.Tensor:
-        per_expert = isinstance(self.in_transform, (list, tuple))
-        if self.in_transform is not None and not per_expert:
-            hidden_states = self.in_transform(hidden_states)
-        x = hidden_states if per_expert else self.aq(hidden_states)
+        x = self.prepare(hidden_states)
         use = "torch"
-        if self.kernel is not None:
+        if self.kernel is not None and self.first_expert == 0:
             sc = shape_class(x.shape[0], x.shape[1], self.kernel[1].in_features, self.num_experts,
                              top_k_index.shape[1])
             use = resolve_backend(self.backend, x.device, sc)
@@ -152,28 +189,8 @@ class QuantExperts(nn.Module):
                 self.kernel = tuple(k.to(x.device) for k in self.kernel)
             return fused_moe(x, top_k_index, top_k_weights, *self.kernel, backend=self.backend,
                              act_quant=self.aq if self.aq.enabled else None)
-        out = torch.zeros_like(hidden_states)
-        flat = top_k_index.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=self.num_experts).tolist()
-        token_of = order // top_k_index.shape[1]
-        slot_of = order % top_k_index.shape[1]
-        start = 0
-        for e, c in enumerate(counts):
-            if c == 0:
-                continue
-            tok = token_of[start:start + c]
-            slot = slot_of[start:start + c]
-            start += c
-            xe = self.aq(self.in_transform[e](x[tok])) if per_expert else x[tok]
-            h = F.linear(xe, self._weight("gate_up_proj", e), self._bias("gate_up_proj", e))
-            a = self._apply_gate(h)
-            if self.down_transforms is not None:
-                a = self.down_transforms[e](a)
-            a = self.aq(a)
-            y = F.linear(a, self._weight("down_proj", e), self._bias("down_proj", e))
-            y = y * top_k_weights[tok, slot, None].to(y.dtype)
-            out.index_add_(0, tok, y.to(out.dtype))
+        out = torch.zeros_like(x)
+        self.accumulate(x, top_k_index, top_k_weights, out)
         return out
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from moeq.quant_core.adapters.model import MoEModel, get_path
 from moeq.quant_core.algorithms.capture import (LayerBatch, capture_first_layer_inputs, capture_module_input, mean_batch,
                                            collect_linear_inputs)
+from moeq.quant_core.algorithms.expert_access import WHOLE, ExpertAccess
 from moeq.quant_core.algorithms.experts import RoutedTokens, quantize_routed_experts
 from moeq.quant_core.algorithms.mlp_pass import MlpPass, capture_mlp_pass, next_inputs
 from moeq.quant_core.algorithms.mlp import quantize_mlp
@@ -77,8 +78,10 @@ class ModelQuantizer:
         self.reuse_attention = False  # run() sets it: keep each layer's MLP pass to make its outputs
         self.mlp_pass: MlpPass | None = None
         self._mean_input: tuple | None = None  # (layer, mean calibration sequence) for the single router search
-        # quantizes a block's routed experts; a streamed run loading experts by chunks puts its own here
+        # quantizes a block's routed experts, and how layer-stage techniques reach them: a streamed run
+        # loading experts by chunks puts its own here
         self.routed_experts_fn = quantize_routed_experts
+        self.expert_access: ExpertAccess = WHOLE
 
     @property
     def layers_path(self) -> str:
@@ -221,7 +224,9 @@ class ModelQuantizer:
                 quantize_mlp(block.shared, x, spec.mlp_inputs, spec.mlp_output, self.other_bits, self.scheme,
                              self.state, f"{prefix}.{spec.shared_experts_path}", i, token_weights=weights)
         kernel = None
-        if self.use_kernels and spec.expert_call == "routed" and QuantExperts.kernel_compatible(block.experts.module):
+        chunked = self.expert_access is not WHOLE  # a streamed layer's experts are on disk, by chunks
+        if (self.use_kernels and not chunked and spec.expert_call == "routed"
+                and QuantExperts.kernel_compatible(block.experts.module)):
             key = f"{prefix}.{spec.experts_path}"
             kernel = kernel_weights(self.state.records[f"{key}.gate_up_proj"], self.state.records[f"{key}.down_proj"])
         if self.aq.enabled or kernel is not None or t_in is not None:

@@ -173,6 +173,10 @@ def test_per_expert_input_transform_is_fitted_on_that_experts_routed_tokens():
         def gate_up(self):
             return self.w
 
+    class Block:  # what the fold reaches: block.experts, block.num_experts
+        def __init__(self, w):
+            self.experts, self.num_experts = Group(w), int(w.shape[0])
+
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(40, 8, generator=gen, dtype=torch.float64)
     x[:20, 3] *= 20  # expert 0's tokens have an outlier channel, expert 1 got too few tokens
@@ -180,7 +184,7 @@ def test_per_expert_input_transform_is_fitted_on_that_experts_routed_tokens():
     w = torch.randn(2, 6, 8, generator=gen, dtype=torch.float64)
     w0 = w.clone()
     cfg = DuQuantConfig(block_size=4, rotation_steps=8, max_tokens=64)
-    ts = expert_input_transforms(Group(w), xs, x, cfg)
+    ts = expert_input_transforms(Block(w), xs, x, cfg)
     for e, rows in ((0, xs[0]), (1, x)):
         ref = fit_transform(subsample(rows.float(), 64, cfg.seed + e), 4, 8, cfg.seed + e)
         probe = torch.randn(5, 8, generator=gen, dtype=torch.float64)

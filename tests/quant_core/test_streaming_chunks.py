@@ -87,16 +87,6 @@ def test_chunked_router_norm_allocation_equals_in_memory(model, tmp_path):
     assert a_on["layers"] == a_off["layers"]
 
 
-def test_run_needing_whole_layers_loads_them_whole_and_warns(model, tmp_path):
-    """Activation quantization wraps the experts module: every layer is loaded whole, and since the
-    chunk setting asked for fewer experts, the result carries a warning per layer."""
-    result = _run(_recipe(model, "rtn", activations={"bits": 8}), tmp_path, "on", 2)
-    whole = result["streaming"]["expert_chunks"]["quantize"]["whole_layers"]
-    assert set(whole) == {"0", "1"} and "activation quantization" in whole["0"]
-    assert result["streaming"]["expert_chunks"]["fp_evaluate"]["experts_per_chunk"] == [2]
-    assert sum("loaded whole" in w for w in result["warnings"]) == 2 * SPEC.layers  # quantize and evaluate
-
-
 @pytest.mark.parametrize("bad", [0, -2, "many", 2.5, True])
 def test_bad_chunk_setting_is_one_clear_error(model, tmp_path, bad):
     with pytest.raises(RecipeError) as err:

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from moeq.quant_core.algorithms.expert_access import WHOLE, ExpertAccess, each_expert, edit_each
 from moeq.quant_core.functional.duquant import BlockTransform, fit_transform
 from moeq.quant_core.modules import attach_input_transform
 from moeq.quant_core.quantized import QuantState
@@ -79,37 +80,47 @@ def install_each(linears: dict[str, nn.Module], inputs: dict[str, torch.Tensor],
 
 
 @torch.no_grad()
-def expert_down_transforms(group, xs: list[torch.Tensor], x_all: torch.Tensor, cfg: DuQuantConfig) -> list[BlockTransform]:
+def fold_experts_in(block, t: BlockTransform, access: ExpertAccess = WHOLE) -> None:
+    """Fold one input transform into every routed expert's gate/up weights, expert by expert."""
+    edit_each(access, block, lambda e, local: fold(block.experts.gate_up()[local], t))
+
+
+def _fold_each(block, which: str, tfs: list[BlockTransform], access: ExpertAccess) -> None:
+    """Fold `tfs[e]` into expert e's gate/up (`which` "gate_up") or down weights."""
+    edit_each(access, block, lambda e, local: fold(getattr(block.experts, which)()[local], tfs[e]))
+
+
+@torch.no_grad()
+def expert_down_transforms(block, xs: list[torch.Tensor], x_all: torch.Tensor, cfg: DuQuantConfig,
+                           access: ExpertAccess = WHOLE) -> list[BlockTransform]:
     """Per routed expert: a transform for down_proj's input fitted on the expert's own calibration
     tokens `xs[e]` (already in the transformed input basis), folded into its down weights."""
-    out = []
-    down = group.down()
-    for e, xe in enumerate(xs):
-        if xe.shape[0] < MIN_TOKENS:
-            xe = x_all
+    out: list = [None] * len(xs)
+
+    def fit(e: int, local: int) -> None:
+        group = block.experts
+        xe = xs[e] if xs[e].shape[0] >= MIN_TOKENS else x_all
         xe = subsample(xe, cfg.max_tokens, cfg.seed + e)
-        a = group.intermediate(e, xe.to(group.gate_up().dtype))
-        t = fit_transform(a.float().cpu(), cfg.block_size, cfg.rotation_steps, cfg.seed + e)
-        fold(down[e], t)
-        out.append(t)
+        a = group.intermediate(local, xe.to(group.gate_up().dtype))
+        out[e] = fit_transform(a.float().cpu(), cfg.block_size, cfg.rotation_steps, cfg.seed + e)
+    each_expert(access, block, fit)
+    _fold_each(block, "down", out, access)
     return out
 
 
 @torch.no_grad()
-def expert_input_transforms(group, xs: list[torch.Tensor], x_all: torch.Tensor,
-                            cfg: DuQuantConfig) -> list[BlockTransform]:
+def expert_input_transforms(block, xs: list[torch.Tensor], x_all: torch.Tensor, cfg: DuQuantConfig,
+                            access: ExpertAccess = WHOLE) -> list[BlockTransform]:
     """Per routed expert: a transform for its gate/up input fitted on its own routed calibration
     tokens `xs[e]` (on all tokens `x_all` when it got fewer than MIN_TOKENS, as the authors fall back
     to the router's tokens), folded into its gate/up weights (EAQuant's per-expert transforms)."""
     out = []
-    gate_up = group.gate_up()
     for e, xe in enumerate(xs):
         if xe.shape[0] < MIN_TOKENS:
             xe = x_all
-        t = fit_transform(subsample(xe.float(), cfg.max_tokens, cfg.seed + e).cpu(), cfg.block_size,
-                          cfg.rotation_steps, cfg.seed + e)
-        fold(gate_up[e], t)
-        out.append(t)
+        out.append(fit_transform(subsample(xe.float(), cfg.max_tokens, cfg.seed + e).cpu(), cfg.block_size,
+                                 cfg.rotation_steps, cfg.seed + e))
+    _fold_each(block, "gate_up", out, access)
     return out
 
 

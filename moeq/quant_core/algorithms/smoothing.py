@@ -15,6 +15,7 @@ import torch
 
 from moeq.quant_core.adapters.model import MoEBlock, MoEModel, get_path
 from moeq.quant_core.algorithms.capture import InputStats
+from moeq.quant_core.algorithms.expert_access import WHOLE, ExpertAccess, each_expert, edit_each
 from moeq.quant_core.algorithms.experts import RoutedTokens
 from moeq.quant_core.functional.smooth import column_absmax, smooth_scales
 from moeq.quant_core.quantized import QuantState
@@ -81,7 +82,8 @@ def smooth_v_o(moe: MoEModel, i: int, stats: dict[str, InputStats], cfg: SmoothC
 
 
 def _moe_consumers(block: MoEBlock, spec) -> list[torch.Tensor]:
-    out = [block.router.weight.data, block.experts.gate_up()]
+    """The MoE input's readers other than the routed experts: router, shared experts, shared gate."""
+    out = [block.router.weight.data]
     if block.shared is not None:
         out += [get_path(block.shared, n).weight.data for n in spec.mlp_inputs]
     if block.shared_gate is not None:
@@ -98,37 +100,49 @@ def _shared_inputs(block: MoEBlock, spec, readers: str) -> list[torch.Tensor]:
     return [get_path(block.shared, n).weight.data for n in names]
 
 
-def _factor_weights(block: MoEBlock, spec, readers: str) -> list[torch.Tensor]:
-    """aggregate="all": the weights whose column maxima enter the shared factor."""
+@torch.no_grad()
+def expert_column_absmax(block: MoEBlock, readers: str, access: ExpertAccess = WHOLE) -> torch.Tensor:
+    """[n, d]: per routed expert, the column maxima |W| of its gate/up rows (its up rows alone for
+    readers="q_up"), read a chunk of experts at a time through `access`."""
+    out = [None] * access.count(block)
+
+    def one(e: int, local: int) -> None:
+        gu = block.experts.gate_up()[local]
+        out[e] = column_absmax(gu[block.experts.up_rows()] if readers == "q_up" else gu)
+    each_expert(access, block, one)
+    return torch.stack(out)
+
+
+def _factor_weights(block: MoEBlock, spec, readers: str, experts: torch.Tensor) -> list[torch.Tensor]:
+    """aggregate="all": the weights whose column maxima enter the shared factor (`experts`: the
+    routed experts' per-expert column maxima, whose own maximum is theirs)."""
     if readers == "all":
-        return _moe_consumers(block, spec)
-    return [block.experts.gate_up()[:, block.experts.up_rows()], *_shared_inputs(block, spec, readers)]
+        return [block.router.weight.data, experts, *_moe_consumers(block, spec)[1:]]
+    return [experts, *_shared_inputs(block, spec, readers)]
 
 
 @torch.no_grad()
-def _expert_inputs(block: MoEBlock, x: torch.Tensor, tokens: RoutedTokens | None) -> list[torch.Tensor]:
+def _expert_inputs(block: MoEBlock, x: torch.Tensor, tokens: RoutedTokens | None, n: int) -> list[torch.Tensor]:
     """Each expert's calibration inputs: its (balanced) token set when given, else all tokens routed to it."""
     if tokens is not None:
-        return [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
+        return [tokens.x[t] for t, _ in tokens.per_expert(n)]
     _, _, index = block.router(x)
-    return [x[(index == e).any(-1)] for e in range(block.num_experts)]
+    return [x[(index == e).any(-1)] for e in range(n)]
 
 
 def moe_smoothing_factors(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, spec,
-                          tokens: RoutedTokens | None = None) -> torch.Tensor:
+                          tokens: RoutedTokens | None = None, access: ExpertAccess = WHOLE) -> torch.Tensor:
     """The per-channel factor shared by the post-attention norm and all of its consumers."""
     act_all = x.abs().amax(0).float()
-    if cfg.aggregate == "all":
-        return smooth_scales(act_all, column_absmax(*_factor_weights(block, spec, cfg.readers)), cfg.alpha)
     if cfg.aggregate == "router":
         return smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha)
-    gu = block.experts.gate_up()
-    if cfg.readers == "q_up":
-        gu = gu[:, block.experts.up_rows()]
+    experts = expert_column_absmax(block, cfg.readers, access)
+    if cfg.aggregate == "all":
+        return smooth_scales(act_all, column_absmax(*_factor_weights(block, spec, cfg.readers, experts)), cfg.alpha)
     terms = []
-    for e, xe in enumerate(_expert_inputs(block, x, tokens)):
+    for e, xe in enumerate(_expert_inputs(block, x, tokens, access.count(block))):
         if xe.shape[0]:
-            terms.append(smooth_scales(xe.abs().amax(0), column_absmax(gu[e]), cfg.alpha))
+            terms.append(smooth_scales(xe.abs().amax(0), experts[e], cfg.alpha))
     if cfg.include_router or not terms:
         terms.append(smooth_scales(act_all, column_absmax(block.router.weight.data), cfg.alpha))
     if block.shared is not None:
@@ -138,35 +152,44 @@ def moe_smoothing_factors(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, s
 
 @torch.no_grad()
 def smooth_moe(moe: MoEModel, block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, state: QuantState,
-               tokens: RoutedTokens | None = None) -> torch.Tensor:
+               tokens: RoutedTokens | None = None, access: ExpertAccess = WHOLE) -> torch.Tensor:
     """Fold the MoE-side factor s into the post-attention norm and consumers; returns s (inputs become x/s).
-    `tokens` (e.g. EAQuant-balanced sets) supply the per-expert statistics when given."""
-    s = moe_smoothing_factors(block, x, cfg, moe.spec, tokens)
+    `tokens` (e.g. EAQuant-balanced sets) supply the per-expert statistics when given; `access` reaches
+    the routed experts (all at once, or a streamed run's chunks)."""
+    s = moe_smoothing_factors(block, x, cfg, moe.spec, tokens, access)
     norm = moe.post_attn_norm(block.layer_idx)
     norm.weight.data.copy_((norm.weight.data.float() / s).to(norm.weight.dtype))
     for w in _moe_consumers(block, moe.spec):
         _scale_columns(w, s)
+    access.edit(block, lambda e0, e1: _scale_columns(block.experts.gate_up(), s))
     diag = {"moe": _summary(s), "aggregate": cfg.aggregate, "readers": cfg.readers}
     if cfg.down_proj:
         scaled = None if tokens is None else RoutedTokens((tokens.x.float() / s).to(tokens.x.dtype), tokens.index,
                                                           tokens.weights, tokens.selection)
-        diag["down_proj"] = _smooth_down(block, (x.float() / s).to(x.dtype), cfg, scaled)
+        diag["down_proj"] = _smooth_down(block, (x.float() / s).to(x.dtype), cfg, scaled, access)
     state.diagnostics.setdefault("smoothing", {}).setdefault(str(block.layer_idx), {}).update(diag)
     return s
 
 
-def _smooth_down(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, tokens: RoutedTokens | None) -> dict:
+def _smooth_down(block: MoEBlock, x: torch.Tensor, cfg: SmoothConfig, tokens: RoutedTokens | None,
+                 access: ExpertAccess) -> dict:
     """Per-expert smoothing of down_proj: s into down's columns, 1/s into the expert's up rows."""
-    group = block.experts
-    up_rows = group.up_rows()
-    spreads = []
-    for e, xe in enumerate(_expert_inputs(block, x, tokens)):
-        if not xe.shape[0]:
-            continue
-        inter = group.intermediate(e, xe)
-        s = smooth_scales(inter.abs().amax(0), column_absmax(group.down()[e]), cfg.alpha)
-        gu = group.gate_up()[e]
-        gu[up_rows] = (gu[up_rows].float() / s[:, None]).to(gu.dtype)
-        _scale_columns(group.down()[e], s)
-        spreads.append(float(torch.log2(s.max() / s.min())))
+    xs = _expert_inputs(block, x, tokens, access.count(block))
+    factors: dict[int, torch.Tensor] = {}
+
+    def measure(e: int, local: int) -> None:
+        if xs[e].shape[0]:
+            inter = block.experts.intermediate(local, xs[e])
+            factors[e] = smooth_scales(inter.abs().amax(0), column_absmax(block.experts.down()[local]), cfg.alpha)
+    each_expert(access, block, measure)
+    del xs
+
+    def fold_factor(e: int, local: int) -> None:
+        if e in factors:
+            group, s = block.experts, factors[e]
+            up_rows, gu = group.up_rows(), group.gate_up()[local]
+            gu[up_rows] = (gu[up_rows].float() / s[:, None]).to(gu.dtype)
+            _scale_columns(group.down()[local], s)
+    edit_each(access, block, fold_factor)
+    spreads = [float(torch.log2(s.max() / s.min())) for s in factors.values()]
     return {"experts_smoothed": len(spreads), "mean_log2_spread": sum(spreads) / max(1, len(spreads))}

@@ -20,6 +20,7 @@ def _raise_stop(mod, args):
 
 
 class DuQuantHooks(LayerHooks):
+    chunked_experts = True  # experts read and rewritten through the quantizer's expert_access
     def __init__(self, q, cfg: DuQuantConfig) -> None:
         self.q, self.cfg = q, cfg
         self._expert_in: dict[int, list] = {}  # layer → per-expert input transforms (moe_input "expert")
@@ -65,7 +66,7 @@ class DuQuantHooks(LayerHooks):
     def moe_input(self, i, block, site: MoeInput, prefix) -> None:
         """One transform for the MoE input shared by the router, the routed experts' gate/up and the
         shared experts' gate/up; the shared experts' down_proj gets its own."""
-        from moeq.quant_core.algorithms.duquant import fold, install_shared
+        from moeq.quant_core.algorithms.duquant import fold_experts_in, install_shared
 
         q = self.q
         spec = q.moe.spec
@@ -83,7 +84,7 @@ class DuQuantHooks(LayerHooks):
             t_in = self._mlp(block.shared, x, f"{prefix}.{spec.shared_experts_path}", readers)
         else:
             t_in = install_shared(readers, x, self.cfg, q.state, q.handles)
-        fold(block.experts.gate_up(), t_in)
+        fold_experts_in(block, t_in, q.expert_access)
         q.state.transforms[f"{experts_path}.in"] = t_in
         site.t_in = t_in
         site.x_t = t_in(site.x)
@@ -93,16 +94,17 @@ class DuQuantHooks(LayerHooks):
         from moeq.quant_core.algorithms.duquant import expert_down_transforms
 
         q = self.q
-        xs = [tokens.x[t] for t, _ in tokens.per_expert(block.num_experts)]
+        access = q.expert_access
+        xs = [tokens.x[t] for t, _ in tokens.per_expert(access.count(block))]
         if self.cfg.moe_input == "expert":  # fit each expert's input transform on its routed tokens first
             from moeq.quant_core.algorithms.duquant import MIN_TOKENS, expert_input_transforms
 
-            ins = expert_input_transforms(block.experts, xs, x_t, self.cfg)
+            ins = expert_input_transforms(block, xs, x_t, self.cfg, access)
             key = f"{prefix}.{q.moe.spec.experts_path}.in"
             q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(ins)})
             self._expert_in[i] = ins
             xs = [t(xe if xe.shape[0] >= MIN_TOKENS else x_t) for t, xe in zip(ins, xs)]
-        tfs = expert_down_transforms(block.experts, xs, x_t, self.cfg)
+        tfs = expert_down_transforms(block, xs, x_t, self.cfg, access)
         key = f"{prefix}.{q.moe.spec.experts_path}.down"
         q.state.transforms.update({f"{key}.{e}": t for e, t in enumerate(tfs)})
         return tfs

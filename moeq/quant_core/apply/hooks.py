@@ -31,6 +31,9 @@ class LayerHooks:
     """No-op hooks; a technique overrides the sites it acts on."""
 
     wants_attention_stats = False  # the walk collects the attention inputs' statistics for `attention`
+    # reaches the routed experts only through the quantizer's `expert_access` (so a streamed run may
+    # load them by chunks); a technique that reads `block.experts` directly leaves this False
+    chunked_experts = False
 
     def attention(self, i: int, layer: nn.Module, attn: dict[str, nn.Linear], batches: list, stats: dict | None,
                   prefix: str) -> tuple[dict | None, bool]:

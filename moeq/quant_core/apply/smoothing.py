@@ -9,6 +9,7 @@ from moeq.contract.techniques import SmoothConfig
 
 class SmoothingHooks(LayerHooks):
     wants_attention_stats = True
+    chunked_experts = True  # experts read and rewritten through the quantizer's expert_access
 
     def __init__(self, q, cfg: SmoothConfig) -> None:
         self.q, self.cfg = q, cfg
@@ -31,7 +32,7 @@ class SmoothingHooks(LayerHooks):
         # `balance.smoothing` is off, as in the authors' code: their smoothing reads every routed token)
         bal = q.recipe.calibration.balance
         sets = q.routed(block, site.x, site.n_main, i) if bal is not None and bal.smoothing else None
-        s = smooth_moe(q.moe, block, site.x[:site.n_main], self.cfg, q.state, sets)
+        s = smooth_moe(q.moe, block, site.x[:site.n_main], self.cfg, q.state, sets, q.expert_access)
         site.x = (site.x.float() / s).to(site.x.dtype)
         site.x_t = site.x
 

@@ -54,8 +54,13 @@ def _codes_tensors(state: QuantState) -> dict[str, torch.Tensor]:
         out[f"{key}.zero"] = rec.params.zero.float().cpu().clone()
         out[f"{key}.bits"] = rec.params.bits.reshape(-1).cpu().clone()
     for key, t in state.transforms.items():  # DuQuant online input transforms
-        out.update({f"transform.{key}.{name}": v.cpu().clone() for name, v in t.tensors().items()})
+        out.update(transform_tensors(key, t))
     return out
+
+
+def transform_tensors(key: str, t) -> dict[str, torch.Tensor]:
+    """A DuQuant online transform's tensors under the names `load_quantized` reads."""
+    return {f"transform.{key}.{name}": v.cpu().clone() for name, v in t.tensors().items()}
 
 
 def _meta(state: QuantState, recipe: Recipe, result: dict) -> dict:

@@ -46,6 +46,10 @@ class _Replayer(nn.Module):
 @torch.no_grad()
 def add_expert_outputs(module: nn.Module, calls: list[Call], outputs: list[torch.Tensor], e0: int, e1: int) -> None:
     """Add the contributions of experts [e0, e1) (held by `module` as 0..e1-e0-1) to `outputs`."""
+    if hasattr(module, "accumulate"):  # moeq's QuantExperts: its own per-expert loop, chunk-aware
+        for (hidden, index, weights), out in zip(calls, outputs):
+            module.accumulate(module.prepare(hidden), index, weights, out)
+        return
     for (hidden, index, weights), out in zip(calls, outputs):
         for e in range(e0, e1):
             pos, tok = torch.where((index == e).T)  # by slot, then token: the eager loop's order

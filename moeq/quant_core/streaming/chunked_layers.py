@@ -3,11 +3,14 @@ two places chunks are used: the forward pass of a layer over many batches (evalu
 next layer's calibration inputs) and the quantization of a layer's routed experts.
 
 A layer is loaded whole when it cannot be chunked (a dense layer, experts stored fused on disk,
-experts called with scaled inputs) or when the run needs every expert at once (activation
-quantization or packed kernels wrap the experts module; layer-stage techniques — smoothing,
-DuQuant, EAQuant's transforms — rewrite the experts from statistics of the whole layer). Each
-such layer is recorded with its reason, and where memory would have called for chunks a warning
-is logged and kept in the result: the run never exceeds its chunk budget silently.
+experts called with scaled inputs), when the run forces packed kernels (`kernels="triton"`: they
+need every expert's codes at once), or when a layer-stage technique does not declare that it
+reaches the experts through `ExpertAccess`; with `kernels="auto"` on a GPU a layer whose chunk
+would hold all its experts is loaded whole so its packed kernel can be built. Smoothing, DuQuant
+and EAQuant's transforms, and activation quantization, work on chunks (chunked_access.py,
+`QuantExperts.accumulate`). Each layer loaded whole is recorded with its reason, and where memory
+would have called for chunks a warning is logged and kept in the result: the run never exceeds
+its chunk budget silently.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from moeq.quant_core.algorithms.weights import Scheme
 from moeq.quant_core.functional.affine import QuantParams
 from moeq.quant_core.quantized import QuantState, WeightRecord
 from moeq.quant_core.streaming.chunk_size import chunk_experts, expert_working_bytes, ranges
+from moeq.quant_core.streaming.chunked_access import ChunkedAccess
 from moeq.quant_core.streaming.chunked_forward import run_layer_chunked
 from moeq.quant_core.streaming.expert_chunks import (chunk_unavailable_reason, full_count, load_experts,
                                                      load_layer_shell, release_experts)
@@ -36,9 +40,10 @@ class ChunkedLayers:
     """Loads and runs a skeleton's layers, routed experts by chunks where it can (see module doc)."""
 
     def __init__(self, sk: SkeletonModel, setting, device: torch.device, hessians: bool = False,
-                 run_reason: str | None = None) -> None:
+                 run_reason: str | None = None, whole_when_fits: bool = False) -> None:
         self.sk, self.setting, self.device, self.hessians = sk, setting, device, hessians
         self.run_reason = run_reason  # why no layer of this run may be chunked, or None
+        self.whole_when_fits = whole_when_fits  # load whole when one chunk would hold every expert
         self.sizes: dict[int, int] = {}  # layer → experts per chunk (the last plan made)
         self.whole: dict[int, str] = {}  # layer → why it was loaded whole
         self.warnings: list[str] = []
@@ -58,8 +63,11 @@ class ChunkedLayers:
             if block is not None:
                 self._whole(i, reason)
             return self.sk.load_layer(i, source, self.device), None
-        layer = load_layer_shell(self.sk, i, source, self.device)  # the free memory is measured after it
         n = full_count(block.experts.module)
+        if self.whole_when_fits and chunk_experts(self.setting, n, self._per_expert_bytes(i), self.device) >= n:
+            self.whole[i] = "packed kernels, and memory for every expert"
+            return self.sk.load_layer(i, source, self.device), None
+        layer = load_layer_shell(self.sk, i, source, self.device)  # the free memory is measured after it
         size = chunk_experts(self.setting, n, self._per_expert_bytes(i), self.device)
         self.sizes[i] = size
         return layer, ranges(n, size)
@@ -103,12 +111,11 @@ class ChunkedLayers:
 
 def run_reason(quantizer) -> str | None:
     """Why a run's quantized layers need all their experts at once (None: they can be chunked)."""
-    if quantizer.aq.enabled:
-        return "activation quantization wraps the experts module"
-    if quantizer.hooks:
-        return "layer-stage techniques transform the whole layer's experts"
-    if quantizer.use_kernels:
-        return "packed kernels need every expert's codes"
+    whole = [type(h).__name__ for h in quantizer.hooks if not h.chunked_experts]
+    if whole:
+        return f"layer-stage technique {whole[0]} reaches the experts only all at once"
+    if quantizer.use_kernels and quantizer.ctx.kernels != "auto":
+        return f"packed kernels (kernels={quantizer.ctx.kernels!r}) need every expert's codes"
     return None
 
 
@@ -117,23 +124,22 @@ class ChunkedExpertQuantizer:
     quantized (every expert with its own tokens, bits and Hessians, as in the whole layer),
     written and released; the records are then joined as the whole layer's would be."""
 
-    def __init__(self, layers: ChunkedLayers, writer, chunks: list[tuple[int, int]]) -> None:
-        self.layers, self.writer, self.chunks = layers, writer, chunks
+    def __init__(self, access: ChunkedAccess, writer) -> None:
+        self.access, self.writer = access, writer
 
     def __call__(self, block, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme, state: QuantState,
                  key_prefix: str, down_transforms: list | None = None) -> None:
-        if down_transforms is not None:
-            raise RuntimeError("per-expert down transforms need the whole layer's experts")
-        sk, i = self.layers.sk, block.layer_idx
+        i = block.layer_idx
         parts = []
-        for e0, e1 in self.chunks:
-            module = load_experts(sk, i, e0, e1, device=self.layers.device)
+        for e0, e1 in self.access.ranges:
+            module = self.access.load(e0, e1)  # with the layer-stage techniques' rewrites replayed
             part = QuantState()
             quantize_routed_experts(block, None if tokens is None else tokens.for_experts(e0, e1), bits[e0:e1],
-                                    scheme, part, key_prefix, first_expert=e0)
+                                    scheme, part, key_prefix,
+                                    None if down_transforms is None else down_transforms[e0:e1], first_expert=e0)
             self.writer.write_expert_chunk(i, e0, module, key_prefix, part)
             del module
-            release_experts(sk, i)
+            self.access.release()
             parts.append((e0, part))
         join_chunks(state, i, parts)
 

@@ -103,6 +103,8 @@ def load_experts(sk: SkeletonModel, i: int, e0: int, e1: int, source: LayerSourc
     prefix = _experts_key(sk, i) + "."
     sk._load(tensors, {prefix + k for k, _ in module.named_parameters()}, f"experts {e0}-{e1 - 1} of layer {i}")
     del tensors
+    if hasattr(module, "first_expert"):  # QuantExperts: per-expert transforms are numbered in the layer
+        module.first_expert = e0
     if device is not None and device.type != "cpu":
         module.to(device)
     return module
@@ -114,4 +116,6 @@ def release_experts(sk: SkeletonModel, i: int) -> None:
     module = sk.moe.blocks[i].experts.module
     n = full_count(module)
     _resize(module, n)
+    if hasattr(module, "first_expert"):
+        module.first_expert = 0
     return_freed_memory()

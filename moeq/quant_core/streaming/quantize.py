@@ -15,12 +15,14 @@ import torch
 
 from moeq.quant_core.algorithms.allocation import expert_bits
 from moeq.quant_core.algorithms.capture import capture_first_layer_inputs
+from moeq.quant_core.algorithms.expert_access import WHOLE
 from moeq.quant_core.algorithms.experts import quantize_routed_experts
 from moeq.quant_core.algorithms.mixed_precision import Allocator, neuron_variance
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.quantize import ModelQuantizer
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.recipe import Recipe
+from moeq.quant_core.streaming.chunked_access import ChunkedAccess
 from moeq.quant_core.streaming.chunked_layers import ChunkedExpertQuantizer, ChunkedLayers, run_reason
 from moeq.quant_core.streaming.runner import StreamRunner
 from moeq.quant_core.streaming.skeleton import SkeletonModel
@@ -63,7 +65,8 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         if reserve is not None and reserve.shape[0]:
             batches += capture_first_layer_inputs(moe, reserve, batch, device)
     probe = capture_first_layer_inputs(moe, probe_ids, probe_ids.shape[0], device)
-    layers = ChunkedLayers(sk, ctx.stream_chunk_experts, device, hessians=quantizer.gptq, run_reason=run_reason(quantizer))
+    layers = ChunkedLayers(sk, ctx.stream_chunk_experts, device, hessians=quantizer.gptq, run_reason=run_reason(quantizer),
+                           whole_when_fits=quantizer.use_kernels)
     n = len(moe.layers)
     for i in range(n):
         ctx.check_cancel()
@@ -74,8 +77,10 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
             if chunks is not None and allocator.needs_expert_weights:
                 variance = layers.per_expert(i, chunks, lambda: neuron_variance(moe, i))
             bits[i] = allocator.layer(i, variance)
+        access = WHOLE if chunks is None else ChunkedAccess(layers, i, chunks)
+        quantizer.expert_access = access  # how smoothing / DuQuant reach the experts: chunk by chunk
         quantizer.routed_experts_fn = (quantize_routed_experts if chunks is None
-                                       else ChunkedExpertQuantizer(layers, writer, chunks))
+                                       else ChunkedExpertQuantizer(access, writer))
         quantizer.quantize_layer(i, layer, batches)
         carried = (batches or []) + probe  # the quantized layer's outputs: its chunks are read back as written
         out = layers.forward(i, layer, carried, chunks, writer.layer_source(i) if chunks else None)

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from moeq.contract.errors import ArtifactError
-from moeq.quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file
+from moeq.quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta, sha256_file, transform_tensors
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.recipe import Recipe
 from moeq.quant_core.streaming.checkpoint import INDEX_FILE, Checkpoint, flush_and_drop
@@ -89,7 +89,7 @@ class StagedWriter:
         prefix = f"{self.sk.layers_path}.{i}."
         layer = self.sk.moe.layers[i]
         self._write(i, layer_file(i), codes_file(i), {prefix + k: v for k, v in layer.state_dict().items()
-                                                      if not v.is_meta}, state, prefix)
+                                                      if not v.is_meta}, state, prefix, transforms=True)
 
     def write_expert_chunk(self, i: int, e0: int, module, key: str, state: QuantState) -> None:
         """Experts e0.. of layer i, held by `module` (at `key`) as 0..: their weights under their
@@ -106,7 +106,7 @@ class StagedWriter:
                     converted=True)
 
     def _write(self, i: int, weights_name: str, codes_name: str, tensors: dict, state: QuantState, prefix: str,
-               converted: bool = False) -> None:
+               converted: bool = False, transforms: bool = False) -> None:
         dense = tensors if converted else _on_disk(self.sk.model, tensors)
         if dense:
             save_file(dense, str(self.dir / weights_name), metadata={"format": "pt"})
@@ -122,6 +122,10 @@ class StagedWriter:
                 codes[f"{key}.zero"] = rec.params.zero.float().cpu().clone()
                 codes[f"{key}.bits"] = rec.params.bits.reshape(-1).cpu().clone()
                 _spill(rec)
+        if transforms:  # the layer's DuQuant online transforms (once per layer, never per chunk)
+            for key, t in state.transforms.items():
+                if key.startswith(prefix):
+                    codes.update(transform_tensors(key, t))
         if codes:
             save_file(codes, str(self.dir / codes_name))
             flush_and_drop(self.dir / codes_name)
