@@ -19,6 +19,7 @@ barrier (measured in RESULTS.md: 4-7x slower at 2 threads on a busy 2-core box).
 
     python benchmarks/scale.py --size-gb 3.2 --ratio 3 --out benchmarks/results/scale.json
     python benchmarks/scale.py --shape fat --layers 12 --ratio 2.857 --compare --out benchmarks/results/scale-fat.json
+    python benchmarks/scale.py --shape fat --layers 16 --ratio 2.857 --methods eaquant --act-bits 4 --compare
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
     ap.add_argument("--experts", type=int)
     ap.add_argument("--chunk", default="auto", help="stream_chunk_experts of the run ('auto' or an integer)")
     ap.add_argument("--compare", action="store_true", help="also run without a limit and compare the metrics")
-    ap.add_argument("--methods", default="rtn,gptq")
+    ap.add_argument("--methods", default="rtn,gptq", help="techniques or presets (eaquant, duquant), comma-separated")
+    ap.add_argument("--act-bits", type=int, default=16, help="activation bits (16: weights only)")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads of the run (OMP/MKL)")
     ap.add_argument("--calib-samples", type=int, default=8, help="calibration windows (GPTQ)")
     ap.add_argument("--seq-len", type=int, default=128, help="calibration and evaluation window length")
@@ -84,10 +86,7 @@ def main() -> None:
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     rows = []
     for method in args.methods.split(","):
-        recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128}, "techniques": [method],
-                  "calibration": {"source": "random", "samples": args.calib_samples, "seq_len": args.seq_len},
-                  "eval": {"source": "random", "tasks": [], "ppl_windows": args.eval_windows, "seq_len": args.seq_len,
-                           "kl_tokens": args.eval_windows * args.seq_len}}
+        recipe = _recipe(args, model, method)
         out = args.work / f"result-{method}.json"
         spec_file = args.work / f"run-{method}.json"
         chunk = args.chunk if args.chunk == "auto" else int(args.chunk)
@@ -137,6 +136,21 @@ def main() -> None:
               f"{r['peak_host_rss_mb']:.0f} MiB | {r['rss_over_checkpoint']:.3f} | {r['cgroup_peak_bytes'] / 1e9:.2f} GB | "
               f"{chunk} | {r['wall_s']:.0f} s | {r['cpu_s']:.0f} s | {r['params_per_s'] / 1e6:.2f} M | "
               f"{r['quantize_s_per_layer']:.2f} | {r.get('metrics_equal_unlimited', '-')} |")
+
+
+def _recipe(args, model: Path, method: str) -> dict:
+    """W4 (g128) with `method` — a technique, or a preset with its own weight settings — and
+    `--act-bits` activations."""
+    from moeq.contract.presets import PRESETS, expand, merge
+
+    recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128},
+              "calibration": {"source": "random", "samples": args.calib_samples, "seq_len": args.seq_len},
+              "eval": {"source": "random", "tasks": [], "ppl_windows": args.eval_windows, "seq_len": args.seq_len,
+                       "kl_tokens": args.eval_windows * args.seq_len}}
+    recipe = merge(recipe, expand([method])) if method in PRESETS else {**recipe, "techniques": [method]}
+    if args.act_bits < 16:
+        recipe["activations"] = {"bits": args.act_bits}
+    return recipe
 
 
 def _start_unlimited(args, recipe: dict, method: str, env: dict):

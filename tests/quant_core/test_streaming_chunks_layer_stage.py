@@ -102,3 +102,18 @@ def test_layer_stage_technique_without_chunk_support_gets_whole_layers_and_a_war
     assert set(whole) == {"0", "1"} and "_OpaqueHooks" in whole["0"]
     assert result["streaming"]["expert_chunks"]["fp_evaluate"]["experts_per_chunk"] == [CHUNK]
     assert sum("loaded whole" in w for w in result["warnings"]) == 2 * SPEC.layers  # quantize and evaluate
+
+
+@pytest.mark.parametrize("setting, chunked", [(SPEC.experts, False), (CHUNK, True)])
+def test_packed_kernel_runs_load_a_layer_whole_only_when_one_chunk_would_hold_every_expert(model, setting, chunked):
+    """With packed kernels possible (`kernels="auto"` on a GPU), a layer whose experts all fit one
+    chunk is loaded whole (its kernel can be built); one that memory splits is chunked."""
+    from moeq.quant_core.streaming.chunked_layers import ChunkedLayers
+    from moeq.quant_core.streaming.skeleton import SkeletonModel
+
+    sk = SkeletonModel(model)
+    layers = ChunkedLayers(sk, setting, torch.device("cpu"), whole_when_fits=True)
+    _, chunks = layers.load(0)
+    assert (chunks is not None) == chunked
+    assert layers.record()["whole_layers"] == ({} if chunked else {"0": "packed kernels, and memory for every expert"})
+    assert not layers.warnings

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from moeq.contract.presets import expand, merge
 from moeq.quant_core.api import run
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.streaming.limits import cgroup_unavailable_reason, run_limited
@@ -61,9 +62,19 @@ FAT = SyntheticSpec(hidden=512, intermediate=1536, layers=2, experts=64)  # 580 
 LIMIT_OF_LAYER = 0.85  # the cgroup limit, as a share of one layer's float32 bytes
 
 
+# RTN alone; EAQuant at W4A4 (smoothing, per-expert DuQuant transforms, activation quantization): its
+# statistics and rewrites of the experts go chunk by chunk too
+FAT_RECIPES = {
+    "rtn": {"weights": {"bits": 4, "group_size": 128}, "techniques": ["rtn"]},
+    "eaquant_w4a4": merge({"weights": {"bits": 4}, "activations": {"bits": 4},
+                           "calibration": {"source": "random", "samples": 4, "seq_len": 64}}, expand(["eaquant"])),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_limit_below_one_layer_streams_experts_by_chunks(tmp_path):
+@pytest.mark.parametrize("name", sorted(FAT_RECIPES))
+def test_limit_below_one_layer_streams_experts_by_chunks(tmp_path, name):
     """A real memory limit smaller than one decoder layer (float32): the chunk of experts adapts,
     with no setting, and the metrics equal the in-memory run's."""
     reason = cgroup_unavailable_reason()
@@ -71,8 +82,8 @@ def test_limit_below_one_layer_streams_experts_by_chunks(tmp_path):
         pytest.skip(reason)
     model = write_synthetic(tmp_path / "fat", FAT, seed=4)
     limit = int(LIMIT_OF_LAYER * 4 * FAT.params_per_layer)
-    recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128}, "techniques": ["rtn"],
-              "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 64, "kl_tokens": 128}}
+    recipe = merge({"model": str(model), "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 64,
+                                                  "kl_tokens": 128}}, FAT_RECIPES[name])
     spec_file = tmp_path / "run.json"
     spec_file.write_text(json.dumps({"recipe": recipe, "out": str(tmp_path / "streamed.json"),
                                      "zoo_dir": str(tmp_path / "zoo"), "cache_dir": str(tmp_path / "cache-s")}))
@@ -89,5 +100,6 @@ def test_limit_below_one_layer_streams_experts_by_chunks(tmp_path):
     ctx = RunContext(zoo_dir=tmp_path / "zoo", cache_dir=tmp_path / "cache-m", stream="off")
     in_memory = json.loads(json.dumps(run(recipe, ctx), default=str))
     assert streamed["metrics"] == in_memory["metrics"] and streamed["bits"] == in_memory["bits"]
-    print(f"layer {4 * FAT.params_per_layer / 2**20:.0f} MiB float32, limit {limit / 2**20:.0f} MiB, cgroup peak "
+    assert not any("loaded whole" in w for w in streamed.get("warnings", []))
+    print(f"{name}: layer {4 * FAT.params_per_layer / 2**20:.0f} MiB float32, limit {limit / 2**20:.0f} MiB, cgroup peak "
           f"{limited.max_usage_bytes / 2**20:.0f} MiB, chunks {chunks['quantize']['experts_per_chunk']}")
