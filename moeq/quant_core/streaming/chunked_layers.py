@@ -2,9 +2,9 @@
 two places chunks are used: the forward pass of a layer over many batches (evaluation, and the
 next layer's calibration inputs) and the quantization of a layer's routed experts.
 
-A layer is loaded whole when it cannot be chunked (a dense layer, experts stored fused on disk,
-experts called with scaled inputs) or when the run needs every expert at once (activation
-quantization or packed kernels wrap the experts module; layer-stage techniques — smoothing,
+A layer is loaded whole when it cannot be chunked (a dense layer, experts stored neither one tensor
+per expert nor fused along the experts dimension, experts called with sorted tokens) or when the
+run needs every expert at once (activation quantization or packed kernels wrap the experts module; layer-stage techniques — smoothing,
 DuQuant, EAQuant's transforms — rewrite the experts from statistics of the whole layer). Each
 such layer is recorded with its reason, and where memory would have called for chunks a warning
 is logged and kept in the result: the run never exceeds its chunk budget silently.
@@ -27,6 +27,7 @@ from moeq.quant_core.streaming.chunk_size import chunk_experts, expert_working_b
 from moeq.quant_core.streaming.chunked_forward import run_layer_chunked
 from moeq.quant_core.streaming.expert_chunks import (chunk_unavailable_reason, full_count, load_experts,
                                                      load_layer_shell, release_experts)
+from moeq.quant_core.streaming.scaled_input_chunks import chunk_adder
 from moeq.quant_core.streaming.skeleton import LayerSource, SkeletonModel
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class ChunkedLayers:
         spec = self.sk.moe.spec
         return run_layer_chunked(layer, block.block, spec.router, spec.experts, batches, chunks,
                                  lambda e0, e1: load_experts(self.sk, i, e0, e1, source, self.device),
-                                 lambda: release_experts(self.sk, i))
+                                 lambda: release_experts(self.sk, i), chunk_adder(spec.expert_call))
 
     def per_expert(self, i: int, chunks: list[tuple[int, int]], fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """`fn()` (a per-expert statistic of layer i's loaded experts) over every chunk, joined."""

@@ -1,0 +1,95 @@
+"""Issue 31: routed experts stored fused on disk ([experts, ...]: gpt-oss' layout, in full precision
+or MXFP4 blocks and scales) and experts called with scaled inputs (Llama 4) are streamed a chunk of
+experts at a time — only the chunk's rows read, dequantized, quantized and written — and the run's
+metrics, bits and per-expert statistics equal the in-memory run's exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from moeq.quant_core.api import run
+from moeq.quant_core.context import RunContext
+from moeq.quant_core.io.load import check_probe, load_quantized
+from moeq.quant_core.streaming.checkpoint import Checkpoint
+from moeq.quant_core.streaming.skeleton import SkeletonModel
+from moeq.quant_core.zoo.build import ensure_built
+from tests.quant_core.test_mxfp4_source import _to_mxfp4
+
+EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32, "kl_tokens": 64}
+CALIB = {"source": "random", "samples": 4, "seq_len": 32}
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    return tmp_path_factory.mktemp("fused-zoo")
+
+
+def _recipe(model, technique="gptq") -> dict:
+    return {"model": str(model), "weights": {"bits": 4, "group_size": 16}, "techniques": [technique],
+            "calibration": CALIB, "eval": EVAL}
+
+
+def _run(recipe, where, stream: str, chunk="auto", save: bool = False) -> dict:
+    ctx = RunContext(zoo_dir=where / "zoo", cache_dir=where / "cache", stream=stream, stream_chunk_experts=chunk,
+                     save_dir=where / "q" if save else None)
+    return run(recipe, ctx)
+
+
+def _assert_equal_chunked(got: dict, ref: dict, chunk: int, moe_layers: int) -> None:
+    assert got["metrics"] == ref["metrics"] and got["bits"] == ref["bits"]
+    assert got["expert_stats"] == ref["expert_stats"]
+    for stage in ("fp_evaluate", "quantize", "evaluate"):
+        record = got["streaming"]["expert_chunks"][stage]
+        assert record["experts_per_chunk"] == [chunk] and record["chunked_layers"] == moe_layers, (stage, record)
+        assert not record["whole_layers"], (stage, record)
+
+
+@pytest.fixture(scope="module")
+def gpt_oss_mxfp4(zoo, tmp_path_factory):
+    """tiny gpt-oss in MXFP4, and the same model with the dequantized weights stored in float32."""
+    root = tmp_path_factory.mktemp("gpt-oss")
+    src = ensure_built("tiny-gpt_oss", zoo)
+    ref = _to_mxfp4(src, root / "mxfp4")
+    plain = root / "plain"
+    shutil.copytree(src, plain)
+    tensors = load_file(str(src / "model.safetensors"))
+    tensors.update({k: v.contiguous() for k, v in ref.items()})
+    save_file(tensors, str(plain / "model.safetensors"), metadata={"format": "pt"})
+    return root / "mxfp4", plain
+
+
+def test_ranged_read_reads_only_the_rows(gpt_oss_mxfp4):
+    mx, plain = gpt_oss_mxfp4
+    ckpt = Checkpoint.open(plain)
+    name = "model.layers.1.mlp.experts.gate_up_proj"
+    assert torch.equal(ckpt.read(name, (2, 5)), ckpt.read(name)[2:5])
+    sk = SkeletonModel(mx)
+    whole = sk.source.read([name + "_blocks"])[name]
+    assert torch.equal(sk.source.read([name + "_blocks"], rows=(1, 3))[name], whole[1:3])
+    with pytest.raises(Exception, match="has no rows 5-6"):
+        ckpt.read(name, (5, 7))
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_mxfp4_fused_experts_stream_by_chunks_exactly(gpt_oss_mxfp4, tmp_path_factory, tmp_path, chunk):
+    mx, plain = gpt_oss_mxfp4
+    ref = _run(_recipe(plain), tmp_path_factory.mktemp("mem"), "off")
+    got = _run(_recipe(mx), tmp_path, "on", chunk, save=chunk == 2)
+    _assert_equal_chunked(got, ref, chunk, 3)
+    if chunk == 2:
+        saved = tmp_path / "q"
+        assert sorted(p.name for p in saved.glob("model-layer-00000*")) == ["model-layer-00000-experts.safetensors",
+                                                                            "model-layer-00000.safetensors"]
+        assert check_probe(load_quantized(saved), saved)
+
+
+def test_llama4_scaled_input_experts_stream_by_chunks_exactly(zoo, tmp_path):
+    model = ensure_built("tiny-llama4", zoo)
+    ref = _run(_recipe(model), tmp_path / "mem", "off")
+    for chunk in (1, 4):
+        _assert_equal_chunked(_run(_recipe(model), tmp_path / f"c{chunk}", "on", chunk), ref, chunk, 1)
