@@ -75,6 +75,18 @@ def test_ranged_read_reads_only_the_rows(gpt_oss_mxfp4):
         ckpt.read(name, (5, 7))
 
 
+def test_fp8_fused_tensor_rows_are_dequantized_with_their_block_scales(tmp_path):
+    from moeq.quant_core.streaming.fp8 import Fp8Format
+    from moeq.quant_core.streaming.skeleton import LayerSource
+
+    name = "model.layers.0.mlp.experts.down_proj"
+    w = (torch.randn(5, 8, 12) * 3).to(torch.float8_e4m3fn)
+    save_file({name: w, name + "_scale_inv": torch.rand(5, 2, 3) + 0.5}, str(tmp_path / "model.safetensors"))
+    source = LayerSource(Checkpoint.open(tmp_path), 1, Fp8Format((4, 4)), torch.float32)
+    whole = source.read([name])[name]
+    assert torch.equal(source.read([name], rows=(3, 5))[name], whole[3:5]) and whole.shape == (5, 8, 12)
+
+
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_mxfp4_fused_experts_stream_by_chunks_exactly(gpt_oss_mxfp4, tmp_path_factory, tmp_path, chunk):
     mx, plain = gpt_oss_mxfp4
@@ -93,3 +105,20 @@ def test_llama4_scaled_input_experts_stream_by_chunks_exactly(zoo, tmp_path):
     ref = _run(_recipe(model), tmp_path / "mem", "off")
     for chunk in (1, 4):
         _assert_equal_chunked(_run(_recipe(model), tmp_path / f"c{chunk}", "on", chunk), ref, chunk, 1)
+
+
+def test_fused_bf16_checkpoint_of_a_per_expert_family_streams_by_chunks_exactly(zoo, tmp_path):
+    """Qwen3-MoE saved with its in-memory fused tensors ([16, ...], bfloat16) instead of one tensor per
+    expert: chunks of 3 (top-4 routing straddles them) are read as row ranges, written back per expert."""
+    from transformers import AutoModelForCausalLM
+
+    src, fused = ensure_built("tiny-qwen3_moe", zoo), tmp_path / "fused"
+    shutil.copytree(src, fused)
+    model = AutoModelForCausalLM.from_pretrained(src)
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()},
+              str(fused / "model.safetensors"), metadata={"format": "pt"})
+    assert "model.layers.0.mlp.experts.gate_up_proj" in Checkpoint.open(fused).entries
+    config = json.loads((fused / "config.json").read_text())
+    (fused / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    ref = _run(_recipe(fused, "rtn"), tmp_path / "mem", "off")
+    _assert_equal_chunked(_run(_recipe(fused, "rtn"), tmp_path / "on", "on", 3), ref, 3, 3)
