@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from moeq.contract.errors import ModelError
 from moeq.quant_core.api import run
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.io.load import check_probe, load_quantized
@@ -71,7 +72,7 @@ def test_ranged_read_reads_only_the_rows(gpt_oss_mxfp4):
     sk = SkeletonModel(mx)
     whole = sk.source.read([name + "_blocks"])[name]
     assert torch.equal(sk.source.read([name + "_blocks"], rows=(1, 3))[name], whole[1:3])
-    with pytest.raises(Exception, match="has no rows 5-6"):
+    with pytest.raises(ModelError, match="has no rows 5-6"):
         ckpt.read(name, (5, 7))
 
 

@@ -6,7 +6,8 @@ every tensor's byte range matches its dtype and shape and lies inside the file, 
 is exactly as long as its header says; any problem is one `ModelError` line naming the shard.
 Tensors are then read with plain `readinto` into fresh tensors (no memory map), so a caller holds
 exactly the tensors it asked for — or just rows [r0, r1) of the first dimension (one chunk of a
-fused experts tensor), whose bytes are contiguous on disk. FP8 block-quantized sources are dequantized by `fp8.py` on read.
+fused experts tensor), whose bytes are contiguous on disk. FP8 block-quantized sources are
+dequantized by `fp8.py` on read.
 """
 
 from __future__ import annotations

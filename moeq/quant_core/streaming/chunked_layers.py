@@ -2,9 +2,9 @@
 two places chunks are used: the forward pass of a layer over many batches (evaluation, and the
 next layer's calibration inputs) and the quantization of a layer's routed experts.
 
-A layer is loaded whole when it cannot be chunked (a dense layer, experts stored neither one tensor
-per expert nor fused along the experts dimension, experts called with sorted tokens) or when the
-run needs every expert at once (activation quantization or packed kernels wrap the experts module; layer-stage techniques — smoothing,
+A layer is loaded whole when it cannot be chunked (a dense layer, experts stored in no chunkable
+layout, experts called with sorted tokens) or when the run needs every expert at once (activation
+quantization or packed kernels wrap the experts module; layer-stage techniques — smoothing,
 DuQuant, EAQuant's transforms — rewrite the experts from statistics of the whole layer). Each
 such layer is recorded with its reason, and where memory would have called for chunks a warning
 is logged and kept in the result: the run never exceeds its chunk budget silently.

@@ -6,10 +6,10 @@ integer codes, scales, zero points, bits) — a layer whose routed experts were 
 also gets `…-NNNNN-eEEEEE.safetensors` pairs, one per chunk (first expert EEEEE), whose code
 tensors the loader joins along the expert dimension (experts stored fused, [experts, ...], go to
 one `model-layer-NNNNN-experts.safetensors`, laid out in full and filled chunk by chunk) — after
-which the layer's records keep only their shapes (the tensors are on disk). `finish` adds the embeddings/norm/head shard, the index, config,
-tokenizer, `moeq_quant.safetensors` (probe), `moeq.json` (listing the code shards) and checksums,
-and renames the staging directory into place — the same layout `load_quantized` reads and a
-plain sharded checkpoint transformers loads.
+which the layer's records keep only their shapes (the tensors are on disk). `finish` adds the
+embeddings/norm/head shard, the index, config, tokenizer, `moeq_quant.safetensors` (probe),
+`moeq.json` (listing the code shards) and checksums, and renames the staging directory into
+place — the same layout `load_quantized` reads and a plain sharded checkpoint transformers loads.
 """
 
 from __future__ import annotations
