@@ -1,7 +1,8 @@
-"""Issue 31: routed experts stored fused on disk ([experts, ...]: gpt-oss' layout, in full precision
-or MXFP4 blocks and scales) and experts called with scaled inputs (Llama 4) are streamed a chunk of
-experts at a time — only the chunk's rows read, dequantized, quantized and written — and the run's
-metrics, bits and per-expert statistics equal the in-memory run's exactly."""
+"""Issue 31: routed experts stored fused on disk ([experts, ...]: gpt-oss' layout in MXFP4 blocks and
+scales, Llama 4's, Granite's under renamed keys, Qwen3-MoE saved fused in bfloat16) and experts called
+with scaled inputs (Llama 4) are streamed a chunk of experts at a time — only the chunk's rows read,
+dequantized, quantized and written — and the run's metrics, bits and per-expert statistics equal the
+in-memory run's exactly."""
 
 from __future__ import annotations
 
@@ -88,12 +89,16 @@ def test_fp8_fused_tensor_rows_are_dequantized_with_their_block_scales(tmp_path)
     assert torch.equal(source.read([name], rows=(3, 5))[name], whole[3:5]) and whole.shape == (5, 8, 12)
 
 
+@pytest.fixture(scope="module")
+def gpt_oss_in_memory(gpt_oss_mxfp4, tmp_path_factory):
+    """The reference: the in-memory run of the same weights, dequantized, stored in float32."""
+    return _run(_recipe(gpt_oss_mxfp4[1]), tmp_path_factory.mktemp("mem"), "off")
+
+
 @pytest.mark.parametrize("chunk", [1, 2])
-def test_mxfp4_fused_experts_stream_by_chunks_exactly(gpt_oss_mxfp4, tmp_path_factory, tmp_path, chunk):
-    mx, plain = gpt_oss_mxfp4
-    ref = _run(_recipe(plain), tmp_path_factory.mktemp("mem"), "off")
-    got = _run(_recipe(mx), tmp_path, "on", chunk, save=chunk == 2)
-    _assert_equal_chunked(got, ref, chunk, 3)
+def test_mxfp4_fused_experts_stream_by_chunks_exactly(gpt_oss_mxfp4, gpt_oss_in_memory, tmp_path, chunk):
+    got = _run(_recipe(gpt_oss_mxfp4[0]), tmp_path, "on", chunk, save=chunk == 2)
+    _assert_equal_chunked(got, gpt_oss_in_memory, chunk, 3)
     if chunk == 2:
         saved = tmp_path / "q"
         assert sorted(p.name for p in saved.glob("model-layer-00000*")) == ["model-layer-00000-experts.safetensors",
@@ -101,11 +106,13 @@ def test_mxfp4_fused_experts_stream_by_chunks_exactly(gpt_oss_mxfp4, tmp_path_fa
         assert check_probe(load_quantized(saved), saved)
 
 
-def test_llama4_scaled_input_experts_stream_by_chunks_exactly(zoo, tmp_path):
-    model = ensure_built("tiny-llama4", zoo)
+@pytest.mark.parametrize("family,chunk,moe_layers", [("llama4", 1, 1), ("llama4", 4, 1), ("granitemoe", 4, 3)])
+def test_fused_zoo_family_streams_by_chunks_exactly(zoo, tmp_path, family, chunk, moe_layers):
+    """Llama 4: fused on disk and called with router-scaled inputs; Granite: fused on disk under
+    names transformers renames (`input_linear.weight` → `experts.gate_up_proj`). 6 experts each."""
+    model = ensure_built(f"tiny-{family}", zoo)
     ref = _run(_recipe(model), tmp_path / "mem", "off")
-    for chunk in (1, 4):
-        _assert_equal_chunked(_run(_recipe(model), tmp_path / f"c{chunk}", "on", chunk), ref, chunk, 1)
+    _assert_equal_chunked(_run(_recipe(model), tmp_path / "on", "on", chunk), ref, chunk, moe_layers)
 
 
 def test_fused_bf16_checkpoint_of_a_per_expert_family_streams_by_chunks_exactly(zoo, tmp_path):

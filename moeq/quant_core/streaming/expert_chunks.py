@@ -6,13 +6,14 @@ The layer's other parts (attention, norms, router, shared experts) are loaded wh
 the chunk and filled through transformers' own key conversion — and `release_experts` returns it
 to meta at full size. The experts may be stored one tensor per expert (Mixtral's, DeepSeek's,
 Qwen's on-disk layout: renumbered 0..c-1) or fused, one tensor per weight with the experts as its
-first dimension (gpt-oss' and Llama 4's layout, MXFP4 blocks and scales included: only the
-chunk's rows are read and dequantized); the experts module needs `num_experts`.
+first dimension (gpt-oss', Llama 4's and Granite's layout, MXFP4 blocks and scales included: only
+the chunk's rows are read and dequantized); the experts module needs `num_experts`.
 `chunk_unavailable_reason` says why a layer cannot be chunked.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 
 import torch
@@ -30,9 +31,19 @@ def expert_of(name: str) -> int | None:
     return None if m is None else int(m.group(1))
 
 
-def fused_names(names: list[str]) -> list[str]:
-    """The routed experts' tensors among `names` that hold every expert (fused: [experts, ...])."""
-    return [n for n in names if ".experts." in n and expert_of(n) is None]
+def fused_names(sk: SkeletonModel, i: int, names: list[str]) -> list[str]:
+    """Layer i's routed experts tensors among `names` that hold every expert (fused, [experts, ...]):
+    those transformers' key conversion loads into the experts module (gpt-oss' and Llama 4's
+    `experts.gate_up_proj`, Granite's `input_linear.weight`), one tensor per expert excepted."""
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    mapping = copy.deepcopy(sk.weight_mapping or [])  # renamings keep state between keys
+    renamings = [t for t in mapping if isinstance(t, WeightRenaming)]
+    converters = [t for t in mapping if isinstance(t, WeightConverter)]
+    spec = sk.moe.spec
+    target = re.compile(rf"(?:^|\.)layers\.{i}\.{re.escape(spec.mlp)}\.{re.escape(spec.experts)}\.")
+    return [n for n in names
+            if expert_of(n) is None and target.search(rename_source_key(n, renamings, converters)[0])]
 
 
 def chunk_unavailable_reason(sk: SkeletonModel, i: int, source: LayerSource | None = None) -> str | None:
@@ -46,7 +57,7 @@ def chunk_unavailable_reason(sk: SkeletonModel, i: int, source: LayerSource | No
     if not hasattr(block.experts.module, "num_experts"):
         return f"{type(block.experts.module).__name__} has no num_experts"
     n = full_count(block.experts.module)
-    found, fused = {expert_of(x) for x in source.layers[i]} - {None}, fused_names(source.layers[i])
+    found, fused = {expert_of(x) for x in source.layers[i]} - {None}, fused_names(sk, i, source.layers[i])
     if (found and fused) or (found and found != set(range(n))) or not (found or fused):
         return "experts are stored neither one tensor per expert nor fused along the experts dimension"
     for name in fused:
@@ -66,7 +77,8 @@ def load_layer_shell(sk: SkeletonModel, i: int, source: LayerSource | None = Non
     """Layer i with everything but its routed experts loaded (those stay on meta)."""
     source = source or sk.source
     experts = _experts_key(sk, i) + "."
-    names = [n for n in source.layers[i] if ".experts." not in n]  # per-expert or fused: all by chunks
+    fused = set(fused_names(sk, i, source.layers[i]))  # these, like the per-expert ones, come by chunks
+    names = [n for n in source.layers[i] if expert_of(n) is None and n not in fused]
     keys = {k for k in sk._layer_keys(i) if not k.startswith(experts)}
     sk._load(source.read(names), keys, f"decoder layer {i} (without its routed experts)")
     layer = sk.moe.layers[i]
@@ -112,7 +124,7 @@ def load_experts(sk: SkeletonModel, i: int, e0: int, e1: int, source: LayerSourc
     names = [x for x in source.layers[i] if (e := expert_of(x)) is not None and e0 <= e < e1]
     tensors = {EXPERT_INDEX.sub(lambda m: f".experts.{int(m.group(1)) - e0}.", k, count=1): v
                for k, v in source.read(names).items()}
-    tensors.update(source.read(fused_names(source.layers[i]), rows=(e0, e1)))
+    tensors.update(source.read(fused_names(sk, i, source.layers[i]), rows=(e0, e1)))
     prefix = _experts_key(sk, i) + "."
     sk._load(tensors, {prefix + k for k, _ in module.named_parameters()}, f"experts {e0}-{e1 - 1} of layer {i}")
     del tensors
