@@ -6,7 +6,8 @@ module returns [n·T, d], rows e·T..(e+1)·T computed by expert e alone (one ba
 experts), and the block sums the n blocks itself. Experts [e0, e1) thus own rows e0·T..e1·T of the
 call's input and output: the module's forward on exactly those rows, holding exactly those
 experts, runs each expert's matmuls on the same [T, d] block as over all experts, so the output
-put together chunk by chunk is the whole module's bit for bit, and the block's own sum (in the
+put together chunk by chunk is the whole module's bit for bit (checked on CPU; a GPU's batched
+matmul might pick another kernel for another number of experts), and the block's own sum (in the
 replay pass) adds the very same tensor. Passes (1)–(3) keep every batch's `routed_in` and output,
 n times the batch's hidden states each (the whole-layer forward makes the same two tensors, one
 batch at a time).
