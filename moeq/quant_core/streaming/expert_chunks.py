@@ -58,7 +58,11 @@ def chunk_unavailable_reason(sk: SkeletonModel, i: int, source: LayerSource | No
         return f"{type(block.experts.module).__name__} has no num_experts"
     n = full_count(block.experts.module)
     found, fused = {expert_of(x) for x in source.layers[i]} - {None}, fused_names(sk, i, source.layers[i])
-    if (found and fused) or (found and found != set(range(n))) or not (found or fused):
+    if found and fused:
+        return "experts are stored partly one tensor per expert, partly fused"
+    if found and found != set(range(n)):
+        return f"experts are stored one tensor per expert for {len(found)} of the {n} experts only"
+    if not fused and not found:
         return "experts are stored neither one tensor per expert nor fused along the experts dimension"
     for name in fused:
         shape = source.ckpt.entries[name].shape
