@@ -130,3 +130,18 @@ def test_fused_bf16_checkpoint_of_a_per_expert_family_streams_by_chunks_exactly(
     (fused / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
     ref = _run(_recipe(fused, "rtn"), tmp_path / "mem", "off")
     _assert_equal_chunked(_run(_recipe(fused, "rtn"), tmp_path / "on", "on", 3), ref, 3, 3)
+
+
+def test_fused_layouts_that_cannot_be_sliced_keep_the_layer_whole_with_the_reason(zoo, tmp_path):
+    from moeq.quant_core.streaming.expert_chunks import chunk_unavailable_reason
+
+    src, bad = ensure_built("tiny-llama4", zoo), tmp_path / "bad"
+    shutil.copytree(src, bad)
+    tensors = load_file(str(src / "model.safetensors"))
+    name = "model.layers.1.feed_forward.experts.gate_up_proj"
+    tensors[name] = tensors[name][:5].contiguous()
+    save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
+    assert chunk_unavailable_reason(SkeletonModel(src), 1) is None
+    sk = SkeletonModel(bad)
+    assert chunk_unavailable_reason(sk, 0) == "dense layer"
+    assert chunk_unavailable_reason(sk, 1) == f"fused experts tensor {name} has shape [5, 64, 64], not [6, ...]"
