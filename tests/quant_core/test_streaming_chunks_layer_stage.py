@@ -20,6 +20,7 @@ from moeq.quant_core.apply.hooks import LayerHooks
 from moeq.quant_core.context import RunContext
 from moeq.quant_core.io.load import check_probe, load_quantized
 from moeq.quant_core.streaming.synthetic import SyntheticSpec, write_synthetic
+from tests.conftest import FAMILIES
 
 SPEC = SyntheticSpec(hidden=64, intermediate=64, layers=2, experts=8, top_k=3)
 EVAL = {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 32, "kl_tokens": 64}
@@ -117,3 +118,19 @@ def test_packed_kernel_runs_load_a_layer_whole_only_when_one_chunk_would_hold_ev
     assert (chunks is not None) == chunked
     assert layers.record()["whole_layers"] == ({} if chunked else {"0": "packed kernels, and memory for every expert"})
     assert not layers.warnings
+
+
+@pytest.mark.slow  # ~1 min a family on a busy 2-core box
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("preset", ["eaquant", "duquant"])
+def test_every_family_with_transforms_chunked_equals_in_memory(tiny_zoo, tmp_path, family, preset):
+    """Shared experts and their gates, group routing, routing biases, MLA: the preset's smoothing and
+    transforms on chunks of 2 experts give the in-memory numbers (W4A8)."""
+    recipe = merge({"model": f"tiny-{family}", "weights": {"bits": 4}, "activations": {"bits": 8},
+                    "calibration": CALIB, "eval": EVAL}, expand([preset]))
+    runs = {mode: run(recipe, RunContext(zoo_dir=tiny_zoo, cache_dir=tmp_path / mode, stream=mode,
+                                         stream_chunk_experts=2)) for mode in ("off", "on")}
+    record = runs["on"]["streaming"]["expert_chunks"]["quantize"]
+    assert record["chunked_layers"] and record["experts_per_chunk"] == [2] and not record["whole_layers"], record
+    assert runs["on"]["metrics"] == runs["off"]["metrics"] and runs["on"]["expert_stats"] == runs["off"]["expert_stats"]
+    assert runs["on"]["diagnostics"]["smoothing"] == runs["off"]["diagnostics"]["smoothing"]

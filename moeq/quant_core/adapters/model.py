@@ -25,7 +25,10 @@ EXPERT_ARG_NAMES = (("hidden_states",), ("top_k_index", "router_indices"), ("top
 
 
 def expert_call_args(args: tuple, kwargs: dict) -> tuple:
-    """(hidden_states, top_k_index, top_k_weights) of a call to standard experts, however passed."""
+    """(hidden_states, top_k_index, top_k_weights) of a call to standard experts, however passed;
+    (hidden_states,) of a call with the input alone (scaled-input experts: Llama 4)."""
+    if len(args) + len(kwargs) == 1:
+        return (args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()))),)
     vals = list(args[:3])
     for names in EXPERT_ARG_NAMES[len(vals):]:
         vals.append(next(kwargs[n] for n in names if n in kwargs))

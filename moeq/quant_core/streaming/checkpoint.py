@@ -5,7 +5,9 @@ parses every shard's header and checks that the shard exists, that the header is
 every tensor's byte range matches its dtype and shape and lies inside the file, and that the file
 is exactly as long as its header says; any problem is one `ModelError` line naming the shard.
 Tensors are then read with plain `readinto` into fresh tensors (no memory map), so a caller holds
-exactly the tensors it asked for. FP8 block-quantized sources are dequantized by `fp8.py` on read.
+exactly the tensors it asked for — or just rows [r0, r1) of the first dimension (one chunk of a
+fused experts tensor), whose bytes are contiguous on disk. FP8 block-quantized sources are
+dequantized by `fp8.py` on read.
 """
 
 from __future__ import annotations
@@ -133,24 +135,32 @@ class Checkpoint:
     def names(self) -> list[str]:
         return list(self.entries)
 
-    def read(self, name: str) -> torch.Tensor:
-        """The stored tensor `name` exactly as on disk (dtype and shape), in a fresh CPU tensor."""
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The stored tensor `name` exactly as on disk (dtype and shape), in a fresh CPU tensor; with
+        `rows` = (r0, r1), only rows r0..r1-1 of its first dimension (only their bytes are read)."""
         e = self.entries.get(name)
         if e is None:
             raise ModelError(f"checkpoint has no tensor {name}")
-        buf = torch.empty(e.nbytes, dtype=torch.uint8)
+        start, nbytes, shape = e.start, e.nbytes, e.shape
+        if rows is not None:
+            r0, r1 = rows
+            if not e.shape or not 0 <= r0 < r1 <= e.shape[0]:
+                raise ModelError(f"checkpoint tensor {name} of shape {list(e.shape)} has no rows {r0}-{r1 - 1}")
+            row = e.nbytes // e.shape[0]
+            start, nbytes, shape = e.start + r0 * row, (r1 - r0) * row, (r1 - r0, *e.shape[1:])
+        buf = torch.empty(nbytes, dtype=torch.uint8)
         with open(self.dir / e.shard, "rb", buffering=0) as fh:
-            fh.seek(e.start)
+            fh.seek(start)
             view, got = memoryview(buf.numpy()), 0
-            while got < e.nbytes:
+            while got < nbytes:
                 n = fh.readinto(view[got:])
                 if not n:
                     raise ModelError(f"checkpoint shard {e.shard} ended while reading {name}")
                 got += n
-            drop_cached(fh.fileno(), e.start, e.nbytes)
+            drop_cached(fh.fileno(), start, nbytes)
         if e.dtype == "BOOL":
-            return buf.view(torch.bool).reshape(e.shape)
-        return buf.view(DTYPES[e.dtype]).reshape(e.shape)
+            return buf.view(torch.bool).reshape(shape)
+        return buf.view(DTYPES[e.dtype]).reshape(shape)
 
 
 

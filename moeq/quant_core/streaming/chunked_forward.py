@@ -115,16 +115,17 @@ def replay_layer(layer: nn.Module, block: nn.Module, router_path: str, experts_p
 @torch.no_grad()
 def run_layer_chunked(layer: nn.Module, block: nn.Module, router_path: str, experts_path: str,
                       batches: list[LayerBatch], chunks: list[tuple[int, int]], load: Callable[[int, int], nn.Module],
-                      release: Callable[[], None]) -> list[LayerBatch]:
-    """`run_layer` with the experts (`block.<experts_path>`) loaded chunk by chunk by `load(e0, e1)`."""
+                      release: Callable[[], None], add: Callable = add_expert_outputs) -> list[LayerBatch]:
+    """`run_layer` with the experts (`block.<experts_path>`) loaded chunk by chunk by `load(e0, e1)`;
+    `add` adds a chunk's contributions (`add_expert_outputs`, or the scaled-input convention's)."""
     if not batches:
         return []
     calls, routed = record_expert_calls(layer, get_path(block, router_path), get_path(block, experts_path), batches)
-    outputs = [torch.zeros_like(hidden) for hidden, _, _ in calls]
+    outputs = [torch.zeros_like(call[0]) for call in calls]  # the experts' output is shaped as their input
     for e0, e1 in chunks:
         module = load(e0, e1)
         try:
-            add_expert_outputs(module, calls, outputs, e0, e1)
+            add(module, calls, outputs, e0, e1)
         finally:
             del module
             release()

@@ -2,15 +2,15 @@
 two places chunks are used: the forward pass of a layer over many batches (evaluation, and the
 next layer's calibration inputs) and the quantization of a layer's routed experts.
 
-A layer is loaded whole when it cannot be chunked (a dense layer, experts stored fused on disk,
-experts called with scaled inputs), when the run forces packed kernels (`kernels="triton"`: they
-need every expert's codes at once), or when a layer-stage technique does not declare that it
-reaches the experts through `ExpertAccess`; with `kernels="auto"` on a GPU a layer whose chunk
-would hold all its experts is loaded whole so its packed kernel can be built. Smoothing, DuQuant
-and EAQuant's transforms, and activation quantization, work on chunks (chunked_access.py,
-`QuantExperts.accumulate`). Each layer loaded whole is recorded with its reason, and where memory
-would have called for chunks a warning is logged and kept in the result: the run never exceeds
-its chunk budget silently.
+A layer is loaded whole when it cannot be chunked (a dense layer, experts stored in no chunkable
+layout, experts called with sorted tokens), when the run forces packed kernels
+(`kernels="triton"`: they need every expert's codes at once), or when a layer-stage technique does
+not declare that it reaches the experts through `ExpertAccess`; with `kernels="auto"` on a GPU a
+layer whose chunk would hold all its experts is loaded whole so its packed kernel can be built.
+Smoothing, DuQuant and EAQuant's transforms, and activation quantization, work on chunks
+(chunked_access.py, `QuantExperts.accumulate`). Each layer loaded whole is recorded with its
+reason, and where memory would have called for chunks a warning is logged and kept in the result:
+the run never exceeds its chunk budget silently.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from moeq.quant_core.streaming.chunked_access import ChunkedAccess
 from moeq.quant_core.streaming.chunked_forward import run_layer_chunked
 from moeq.quant_core.streaming.expert_chunks import (chunk_unavailable_reason, full_count, load_experts,
                                                      load_layer_shell, release_experts)
+from moeq.quant_core.streaming.scaled_input_chunks import chunk_adder
 from moeq.quant_core.streaming.skeleton import LayerSource, SkeletonModel
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class ChunkedLayers:
         spec = self.sk.moe.spec
         return run_layer_chunked(layer, block.block, spec.router, spec.experts, batches, chunks,
                                  lambda e0, e1: load_experts(self.sk, i, e0, e1, source, self.device),
-                                 lambda: release_experts(self.sk, i))
+                                 lambda: release_experts(self.sk, i), chunk_adder(spec.expert_call))
 
     def per_expert(self, i: int, chunks: list[tuple[int, int]], fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """`fn()` (a per-expert statistic of layer i's loaded experts) over every chunk, joined."""

@@ -3,14 +3,17 @@
 The layer's other parts (attention, norms, router, shared experts) are loaded whole by
 `load_layer_shell`; the experts module keeps its parameters on the meta device until
 `load_experts(e0, e1)` gives it exactly experts [e0, e1) — its per-expert parameters resized to
-the chunk and filled through transformers' own key conversion from the per-expert tensors on disk
-(renumbered 0..c-1) — and `release_experts` returns it to meta at full size. Chunking needs the
-experts stored one tensor per expert (Mixtral's, DeepSeek's, Qwen's on-disk layout) and an experts
-module with `num_experts`; `chunk_unavailable_reason` says why a layer cannot be chunked.
+the chunk and filled through transformers' own key conversion — and `release_experts` returns it
+to meta at full size. The experts may be stored one tensor per expert (Mixtral's, DeepSeek's,
+Qwen's on-disk layout: renumbered 0..c-1) or fused, one tensor per weight with the experts as its
+first dimension (gpt-oss', Llama 4's and Granite's layout, MXFP4 blocks and scales included: only
+the chunk's rows are read and dequantized); the experts module needs `num_experts`.
+`chunk_unavailable_reason` says why a layer cannot be chunked.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 
 import torch
@@ -28,20 +31,43 @@ def expert_of(name: str) -> int | None:
     return None if m is None else int(m.group(1))
 
 
+def fused_names(sk: SkeletonModel, i: int, names: list[str]) -> list[str]:
+    """Layer i's routed experts tensors among `names` that hold every expert (fused, [experts, ...]):
+    those transformers' key conversion loads into the experts module (gpt-oss' and Llama 4's
+    `experts.gate_up_proj`, Granite's `input_linear.weight`), one tensor per expert excepted."""
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    mapping = copy.deepcopy(sk.weight_mapping or [])  # renamings keep state between keys
+    renamings = [t for t in mapping if isinstance(t, WeightRenaming)]
+    converters = [t for t in mapping if isinstance(t, WeightConverter)]
+    spec = sk.moe.spec
+    target = re.compile(rf"(?:^|\.)layers\.{i}\.{re.escape(spec.mlp)}\.{re.escape(spec.experts)}\.")
+    return [n for n in names
+            if expert_of(n) is None and target.search(rename_source_key(n, renamings, converters)[0])]
+
+
 def chunk_unavailable_reason(sk: SkeletonModel, i: int, source: LayerSource | None = None) -> str | None:
     """None when layer i's routed experts can be loaded a chunk at a time; else why not."""
     source = source or sk.source
     block = sk.moe.blocks.get(i)
     if block is None:
         return "dense layer"
-    if sk.moe.spec.expert_call != "routed":
+    if sk.moe.spec.expert_call not in ("routed", "scaled_input"):
         return f"{sk.moe.spec.expert_call!r} expert calls"
     if not hasattr(block.experts.module, "num_experts"):
         return f"{type(block.experts.module).__name__} has no num_experts"
-    found = {expert_of(n) for n in source.layers[i]} - {None}
-    if found != set(range(full_count(block.experts.module))) or any(".experts." in n and expert_of(n) is None
-                                                      for n in source.layers[i]):
-        return "experts are not stored one tensor per expert"
+    n = full_count(block.experts.module)
+    found, fused = {expert_of(x) for x in source.layers[i]} - {None}, fused_names(sk, i, source.layers[i])
+    if found and fused:
+        return "experts are stored partly one tensor per expert, partly fused"
+    if found and found != set(range(n)):
+        return f"experts are stored one tensor per expert for {len(found)} of the {n} experts only"
+    if not fused and not found:
+        return "experts are stored neither one tensor per expert nor fused along the experts dimension"
+    for name in fused:
+        shape = source.ckpt.entries[name].shape
+        if not shape or shape[0] != n:
+            return f"fused experts tensor {name} has shape {list(shape)}, not [{n}, ...]"
     return None
 
 
@@ -55,7 +81,8 @@ def load_layer_shell(sk: SkeletonModel, i: int, source: LayerSource | None = Non
     """Layer i with everything but its routed experts loaded (those stay on meta)."""
     source = source or sk.source
     experts = _experts_key(sk, i) + "."
-    names = [n for n in source.layers[i] if expert_of(n) is None]
+    fused = set(fused_names(sk, i, source.layers[i]))  # these, like the per-expert ones, come by chunks
+    names = [n for n in source.layers[i] if expert_of(n) is None and n not in fused]
     keys = {k for k in sk._layer_keys(i) if not k.startswith(experts)}
     sk._load(source.read(names), keys, f"decoder layer {i} (without its routed experts)")
     layer = sk.moe.layers[i]
@@ -90,7 +117,8 @@ def _resize(module: nn.Module, n: int) -> None:
 @torch.no_grad()
 def load_experts(sk: SkeletonModel, i: int, e0: int, e1: int, source: LayerSource | None = None,
                  device: torch.device | None = None) -> nn.Module:
-    """Give layer i's experts module exactly experts [e0, e1) (renumbered 0..e1-e0-1) and return it."""
+    """Give layer i's experts module exactly experts [e0, e1) (renumbered 0..e1-e0-1) and return it:
+    per-expert tensors by their names, fused ones by their rows e0..e1-1."""
     source = source or sk.source
     module = sk.moe.blocks[i].experts.module
     n, c = full_count(module), e1 - e0
@@ -100,6 +128,7 @@ def load_experts(sk: SkeletonModel, i: int, e0: int, e1: int, source: LayerSourc
     names = [x for x in source.layers[i] if (e := expert_of(x)) is not None and e0 <= e < e1]
     tensors = {EXPERT_INDEX.sub(lambda m: f".experts.{int(m.group(1)) - e0}.", k, count=1): v
                for k, v in source.read(names).items()}
+    tensors.update(source.read(fused_names(sk, i, source.layers[i]), rows=(e0, e1)))
     prefix = _experts_key(sk, i) + "."
     sk._load(tensors, {prefix + k for k, _ in module.named_parameters()}, f"experts {e0}-{e1 - 1} of layer {i}")
     del tensors

@@ -4,8 +4,8 @@ The model is built on the meta device from its config; the modules outside the d
 (embeddings, final norm, head, rotary tables) are loaded once and kept; each layer's tensors are
 read when `load_layer` is called — through transformers' own key conversion, so per-expert
 ("unfused") and fused on-disk layouts both land in the fused in-memory parameters — and
-`release_layer` returns the layer to the meta device. FP8 block-quantized sources are dequantized
-tensor by tensor as they are read.
+`release_layer` returns the layer to the meta device. FP8 block-quantized and MXFP4 sources are
+dequantized tensor by tensor as they are read (or a range of experts of a fused tensor at a time).
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ class LayerSource:
             else:
                 log.info("ignoring checkpoint tensor %s (layer beyond num_hidden_layers)", name)
 
-    def read(self, names: list[str]) -> dict[str, torch.Tensor]:
+    def read(self, names: list[str], rows: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors `names`, dequantized; with `rows`, only those rows of their first dimension
+        (experts [e0, e1) of fused experts tensors: their FP8 or MXFP4 scales are sliced alike)."""
         out = {}
         for name in names:
-            t = self.ckpt.read(name)
+            t = self.ckpt.read(name, rows)
             if t.dtype in FP8_DTYPES:
                 if self.fp8 is None:
                     raise ModelError(f"tensor {name} is stored as {t.dtype} but config.json has no FP8 "
@@ -58,12 +60,12 @@ class LayerSource:
                 scale = name + SCALE_SUFFIX
                 if scale not in self.ckpt.entries:
                     raise ModelError(f"FP8 tensor {name} has no {scale} in the checkpoint")
-                t = dequantize_blocks(t, self.ckpt.read(scale), self.fp8.block, self.dtype, name)
+                t = dequantize_blocks(t, self.ckpt.read(scale, rows), self.fp8.block, self.dtype, name)
             elif self.mxfp4 is not None and name.endswith(BLOCKS_SUFFIX):
                 scales = name[:-len(BLOCKS_SUFFIX)] + SCALES_SUFFIX
                 if scales not in self.ckpt.entries:
                     raise ModelError(f"MXFP4 tensor {name} has no {scales} in the checkpoint")
-                t = dequantize_mxfp4(t, self.ckpt.read(scales), self.dtype, name)
+                t = dequantize_mxfp4(t, self.ckpt.read(scales, rows), self.dtype, name)
                 name = name[:-len(BLOCKS_SUFFIX)]
             out[name] = t
         return out

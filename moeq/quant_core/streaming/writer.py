@@ -4,11 +4,12 @@ Each decoder layer, once quantized, goes to `model-layer-NNNNN.safetensors` (deq
 weights under the checkpoint's on-disk names) and `moeq_quant-layer-NNNNN.safetensors` (its
 integer codes, scales, zero points, bits) — a layer whose routed experts were processed by chunks
 also gets `…-NNNNN-eEEEEE.safetensors` pairs, one per chunk (first expert EEEEE), whose code
-tensors the loader joins along the expert dimension — after which the layer's records keep only their shapes
-(the tensors are on disk). `finish` adds the embeddings/norm/head shard, the index, config,
-tokenizer, `moeq_quant.safetensors` (probe), `moeq.json` (listing the code shards) and checksums,
-and renames the staging directory into place — the same layout `load_quantized` reads and a
-plain sharded checkpoint transformers loads.
+tensors the loader joins along the expert dimension (experts stored fused, [experts, ...], go to
+one `model-layer-NNNNN-experts.safetensors`, laid out in full and filled chunk by chunk) — after
+which the layer's records keep only their shapes (the tensors are on disk). `finish` adds the
+embeddings/norm/head shard, the index, config, tokenizer, `moeq_quant.safetensors` (probe),
+`moeq.json` (listing the code shards) and checksums, and renames the staging directory into
+place — the same layout `load_quantized` reads and a plain sharded checkpoint transformers loads.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from moeq.quant_core.io.save import CHECKSUMS_FILE, CODES_FILE, META_FILE, _meta
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.recipe import Recipe
 from moeq.quant_core.streaming.checkpoint import INDEX_FILE, Checkpoint, flush_and_drop
+from moeq.quant_core.streaming.fused_file import FusedExpertsFile
 from moeq.quant_core.streaming.skeleton import SkeletonModel
 
 OUTER_FILE = "model-outer.safetensors"
@@ -70,6 +72,7 @@ class StagedWriter:
         self.weight_map: dict[str, str] = {}
         self.code_shards: list[str] = []
         self.layer_files: dict[int, list[str]] = {}  # per layer: its weight files (whole, or one per chunk)
+        self.fused: dict[int, FusedExpertsFile] = {}  # per layer: its fused experts tensors, filled by chunks
 
     def _guard(self, fn, *args):
         try:
@@ -97,13 +100,27 @@ class StagedWriter:
         self._guard(self._write_expert_chunk, i, e0, module, key, state)
 
     def _write_expert_chunk(self, i, e0, module, key, state) -> None:
-        from moeq.quant_core.streaming.expert_chunks import EXPERT_INDEX
+        from moeq.quant_core.streaming.expert_chunks import EXPERT_INDEX, full_count
 
-        dense = {key + "." + k: v for k, v in module.state_dict().items()}
+        dense = _on_disk(self.sk.model, {key + "." + k: v for k, v in module.state_dict().items()})
+        fused = {k: v for k, v in dense.items() if not EXPERT_INDEX.search(k)}
+        if fused:  # stored [experts, ...]: rows e0.. of the layer's one fused file
+            self._fused_rows(i, e0, full_count(module), fused)
         dense = {EXPERT_INDEX.sub(lambda m: f".experts.{int(m.group(1)) + e0}.", k, count=1): v
-                 for k, v in _on_disk(self.sk.model, dense).items()}
+                 for k, v in dense.items() if k not in fused}
         self._write(i, chunk_suffix(layer_file(i), e0), chunk_suffix(codes_file(i), e0), dense, state, key + ".",
                     converted=True)
+
+    def _fused_rows(self, i: int, e0: int, n: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Rows e0.. of layer i's fused experts tensors, in `model-layer-NNNNN-experts.safetensors`
+        (laid out for all n experts when its first chunk comes)."""
+        file = self.fused.get(i)
+        if file is None:
+            name = layer_file(i).replace(".safetensors", "-experts.safetensors")
+            file = self.fused[i] = FusedExpertsFile(self.dir / name, tensors, n)
+            self.weight_map.update({k: name for k in tensors})
+            self.layer_files.setdefault(i, []).append(name)
+        file.write_rows(tensors, e0)
 
     def _write(self, i: int, weights_name: str, codes_name: str, tensors: dict, state: QuantState, prefix: str,
                converted: bool = False, transforms: bool = False) -> None:
