@@ -62,13 +62,20 @@ FAT = SyntheticSpec(hidden=512, intermediate=1536, layers=2, experts=64)  # 580 
 LIMIT_OF_LAYER = 0.85  # the cgroup limit, as a share of one layer's float32 bytes
 
 
-# RTN alone; EAQuant at W4A4 (smoothing, per-expert DuQuant transforms, activation quantization): its
-# statistics and rewrites of the experts go chunk by chunk too
-FAT_RECIPES = {
-    "rtn": {"weights": {"bits": 4, "group_size": 128}, "techniques": ["rtn"]},
-    "eaquant_w4a4": merge({"weights": {"bits": 4}, "activations": {"bits": 4},
-                           "calibration": {"source": "random", "samples": 4, "seq_len": 64}}, expand(["eaquant"])),
-}
+
+
+def _eaquant_w4a4() -> dict:
+    """The EAQuant preset at W4A4 (smoothing, per-expert DuQuant transforms, activation quantization:
+    its statistics and rewrites of the experts go chunk by chunk too), with an 11-ratio clip search
+    instead of the preset's 101 (which alone takes ~10 CPU minutes on these 128 experts)."""
+    recipe = merge({"weights": {"bits": 4}, "activations": {"bits": 4},
+                    "calibration": {"source": "random", "samples": 4, "seq_len": 64}}, expand(["eaquant"]))
+    recipe["techniques"] = [t if t["name"] != "rtn" else {**t, "clip_steps": 11} for t in recipe["techniques"]]
+    return recipe
+
+
+FAT_RECIPES = {"rtn": {"weights": {"bits": 4, "group_size": 128}, "techniques": ["rtn"]},
+               "eaquant_w4a4": _eaquant_w4a4()}
 
 
 @pytest.mark.slow
