@@ -121,12 +121,17 @@ def quantize_stacked_measured(view: torch.Tensor, key: str, layer: int, role: Ro
 
 def _write_back(view: torch.Tensor, codes: torch.Tensor, p: QuantParams, c: slice,
                 measure: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Dequantize experts `c` into the view; with `measure`, their Σ(q − w)² and Σw² over [out, in]
-    (float32 tensors in the view's layout, the squares taken in place)."""
-    fp = view[c].to(torch.float32, copy=True) if measure else None
-    view[c].copy_(dequantize(codes[c], QuantParams(p.scale[c], p.zero[c], p.bits[c], p.group_size, p.symmetric),
-                             view.dtype))
-    if not measure:
-        return None
-    err = view[c].to(torch.float32, copy=True).sub_(fp).pow_(2).sum((1, 2))
-    return err, fp.pow_(2).sum((1, 2))
+    """Dequantize experts `c` into the view, one expert at a time; with `measure`, their Σ(q − w)²
+    and Σw² over [out, in], summed over one float32 buffer of the chunk in the view's layout (first
+    w², then (q − w)² filled in expert by expert) — the sums of the same tensors as before."""
+    buf = norm = None
+    if measure:
+        buf = view[c].to(torch.float32, copy=True)
+        norm = buf.pow_(2).sum((1, 2))
+    for e in range(c.start, c.stop):
+        fp = view[e].to(torch.float32, copy=True) if measure else None
+        view[e].copy_(dequantize(codes[e], QuantParams(p.scale[e], p.zero[e], p.bits[e], p.group_size, p.symmetric),
+                                 view.dtype))
+        if measure:
+            buf[e - c.start].copy_(view[e]).sub_(fp).pow_(2)
+    return None if not measure else (buf.sum((1, 2)), norm)
