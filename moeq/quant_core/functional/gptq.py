@@ -96,7 +96,8 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
         if g < cols:  # groups follow the original column order: fix their params up front
             static_params = _params(W, bits_t, g, symmetric, clip, mse)
         W = W.gather(2, perm[:, None, :].expand(-1, rows, -1))
-        H = H.gather(1, perm[:, :, None].expand(-1, -1, cols)).gather(2, perm[:, None, :].expand(-1, cols, -1))
+        H = H.gather(1, perm[:, :, None].expand(-1, -1, cols))  # rows, then columns: two [n, in, in] at a time
+        H = H.gather(2, perm[:, None, :].expand(-1, cols, -1))
     if g == cols:
         static_params = _params(W, bits_t, None, symmetric, clip, mse)
 
