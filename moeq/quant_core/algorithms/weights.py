@@ -122,16 +122,19 @@ def quantize_stacked_measured(view: torch.Tensor, key: str, layer: int, role: Ro
 def _write_back(view: torch.Tensor, codes: torch.Tensor, p: QuantParams, c: slice,
                 measure: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Dequantize experts `c` into the view, one expert at a time; with `measure`, their Σ(q − w)²
-    and Σw² over [out, in], summed over one float32 buffer of the chunk in the view's layout (first
-    w², then (q − w)² filled in expert by expert) — the sums of the same tensors as before."""
+    and Σw² over [out, in] as sums over one float32 buffer of the chunk in the view's layout: first
+    w², then, expert by expert, w again, less q once q is written, squared ((w − q)² = (q − w)²
+    exactly) — the same tensors summed as from a copy of the original weights."""
     buf = norm = None
     if measure:
         buf = view[c].to(torch.float32, copy=True)
         norm = buf.pow_(2).sum((1, 2))
     for e in range(c.start, c.stop):
-        fp = view[e].to(torch.float32, copy=True) if measure else None
-        view[e].copy_(dequantize(codes[e], QuantParams(p.scale[e], p.zero[e], p.bits[e], p.group_size, p.symmetric),
-                                 view.dtype))
         if measure:
-            buf[e - c.start].copy_(view[e]).sub_(fp).pow_(2)
+            buf[e - c.start].copy_(view[e])
+        q = dequantize(codes[e], QuantParams(p.scale[e], p.zero[e], p.bits[e], p.group_size, p.symmetric))
+        view[e].copy_(q)  # rounds to the view's dtype as .to(view.dtype) does
+        del q
+        if measure:
+            buf[e - c.start].sub_(view[e]).pow_(2)
     return None if not measure else (buf.sum((1, 2)), norm)
