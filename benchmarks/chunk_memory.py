@@ -1,7 +1,7 @@
 """Per-expert working set of a streamed run: peak host RSS per stage at several expert-chunk sizes.
 
-Generates a random-weight Mixtral-shaped bf16 checkpoint (default the scale benchmark's fat shape:
-d=1024, I=3584, 8 experts, 2 layers), then runs each method once per chunk size in a fresh child
+Generates a random-weight Mixtral-shaped checkpoint (default the scale benchmark's fat shape:
+d=1024, I=3584, 8 experts, 2 layers, bfloat16; `--dtype float32` for a float32 one), then runs each method once per chunk size in a fresh child
 process (stream on, no memory limit, `OMP_NUM_THREADS=1`, calibration 4 × 64 tokens, evaluation
 2 × 64) and records each stage's peak RSS (`result["streaming"]["stage_peaks"]`). The slope over
 the chunk sizes is `w`, the bytes one more expert in a chunk costs (docs/streaming.md "What bounds
@@ -92,23 +92,24 @@ def main() -> None:
     ap.add_argument("--intermediate", type=int, default=3584)
     ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="the checkpoint's dtype")
     ap.add_argument("--trace", action="store_true", help="sample RSS with the current moeq frame (slower)")
     ap.add_argument("--top", type=int, default=12, help="frames printed per run with --trace")
     ap.add_argument("--work", type=Path, default=Path("/tmp/moeq-chunk-memory"))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     spec = SyntheticSpec(hidden=args.hidden, intermediate=args.intermediate, experts=args.experts, layers=args.layers,
-                         dtype="bfloat16", layers_per_shard=args.layers)
-    model = args.work / f"mixtral-{spec.hidden}x{spec.layers}-i{spec.intermediate}e{spec.experts}-bf16"
+                         dtype=args.dtype, layers_per_shard=args.layers)
+    model = args.work / f"mixtral-{spec.hidden}x{spec.layers}-i{spec.intermediate}e{spec.experts}-{args.dtype}"
     if not (model / "config.json").is_file():
         write_synthetic(model, spec, seed=0)
-    expert_mib = 3 * spec.hidden * spec.intermediate * 2 / 2**20
+    expert_mib = 3 * spec.hidden * spec.intermediate * (2 if args.dtype == "bfloat16" else 4) / 2**20
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     rows = []
     for method in args.methods.split(","):
         for chunk in [int(c) for c in args.chunks.split(",")]:
-            tag = f"{method}-c{chunk}"
+            tag = f"{method}-c{chunk}-{args.dtype}"
             recipe = {"model": str(model), "weights": {"bits": 4, "group_size": 128}, "techniques": [method],
                       "calibration": {"source": "random", "samples": 4, "seq_len": 64},
                       "eval": {"source": "random", "tasks": [], "ppl_windows": 2, "seq_len": 64, "kl_tokens": 128}}
@@ -152,10 +153,11 @@ def main() -> None:
         print(f"| {r['method']} | {r['experts_per_chunk']} | "
               + " | ".join(f"{r['stage_peak_rss_mib'].get(s, 0):.0f}" for s in STAGES) + f" | {r['wall_s']:.0f} s |")
     for method, s in slopes.items():
-        print(f"{method}: w per expert (MiB) " + ", ".join(f"{k} {v} ({v / expert_mib:.1f}x bf16)" for k, v in s.items()))
+        print(f"{method}: w per expert (MiB) " + ", ".join(f"{k} {v} ({v / expert_mib:.1f}x the expert's bytes)"
+                                                           for k, v in s.items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"spec": spec.__dict__, "expert_bf16_mib": expert_mib, "rows": rows,
+        args.out.write_text(json.dumps({"spec": spec.__dict__, "expert_mib": expert_mib, "rows": rows,
                                         "w_per_expert_mib": slopes}, indent=1))
 
 
