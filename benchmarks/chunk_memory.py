@@ -1,9 +1,9 @@
 """Per-expert working set of a streamed run: peak host RSS per stage at several expert-chunk sizes.
 
 Generates a random-weight Mixtral-shaped checkpoint (default the scale benchmark's fat shape:
-d=1024, I=3584, 8 experts, 2 layers, bfloat16; `--dtype float32` for a float32 one), then runs each method once per chunk size in a fresh child
-process (stream on, no memory limit, `OMP_NUM_THREADS=1`, calibration 4 × 64 tokens, evaluation
-2 × 64) and records each stage's peak RSS (`result["streaming"]["stage_peaks"]`). The slope over
+d=1024, I=3584, 8 experts, 2 layers, bfloat16; `--dtype float32` for a float32 one), then runs
+each method once per chunk size in a fresh child process (stream on, no memory limit,
+`OMP_NUM_THREADS=1`, calibration 4 × 64 tokens, evaluation 2 × 64) and records each stage's peak RSS (`result["streaming"]["stage_peaks"]`). The slope over
 the chunk sizes is `w`, the bytes one more expert in a chunk costs (docs/streaming.md "What bounds
 memory"). Each run also records the sha256 of every saved safetensors file: two versions of the
 code that quantize identically give identical digests.
