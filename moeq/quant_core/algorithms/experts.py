@@ -14,7 +14,7 @@ from functools import partial
 import torch
 
 from moeq.quant_core.adapters.model import MoEBlock
-from moeq.quant_core.algorithms.weights import Scheme, expert_chunks, quantize_stacked
+from moeq.quant_core.algorithms.weights import Scheme, quantize_stacked_measured
 from moeq.quant_core.functional.gptq import hessian
 from moeq.quant_core.quantized import QuantState
 from moeq.contract.techniques import GptqConfig
@@ -65,16 +65,6 @@ def _hessians(inputs: Callable[[int], torch.Tensor], gate_w: list[torch.Tensor],
     return H
 
 
-def _squared_error(q: torch.Tensor, fp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per expert Σ(q − fp)² and Σfp² over [n, out, in], in float32 one chunk of experts at a time."""
-    err, norm = [], []
-    for c in expert_chunks(*q.shape):
-        f = fp[c].float()
-        err.append((q[c].float() - f).pow(2).sum((1, 2)))
-        norm.append(f.pow(2).sum((1, 2)))
-    return torch.cat(err), torch.cat(norm)
-
-
 @torch.no_grad()
 def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: torch.Tensor, scheme: Scheme,
                             state: QuantState, key_prefix: str, down_transforms: list | None = None,
@@ -86,7 +76,6 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
     n = group.num_experts
     layer = block.layer_idx
     gptq = isinstance(scheme.method, GptqConfig) and tokens is not None
-    fp_gu = group.gate_up().clone()  # for the relative error (model dtype); down's copy is taken when it is quantized
 
     per_expert = tokens.per_expert(n) if tokens is not None else [(torch.empty(0, dtype=torch.long),) * 2] * n
     counts = [int(t.shape[0]) for t, _ in per_expert]
@@ -109,19 +98,17 @@ def quantize_routed_experts(block: MoEBlock, tokens: RoutedTokens | None, bits: 
             state.record_fallback(layer, first_expert + e, counts[e], f"{counts[e]} routed calibration tokens < min_tokens "
                                   f"{m.min_tokens}", m.fallback)
         H_gu = partial(_hessians, xs.__getitem__, cs, m.affinity, group.hidden_size, tokens.x.device)
-    state.add(quantize_stacked(group.gate_up(), f"{key_prefix}.{group.names[0]}", layer, "experts_gate_up",
-                               bits, scheme, H_gu, use_gptq))
-    err_gu, norm_gu = _squared_error(group.gate_up(), fp_gu)
-    del fp_gu
+    rec, err_gu, norm_gu = quantize_stacked_measured(group.gate_up(), f"{key_prefix}.{group.names[0]}", layer,
+                                                     "experts_gate_up", bits, scheme, H_gu, use_gptq)
+    state.add(rec)
     if gptq:
         def down_input(e: int) -> torch.Tensor:  # through the quantized gate/up, computed when its chunk is solved
             a = group.intermediate(e, xs[e]) if xs[e].shape[0] else xs[e].new_zeros(0, group.intermediate_size)
             return down_transforms[e](a) if down_transforms is not None else a
 
         H_down = partial(_hessians, down_input, cs, scheme.method.affinity, group.intermediate_size, tokens.x.device)
-    fp_down = group.down().clone()
-    state.add(quantize_stacked(group.down(), f"{key_prefix}.{group.names[1]}", layer, "experts_down",
-                               bits, scheme, H_down, use_gptq))
-    err_down, norm_down = _squared_error(group.down(), fp_down)
+    rec, err_down, norm_down = quantize_stacked_measured(group.down(), f"{key_prefix}.{group.names[1]}", layer,
+                                                         "experts_down", bits, scheme, H_down, use_gptq)
+    state.add(rec)
     err, norm = err_gu + err_down, norm_gu + norm_down
     state.expert_error[layer] = (err / norm.clamp(min=1e-30)).sqrt().tolist()

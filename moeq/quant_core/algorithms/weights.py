@@ -74,9 +74,20 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
                      H: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None,
                      use_gptq: torch.Tensor) -> WeightRecord:
     """Quantize [n, out, in] expert weights in place: batched GPTQ for experts with `use_gptq`
-    (Hessians H [n, in, in], or a function giving the Hessians of a chunk of experts), RTN for the
-    rest — with clip search when they are GPTQ fallbacks.
-    Float32 work copies are made per chunk of experts (`expert_chunks`), never for the whole stack."""
+    (Hessians H [n, in, in], or a function giving fresh Hessians of a chunk of experts, which GPTQ
+    then overwrites), RTN for the rest — with clip search when they are GPTQ fallbacks.
+    Float32 work copies are made one expert at a time for RTN and per chunk of experts
+    (`expert_chunks`) for GPTQ, never for the whole stack."""
+    return quantize_stacked_measured(view, key, layer, role, bits, scheme, H, use_gptq, measure=False)[0]
+
+
+def quantize_stacked_measured(view: torch.Tensor, key: str, layer: int, role: Role, bits: torch.Tensor,
+                              scheme: Scheme, H: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None,
+                              use_gptq: torch.Tensor, measure: bool = True
+                              ) -> tuple[WeightRecord, torch.Tensor | None, torch.Tensor | None]:
+    """`quantize_stacked`, and (with `measure`) per expert Σ(q − w)² and Σw² in float32 over
+    [out, in] — q the dequantized weights in the view's dtype, w the weights before — computed
+    while q is written back, so no copy of the original weights is kept."""
     n, rows, cols = view.shape
     g = cols if scheme.group_size is None else scheme.group_size
     codes = torch.empty(n, rows, cols, dtype=torch.uint8, device=view.device)
@@ -84,10 +95,7 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
     zero = torch.empty_like(scale)
     gptq = isinstance(scheme.method, GptqConfig) and H is not None
     mask = use_gptq.to(torch.bool) if gptq else torch.zeros(n, dtype=torch.bool)
-    rest = torch.nonzero(~mask).reshape(-1)
-    step = expert_chunks(n, rows, cols)[0].stop
-    for c0 in range(0, len(rest), step):
-        sel = rest[c0:c0 + step]
+    for sel in torch.nonzero(~mask).reshape(-1).split(1):  # RTN is elementwise and per group: one expert at a time
         w = view[sel].float()
         params = rtn_params(w, bits[sel], scheme, clip_search=True if gptq else None)
         codes[sel], scale[sel], zero[sel] = quantize(w, params), params.scale, params.zero
@@ -95,16 +103,38 @@ def quantize_stacked(view: torch.Tensor, key: str, layer: int, role: Role, bits:
     idx = torch.nonzero(mask).reshape(-1)
     if len(idx):
         m = scheme.method
-        chunk = max(1, min(HESSIAN_CHUNK_BYTES // (cols * cols * 4), step))
+        chunk = max(1, min(HESSIAN_CHUNK_BYTES // (cols * cols * 4), expert_chunks(n, rows, cols)[0].stop))
         for c0 in range(0, len(idx), chunk):
             sel = idx[c0:c0 + chunk]
-            H_sel = H(sel) if callable(H) else H[sel]
-            res = gptq_quantize(view[sel].float(), H_sel.to(view.device), bits[sel], scheme.group_size,
-                                scheme.symmetric, block_size=m.block_size, damp=m.damp, act_order=m.act_order,
-                                clip=scheme.clip_ratio, mse=m.clip_search)
+            res = gptq_quantize(view[sel].float(), (H(sel) if callable(H) else H[sel]).to(view.device), bits[sel],
+                                scheme.group_size, scheme.symmetric, block_size=m.block_size, damp=m.damp,
+                                act_order=m.act_order, clip=scheme.clip_ratio, mse=m.clip_search, scratch=True)
             codes[sel], scale[sel], zero[sel] = res.codes, res.params.scale, res.params.zero
-            del res, H_sel  # GPTQ's float32 grid weights and this chunk's Hessians are done with
+            del res  # GPTQ's float32 grid weights are done with
     params = QuantParams(scale, zero, bits, g, scheme.symmetric)
-    for c in expert_chunks(n, rows, cols):
-        view[c].copy_(dequantize(codes[c], QuantParams(scale[c], zero[c], bits[c], g, scheme.symmetric), view.dtype))
-    return WeightRecord(key=key, role=role, layer=layer, codes=codes, params=params)
+    errors = [_write_back(view, codes, params, c, measure) for c in expert_chunks(n, rows, cols)]
+    rec = WeightRecord(key=key, role=role, layer=layer, codes=codes, params=params)
+    if not measure:
+        return rec, None, None
+    return rec, torch.cat([e for e, _ in errors]), torch.cat([s for _, s in errors])
+
+
+def _write_back(view: torch.Tensor, codes: torch.Tensor, p: QuantParams, c: slice,
+                measure: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Dequantize experts `c` into the view, one expert at a time; with `measure`, their Σ(q − w)²
+    and Σw² over [out, in] as sums over one float32 buffer of the chunk in the view's layout: first
+    w², then, expert by expert, w again, less q once q is written, squared ((w − q)² = (q − w)²
+    exactly) — the same tensors summed as from a copy of the original weights."""
+    buf = norm = None
+    if measure:
+        buf = view[c].to(torch.float32, copy=True)
+        norm = buf.pow_(2).sum((1, 2))
+    for e in range(c.start, c.stop):
+        if measure:
+            buf[e - c.start].copy_(view[e])
+        q = dequantize(codes[e], QuantParams(p.scale[e], p.zero[e], p.bits[e], p.group_size, p.symmetric))
+        view[e].copy_(q)  # rounds to the view's dtype as .to(view.dtype) does
+        del q
+        if measure:
+            buf[e - c.start].sub_(view[e]).pow_(2)
+    return None if not measure else (buf.sum((1, 2)), norm)

@@ -79,16 +79,16 @@ def compute_params(w: torch.Tensor, bits: Bits, group_size: int | None, symmetri
 
 def quantize(w: torch.Tensor, p: QuantParams) -> torch.Tensor:
     """Integer codes (uint8) of `w` on the grid `p`."""
-    wg = _grouped(w.float(), p.group_size)
     maxq = _expand(p.maxq, 3).float()
-    q = torch.clamp(torch.round(wg / p.scale[..., None]) + p.zero[..., None], torch.zeros_like(maxq), maxq)
+    q = _grouped(w.float(), p.group_size) / p.scale[..., None]  # one float32 temporary, updated in place
+    q.round_().add_(p.zero[..., None]).clamp_(torch.zeros_like(maxq), maxq)
     return q.reshape(w.shape).to(torch.uint8)
 
 
 def dequantize(codes: torch.Tensor, p: QuantParams, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """w = (q - z)·s, the exact grid values."""
-    qg = _grouped(codes.float(), p.group_size)
-    return ((qg - p.zero[..., None]) * p.scale[..., None]).reshape(codes.shape).to(dtype)
+    qg = _grouped(codes.to(torch.float32, copy=True), p.group_size)  # one float32 temporary, updated in place
+    return qg.sub_(p.zero[..., None]).mul_(p.scale[..., None]).reshape(codes.shape).to(dtype)
 
 
 def fake_quant(w: torch.Tensor, p: QuantParams) -> torch.Tensor:

@@ -27,8 +27,8 @@ class GptqResult:
     loss: torch.Tensor  # [n] sum of (w−q)²/d² proxy loss (GPTQ's objective)
 
 
-def _prepare_hessian(H: torch.Tensor, W: torch.Tensor, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    H = H.clone().float()
+def _prepare_hessian(H: torch.Tensor, W: torch.Tensor, damp: float, scratch: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    H = H.float() if scratch else H.clone().float()  # damped in place: the caller's scratch Hessians, or a copy
     diag = torch.diagonal(H, dim1=-2, dim2=-1)
     dead = diag == 0
     diag[dead] = 1.0
@@ -39,15 +39,23 @@ def _prepare_hessian(H: torch.Tensor, W: torch.Tensor, damp: float) -> tuple[tor
 
 
 def _inverse_cholesky(H: torch.Tensor) -> torch.Tensor:
-    """Upper Cholesky factor of H⁻¹; adds more dampening when H is not positive definite."""
-    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-    mean_diag = torch.diagonal(H, dim1=-2, dim2=-1).mean(dim=-1)[:, None, None]
+    """Upper Cholesky factor of H⁻¹; adds more dampening when H is not positive definite.
+    H + extra·mean(diag H)·I is formed in H itself, whose diagonal is restored for the next try:
+    adding the identity's zeros leaves the other entries as H + 0.0 (which turns −0.0 into +0.0)."""
+    mean_diag = torch.diagonal(H, dim1=-2, dim2=-1).mean(dim=-1)[:, None]
+    H.add_(0.0)
+    diag = torch.diagonal(H, dim1=-2, dim2=-1)
+    base = diag.clone()
     for extra in (0.0, 0.01, 0.1, 1.0, 10.0):
-        L, info = torch.linalg.cholesky_ex(H + extra * mean_diag * eye)
+        diag.copy_(base + extra * mean_diag)
+        L, info = torch.linalg.cholesky_ex(H)
         if int(info.max()) == 0:
-            U, info2 = torch.linalg.cholesky_ex(torch.cholesky_inverse(L), upper=True)
+            inverse = torch.cholesky_inverse(L)
+            del L
+            U, info2 = torch.linalg.cholesky_ex(inverse, upper=True)
             if int(info2.max()) == 0:
                 return U
+            del inverse, U
     raise torch.linalg.LinAlgError("Hessian is not positive definite even after extra dampening")
 
 
@@ -67,16 +75,18 @@ def _sub_blocks(i1: int, i2: int, g: int) -> list[tuple[int, int]]:
 
 def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int | None, symmetric: bool,
                   *, block_size: int = 128, damp: float = 0.01, act_order: bool = False,
-                  clip: float = 1.0, mse: bool = False) -> GptqResult:
+                  clip: float = 1.0, mse: bool = False, scratch: bool = False) -> GptqResult:
     """Quantize W [n, out, in] (or [out, in]) given H [n, in, in] (or [in, in]). `mse`: every group's
-    clip by the reference quantizer's search (moeq.quant_core.functional.clip.mse_clip) instead of `clip`."""
+    clip by the reference quantizer's search (moeq.quant_core.functional.clip.mse_clip) instead of `clip`.
+    `scratch`: W and H are the caller's own copies, overwritten here instead of copied (float32 W and
+    H then cost no second copy)."""
     squeeze = W.dim() == 2
     if squeeze:
         W, H = W[None], H[None]
     n, rows, cols = W.shape
     g = resolve_group_size(cols, group_size)
-    W = W.float().clone()
-    H, W = _prepare_hessian(H, W, damp)
+    W = W.float() if scratch else W.float().clone()
+    H, W = _prepare_hessian(H, W, damp, scratch)
     bits_t = torch.as_tensor(bits, dtype=torch.int64, device=W.device)
 
     perm = None
@@ -86,11 +96,13 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
         if g < cols:  # groups follow the original column order: fix their params up front
             static_params = _params(W, bits_t, g, symmetric, clip, mse)
         W = W.gather(2, perm[:, None, :].expand(-1, rows, -1))
-        H = H.gather(1, perm[:, :, None].expand(-1, -1, cols)).gather(2, perm[:, None, :].expand(-1, cols, -1))
+        H = H.gather(1, perm[:, :, None].expand(-1, -1, cols))  # rows, then columns: two [n, in, in] at a time
+        H = H.gather(2, perm[:, None, :].expand(-1, cols, -1))
     if g == cols:
         static_params = _params(W, bits_t, None, symmetric, clip, mse)
 
     U = _inverse_cholesky(H)
+    del H  # only its factor is used from here on
     Q = torch.zeros_like(W)
     losses = torch.zeros(n, device=W.device)
     n_groups = cols // g
@@ -134,7 +146,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, bits: Bits, group_size: int 
         Q[:, :, i1:i2] = Q1
         W[:, :, i2:] -= E1 @ U[:, i1:i2, i2:]
 
-    del W, H, U  # the work copies are done with before the codes are computed
+    del W, U  # the work copies are done with before the codes are computed
     if perm is not None:
         inv = torch.argsort(perm, dim=-1)
         Q = Q.gather(2, inv[:, None, :].expand(-1, rows, -1))
@@ -153,4 +165,4 @@ def hessian(x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tenso
     x = x.float()
     if weights is not None:
         x = x * weights.float().clamp(min=0).sqrt()[:, None]
-    return 2.0 * (x.T @ x) / max(1, x.shape[0])
+    return (x.T @ x).mul_(2.0).div_(max(1, x.shape[0]))  # 2.0 · xᵀx / N, without a second [in, in] temporary

@@ -1,9 +1,10 @@
 """How many routed experts a streamed layer loads at a time: the recipe's run context may fix it
 (`RunContext.stream_chunk_experts`, an integer); "auto" sizes it from the memory the process may
 still take when the layer is loaded (host: `free_memory_bytes`, the cgroup limit minus its charge
-or `MemAvailable`; device: CUDA's free memory) so that one chunk's working set — the expert's
-weights held COPIES times in float32 while it is read, converted, quantized and written, plus its
-two GPTQ Hessians — stays within SHARE of it, the rest left to activations and the allocator."""
+or `MemAvailable`; device: CUDA's free memory) so that one chunk's working set — COPIES float32
+copies of the expert's weights and, for GPTQ, of its two Hessians — stays within SHARE of it, the
+rest left to activations and the allocator (measured: benchmarks/chunk_memory.py, docs/streaming.md
+"What bounds memory")."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from moeq.contract.errors import RecipeError
 from moeq.quant_core.streaming.host_memory import free_memory_bytes
 
 log = logging.getLogger(__name__)
-COPIES = 6  # float32 copies of a chunk's weights at its peak (read + converted + clone + work + written + serialized)
+# float32 copies per expert, rounded up from the measured working set (benchmarks/RESULTS.md, "Per-expert
+# working set"): weights read + converted (2.2 copies for a float32 checkpoint, 1.3 for bf16), and
+# GPTQ's largest Hessian held three times (itself, its inverse, the inverse's Cholesky factor)
+COPIES = 3
 SHARE = 0.5  # of the free memory, for one chunk
 
 
 def expert_working_bytes(params: int, hidden: int, intermediate: int, hessians: bool) -> int:
     """Bytes one routed expert needs while its chunk is processed."""
-    return COPIES * 4 * params + (4 * (hidden * hidden + intermediate * intermediate) if hessians else 0)
+    return COPIES * 4 * (params + (hidden * hidden + intermediate * intermediate if hessians else 0))
 
 
 def parse_chunk_setting(value) -> int | None:
