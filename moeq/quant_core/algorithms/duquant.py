@@ -52,9 +52,20 @@ def capture_inputs(linears: dict[str, nn.Module], run: Callable[[], None], max_r
     return {k: subsample(torch.cat(v), max_rows, seed) for k, v in got.items() if v}
 
 
+FOLD_ROWS = 512  # rows of a weight transformed at a time (float64 work copies of this many rows)
+
+
 def fold(weight: torch.Tensor, t: BlockTransform) -> None:
-    """W ← T(W) on the input dimension (the last), in place; works on views of fused experts."""
-    weight.copy_(t(weight.double()).to(weight.dtype))
+    """W ← T(W) on the input dimension (the last), in place; works on views of fused experts. Rows
+    are independent: they are transformed FOLD_ROWS at a time, so the float64 work copies stay small
+    (an expert's gate/up in float64 would be 8 B × its parameters, several times over)."""
+    rows = weight.reshape(-1, weight.shape[-1]) if weight.is_contiguous() else None
+    if rows is None:  # a transposed view: fold it whole
+        weight.copy_(t(weight.double()).to(weight.dtype))
+        return
+    for r in range(0, rows.shape[0], FOLD_ROWS):
+        block = rows[r:r + FOLD_ROWS]
+        block.copy_(t(block.double()).to(weight.dtype))
 
 
 @torch.no_grad()
