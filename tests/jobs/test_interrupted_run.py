@@ -19,12 +19,6 @@ import pytest
 
 from tests.jobs.conftest import ROOT, SLOW
 
-# the run must still be working when the signal comes: SLOW's pipeline now takes 0.6-1.7 s, and a
-# clean CI clone lost that race (the run had succeeded before Ctrl-C reached it); this one spends
-# ~6 s in the FP evaluation alone and ~25 s in all on an idle 2-core box
-LONG = {**SLOW, "calibration": {**SLOW["calibration"], "samples": 1024},
-        "eval": {**SLOW["eval"], "ppl_windows": 512}}
-
 
 def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOEQ_")}
@@ -53,7 +47,7 @@ def _runs(home: Path) -> list[dict]:
 
 def _start_run(home: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
     recipe = tmp_path / "slow.json"
-    recipe.write_text(json.dumps(LONG))
+    recipe.write_text(json.dumps(SLOW))
     log = open(tmp_path / "run.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "-q", "run", "--recipe", str(recipe)],
                             env=_env(home), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
