@@ -49,8 +49,11 @@ def _start_run(home: Path, tmp_path: Path) -> tuple[subprocess.Popen, dict]:
     recipe = tmp_path / "slow.json"
     recipe.write_text(json.dumps(SLOW))
     log = open(tmp_path / "run.log", "wb")
+    # Ctrl-C as from a terminal: a suite started as a background job (`cmd &` in a script) hands its
+    # children SIGINT ignored, and a Python started so never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "moeq.app.cli", "-q", "run", "--recipe", str(recipe)],
-                            env=_env(home), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=_env(home), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log.close()
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
