@@ -16,7 +16,6 @@ the run never exceeds its chunk budget silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -93,15 +92,6 @@ class ChunkedLayers:
         return run_layer_chunked(layer, block.block, spec.router, spec.experts, batches, chunks,
                                  lambda e0, e1: load_experts(self.sk, i, e0, e1, source, self.device),
                                  lambda: release_experts(self.sk, i), chunk_adder(spec.expert_call))
-
-    def per_expert(self, i: int, chunks: list[tuple[int, int]], fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """`fn()` (a per-expert statistic of layer i's loaded experts) over every chunk, joined."""
-        out = []
-        for e0, e1 in chunks:
-            load_experts(self.sk, i, e0, e1, device=self.device)
-            out.append(fn())
-            release_experts(self.sk, i)
-        return torch.cat(out)
 
     def record(self) -> dict:
         """For the result: the setting, the chunk sizes used and the layers loaded whole (and why)."""

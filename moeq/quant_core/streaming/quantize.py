@@ -72,12 +72,12 @@ def quantize_streamed(sk: SkeletonModel, tokenizer, recipe: Recipe, ctx: RunCont
         ctx.check_cancel()
         ctx.progress(f"quantize: layer {i + 1}/{n}", i / n)
         layer, chunks = layers.load(i)
+        access = WHOLE if chunks is None else ChunkedAccess(layers, i, chunks)
         if allocator is not None and i in moe.blocks:
             variance = None  # router_norm's variance guard reads every expert's gate rows: by chunks
             if chunks is not None and allocator.needs_expert_weights:
-                variance = layers.per_expert(i, chunks, lambda: neuron_variance(moe, i))
+                variance = torch.cat([neuron_variance(moe, i) for _ in access.chunks(moe.blocks[i])])
             bits[i] = allocator.layer(i, variance)
-        access = WHOLE if chunks is None else ChunkedAccess(layers, i, chunks)
         quantizer.expert_access = access  # how smoothing / DuQuant reach the experts: chunk by chunk
         quantizer.routed_experts_fn = (quantize_routed_experts if chunks is None
                                        else ChunkedExpertQuantizer(access, writer))
